@@ -1,0 +1,180 @@
+"""Sans-IO delivery: idempotency, retries with backoff and jitter, circuit breaker, dead letters.
+
+Nothing here does I/O or reads a clock. The caller feeds inputs and ``now`` and carries out the
+returned actions: the virtual-time engine under SimPy/numpy, the live workers under asyncio. Both
+therefore share one set of retry and idempotency semantics.
+
+The arithmetic of :class:`RetryPolicy` works on numpy arrays as well as on scalars, which is how
+the vectorised engine applies exactly the same backoff to a million transactions at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from integration.trace import REASON_RETRIES_EXHAUSTED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with a cap and jitter; ``max_attempts`` counts the first try."""
+
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+    max_attempts: int = 20
+    jitter: float = 0.2
+
+    def delay(self, attempt, u):
+        """Wait before attempt ``attempt + 1`` after ``attempt`` failed; ``u`` is uniform in [0, 1).
+
+        Works element-wise on numpy arrays. The jittered share of the delay is spread over
+        ``[0, jitter]`` below the nominal value, so retries of one outage do not stampede together.
+        """
+        exponent = np.minimum(np.asarray(attempt, dtype=float) - 1.0, 60.0)
+        nominal = np.minimum(self.initial * self.multiplier**exponent, self.max_delay)
+        result = nominal * (1.0 - self.jitter * np.asarray(u, dtype=float))
+        return float(result) if np.ndim(result) == 0 else result
+
+    def gives_up_after(self, attempt: int) -> bool:
+        """True when ``attempt`` failed attempts exhaust the policy."""
+        return attempt >= self.max_attempts
+
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass
+class CircuitBreaker:
+    """Per-target breaker: opens after ``failure_threshold`` consecutive failures, probes after
+    ``cooldown``; one successful probe closes it, a failed probe re-opens it."""
+
+    failure_threshold: int = 5
+    cooldown: float = 30.0
+    state: str = CLOSED
+    failures: int = 0
+    opened_at: float = float("-inf")
+    transitions: list[tuple[float, str]] = field(default_factory=list)
+
+    def allows(self, now: float) -> bool:
+        """May a request go to the target at ``now``? Moves open → half-open when the cooldown is over."""
+        if self.state == OPEN and now >= self.opened_at + self.cooldown:
+            self._enter(HALF_OPEN, now)
+        return self.state != OPEN
+
+    def next_probe_at(self) -> float:
+        """Earliest time a request may go out while open."""
+        return self.opened_at + self.cooldown if self.state == OPEN else float("-inf")
+
+    def record_success(self, now: float) -> None:
+        self.failures = 0
+        if self.state != CLOSED:
+            self._enter(CLOSED, now)
+
+    def record_failure(self, now: float) -> None:
+        self.failures += 1
+        if self.state == HALF_OPEN or self.failures >= self.failure_threshold:
+            self.opened_at = now
+            if self.state != OPEN:
+                self._enter(OPEN, now)
+
+    def _enter(self, state: str, now: float) -> None:
+        self.state = state
+        self.transitions.append((now, state))
+
+
+class ProcessedKeys(Protocol):
+    """Durable set of idempotency keys already posted (in memory, or SQLite in the live workers)."""
+
+    def __contains__(self, key: str) -> bool: ...
+
+    def add(self, key: str) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------ actions
+@dataclass(frozen=True)
+class Post:
+    """Send the message to its target now."""
+
+    key: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Suppress:
+    """A copy of an already-posted message: acknowledge it and post nothing."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class RetryAt:
+    """Try again at ``at`` (backoff or breaker cooldown)."""
+
+    key: str
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The target accepted the message; it is now a processed key."""
+
+    key: str
+    attempt: int
+
+
+Action = Post | Suppress | RetryAt | DeadLetter | Done
+
+
+@dataclass
+class Delivery:
+    """The delivery state machine for one target.
+
+    ``offer`` a message when it arrives (or when its retry timer fires), then report the target's
+    answer with ``succeeded`` / ``failed``. Every call returns the actions to carry out.
+    """
+
+    policy: RetryPolicy
+    breaker: CircuitBreaker
+    processed: ProcessedKeys
+    idempotency: bool = True
+
+    def offer(self, key: str, attempt: int, now: float, u: float = 0.5) -> Action:
+        """A message (first try has ``attempt`` 1) is ready to go at ``now``."""
+        if self.idempotency and key in self.processed:
+            return Suppress(key)
+        if not self.breaker.allows(now):
+            # Waiting for the breaker is not an attempt against the target.
+            return RetryAt(key, attempt, max(self.breaker.next_probe_at(), now) + self.policy.initial * u)
+        return Post(key, attempt)
+
+    def succeeded(self, key: str, attempt: int, now: float) -> Action:
+        self.breaker.record_success(now)
+        if self.idempotency:
+            self.processed.add(key)
+        return Done(key, attempt)
+
+    def failed(self, key: str, attempt: int, now: float, u: float, retry_after: float | None = None,
+               permanent_reason: str | None = None) -> Action:
+        """The target refused or failed. ``permanent_reason`` dead-letters at once (e.g. a 4xx)."""
+        if permanent_reason is not None:
+            return DeadLetter(key, attempt, permanent_reason)
+        if retry_after is None:  # a 429 says the target is alive, only busy: do not trip the breaker
+            self.breaker.record_failure(now)
+        if self.policy.gives_up_after(attempt):
+            return DeadLetter(key, attempt, REASON_RETRIES_EXHAUSTED)
+        wait = self.policy.delay(attempt, u)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return RetryAt(key, attempt + 1, now + wait)
