@@ -52,7 +52,8 @@ class PlantMapping:
         target_unit = self.master[canonical].unit
         conversion = self.units.get(unit)
         if conversion is None or conversion[0] != target_unit:
-            return Unmappable(REASON_UNKNOWN_UNIT, f"plant {self.plant}: unit {unit!r} does not convert to {target_unit}")
+            detail = f"plant {self.plant}: unit {unit!r} does not convert to {target_unit}"
+            return Unmappable(REASON_UNKNOWN_UNIT, detail)
         return Mapped(canonical, qty * conversion[1], target_unit)
 
     def map_codes(self, local_items: list[str], unit: str) -> tuple[list[str], np.ndarray, list[str]]:

@@ -67,6 +67,7 @@ class BreakerSpec(Strict):
 class BrokerSpec(Strict):
     latency: Duration = Field(0.005, ge=0)
     redelivery_rate: float = Field(0.0, ge=0, le=1, description="share of messages delivered twice")
+    ack_wait: Duration = Field(30.0, gt=0, description="a message not acked by then is redelivered")
 
 
 class IntegrationSpec(Strict):
@@ -141,7 +142,9 @@ class PlantSpec(Strict):
 class LandscapeSpec(Strict):
     erp: ErpSpec = ErpSpec()
     cloud_erp: ErpSpec | None = None
-    items: dict[str, ItemSpec] = Field(default_factory=lambda: {"FG-100": ItemSpec()})
+    items: dict[str, ItemSpec] = Field(
+        default_factory=lambda: {"FG-100": ItemSpec(), "RM-10": ItemSpec(unit="KG")}
+    )
     integration: IntegrationSpec = IntegrationSpec()
     plants: list[PlantSpec] = Field(min_length=1)
 
@@ -182,6 +185,12 @@ class LoadSpec(Strict):
     inventory_moves: Rate = Field(20 / 3600, ge=0, description="per plant")
     telemetry_interval: Duration = Field(60.0, gt=0, description="edge aggregation interval")
     ship_delay: Duration = Field(3600.0, ge=0, description="mean time from goods receipt to shipment")
+    backflush_item: str = Field("RM-10", description="component consumed by backflush")
+    backflush_unit: str = "KG"
+    backflush_per_unit: float = Field(0.25, ge=0)
+    inspection_time: Duration = Field(1200.0, gt=0, description="mean QMS inspection time per lot")
+    hold_duration: Duration = Field(7200.0, gt=0, description="mean time a held lot stays on hold")
+    mes_ack: Duration = Field(2.0, ge=0, description="MES time to validate and acknowledge an order")
     shift: ShiftSpec = ShiftSpec()
     bursts: list[BurstSpec] = []
 
@@ -279,13 +288,13 @@ class Scenario(Strict):
         for i, burst in enumerate(self.load.bursts):
             if burst.plants != "all":
                 problems += [f"load.bursts[{i}].plants: unknown plant {p!r}" for p in burst.plants if p not in plants]
+        cloud_missing = self.landscape.cloud_erp is None and self.landscape.erp.kind != "cloud"
         for i, wave in enumerate(self.rollout.waves):
             problems += [f"rollout.waves[{i}].plants: unknown plant {p!r}" for p in wave.plants if p not in plants]
-            if wave.erp == "cloud" and self.landscape.cloud_erp is None and self.landscape.erp.kind != "cloud":
+            if wave.erp == "cloud" and cloud_missing:
                 problems.append(f"rollout.waves[{i}].erp: 'cloud' needs landscape.cloud_erp to be set")
-        if any(p.erp == "cloud" for p in self.landscape.all_plants) and self.landscape.cloud_erp is None:
-            if self.landscape.erp.kind != "cloud":
-                problems.append("landscape.plants: a plant routes to 'cloud' but landscape.cloud_erp is not set")
+        if cloud_missing and any(p.erp == "cloud" for p in self.landscape.all_plants):
+            problems.append("landscape.plants: a plant routes to 'cloud' but landscape.cloud_erp is not set")
         if problems:
             raise ValueError("; ".join(problems) + f" (known plants: {', '.join(sorted(plants))})")
         return self

@@ -1,0 +1,108 @@
+"""Columnar batches of transactions exchanged between actors once per time window.
+
+A batch is a plain ``dict`` of equal-length numpy arrays (cheap to ship through Ray's object store,
+trivially turned into Arrow). Strings travel as small integer codes into the tables below or into
+the scenario's :class:`~scenarios.generator.Vocabulary`; they become text only when the trace is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from integration import trace
+
+Batch = dict[str, np.ndarray]
+
+FLOW_CODE = {name: i for i, name in enumerate(trace.FLOWS)}
+TARGETS: tuple[str, ...] = ("erp-legacy", "erp-cloud", "MES", "WMS", "maintenance", "analytics")
+TARGET_CODE = {name: i for i, name in enumerate(TARGETS)}
+REASONS: tuple[str, ...] = (
+    "",
+    trace.REASON_EDGE_OVERFLOW,
+    trace.REASON_UNMAPPED_ITEM,
+    trace.REASON_UNKNOWN_UNIT,
+    trace.REASON_RETRIES_EXHAUSTED,
+    trace.REASON_REDELIVERY,
+    "order_item_not_released_to_plant",
+    "run_ended_before_delivery",
+)
+REASON_CODE = {name: i for i, name in enumerate(REASONS)}
+OUTCOME_CODE = {name: i for i, name in enumerate(trace.OUTCOMES)}
+
+# Columns of a finished row (one trace row), with dtypes. Outbound batches (plant -> hub) carry the
+# first group only; the hub fills in the rest.
+SOURCE_COLUMNS: dict[str, type] = {
+    "seq": np.int64,
+    "flow": np.int8,
+    "line": np.int16,
+    "item": np.int16,
+    "qty": np.float64,
+    "unit": np.int16,
+    "lot": np.int64,
+    "t_created": np.float64,
+    "t_edge": np.float64,
+    "t_broker": np.float64,
+    "t_gate": np.float64,  # quality disposition the flow waits for (NaN: none)
+}
+RESULT_COLUMNS: dict[str, type] = {
+    "plant": np.int16,
+    "replication": np.int32,
+    "target": np.int8,
+    "t_delivered": np.float64,
+    "t_acked": np.float64,
+    "attempts": np.int32,
+    "outcome": np.int8,
+    "reason": np.int8,
+}
+ALL_COLUMNS = SOURCE_COLUMNS | RESULT_COLUMNS
+
+
+def empty(columns: dict[str, type] = ALL_COLUMNS) -> Batch:
+    """A batch of zero rows with the given columns."""
+    return {name: np.empty(0, dtype=dtype) for name, dtype in columns.items()}
+
+
+def make(n: int, columns: dict[str, type] = ALL_COLUMNS, **values) -> Batch:
+    """A batch of ``n`` rows; columns not given are filled with NaN (floats), -1 or 0 (codes)."""
+    out: Batch = {}
+    for name, dtype in columns.items():
+        if name in values:
+            out[name] = np.broadcast_to(np.asarray(values[name], dtype=dtype), (n,)).copy()
+        elif np.issubdtype(dtype, np.floating):
+            out[name] = np.full(n, np.nan)
+        elif name in ("lot",):
+            out[name] = np.full(n, -1, dtype=dtype)
+        else:
+            out[name] = np.zeros(n, dtype=dtype)
+    unknown = set(values) - set(columns)
+    if unknown:
+        raise KeyError(f"unknown batch columns: {sorted(unknown)}")
+    return out
+
+
+def size(batch: Batch) -> int:
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+def concat(batches: list[Batch], columns: dict[str, type] | None = None) -> Batch:
+    """Stack batches row-wise (all must carry the same columns)."""
+    batches = [b for b in batches if b and size(b)]
+    if not batches:
+        return empty(columns or ALL_COLUMNS)
+    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+
+
+def take(batch: Batch, index: np.ndarray) -> Batch:
+    """Rows selected by a boolean mask or an index array."""
+    return {name: column[index] for name, column in batch.items()}
+
+
+def with_results(batch: Batch, **values) -> Batch:
+    """``batch`` extended with the result columns (defaults as in :func:`make`)."""
+    n = size(batch)
+    missing = {k: v for k, v in RESULT_COLUMNS.items() if k not in batch}
+    return batch | make(n, missing, **{k: v for k, v in values.items() if k in missing}) | {
+        k: np.broadcast_to(np.asarray(v, dtype=ALL_COLUMNS[k]), (n,)).copy()
+        for k, v in values.items()
+        if k not in missing
+    }

@@ -1,0 +1,242 @@
+"""The integration hub of the virtual-time engine: mapping, routing, redelivery and idempotency,
+retries with backoff under a circuit breaker, dead letters, and the ERP posting queues.
+
+It applies the same :class:`~integration.delivery.RetryPolicy` arithmetic the live workers use,
+element-wise over a window's batch. Windows are conservative: a message is served by an ERP only
+once every message that could reach that ERP earlier is known, so FIFO order and hop times are exact.
+
+Approximations, bounded and documented:
+- the circuit breaker of a target opens at the ``failure_threshold``-th failed first attempt of an
+  outage seen by the hub and probes every ``cooldown``; it closes at the first probe after the outage;
+- an API rate limit is enforced by pacing (minimum spacing of calls) rather than by collecting 429s;
+- a slow window multiplies the service time of calls that *arrive* inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from integration import batch as B
+from integration import trace
+from integration.delivery import CLOSED, HALF_OPEN, OPEN, RetryPolicy
+from integration.mapping import Mapped, PlantMapping
+from scenarios.generator import ERP_KINDS, FaultPlan, Routing, Vocabulary, Windows
+from scenarios.spec import Scenario
+from twins.erp import ErpPostingServer
+
+OUT = B.OUTCOME_CODE
+R = B.REASON_CODE
+POOL_EXTRA = {"t_arrive": np.float64, "copy": np.bool_}
+
+
+@dataclass
+class BreakerTimeline:
+    """Open/close times of one target's breaker, one entry per outage window of that target."""
+
+    outages: Windows
+    threshold: int
+    cooldown: float
+    failures: dict[int, list[float]] = field(default_factory=dict)
+    t_open: dict[int, float] = field(default_factory=dict)
+
+    def note_failures(self, t: np.ndarray) -> None:
+        """Record failed first attempts; opens the breaker at the threshold-th failure of an outage."""
+        idx = self.outages.index(t)
+        for w in np.unique(idx[idx >= 0]):
+            if w in self.t_open:
+                continue
+            seen = self.failures.setdefault(int(w), [])
+            seen.extend(np.sort(t[idx == w])[: self.threshold].tolist())
+            seen.sort()
+            if len(seen) >= self.threshold:
+                self.t_open[int(w)] = seen[self.threshold - 1]
+
+    def open_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(open, close) per outage whose breaker opened; close is the first probe after the outage."""
+        keys = sorted(self.t_open)
+        opened = np.array([self.t_open[k] for k in keys])
+        ends = self.outages.end[keys] if keys else np.empty(0)
+        close = opened + self.cooldown * np.ceil((ends - opened) / self.cooldown)
+        return opened, close
+
+    def transitions(self) -> list[tuple[float, str]]:
+        out = []
+        for t_open, t_close in zip(*self.open_spans(), strict=True):
+            out += [(float(t_open), OPEN), (float(t_close), HALF_OPEN), (float(t_close), CLOSED)]
+        return out
+
+
+class IntegrationHub:
+    """One replication's integration layer and ERP systems."""
+
+    def __init__(self, scenario: Scenario, vocab: Vocabulary, faults: FaultPlan, rng: np.random.Generator):
+        integ = scenario.landscape.integration
+        self.scenario = scenario
+        self.vocab = vocab
+        self.faults = faults
+        self.rng = rng
+        self.policy = RetryPolicy(**integ.retry.model_dump())
+        self.idempotency = integ.idempotency
+        self.broker = integ.broker
+        plants = scenario.landscape.all_plants
+        self.mappings = [PlantMapping.from_spec(p, scenario.landscape.items) for p in plants]
+        routes = [Routing.of(scenario, p) for p in plants]
+        self.switch_at = np.array([r.switch_at for r in routes])
+        self.erp_before = np.array([ERP_KINDS.index(r.before) for r in routes], dtype=np.int8)
+        self.erp_after = np.array([ERP_KINDS.index(r.after) for r in routes], dtype=np.int8)
+        self.erps = [ErpPostingServer(scenario.erp_for(k), faults.erp_slow[k], rng) for k in ERP_KINDS]
+        self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
+        cb = integ.circuit_breaker
+        self.breakers = [BreakerTimeline(faults.erp_outage[k], cb.failure_threshold, cb.cooldown) for k in ERP_KINDS]
+        self._map_cache: dict[int, tuple[int, float, int, int]] = {}
+        self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
+
+    # ------------------------------------------------------------------------------------ mapping
+    def _map(self, rows: B.Batch) -> np.ndarray:
+        """Rewrite item/qty/unit to canonical in place; return the dead-letter reason code per row."""
+        key = rows["plant"].astype(np.int64) << 32 | rows["item"].astype(np.int64) << 16 | rows["unit"]
+        uniq, inverse = np.unique(key, return_inverse=True)
+        table = np.array([self._map_key(int(k)) for k in uniq], dtype=float).reshape(-1, 4)
+        item, factor, unit, reason = (table[inverse, i] for i in range(4))
+        ok = reason == 0
+        rows["item"] = np.where(ok, item, rows["item"]).astype(np.int16)
+        rows["unit"] = np.where(ok, unit, rows["unit"]).astype(np.int16)
+        rows["qty"] = np.where(ok, rows["qty"] * factor, rows["qty"])
+        return reason.astype(np.int8)
+
+    def _map_key(self, key: int) -> tuple[int, float, int, int]:
+        if key not in self._map_cache:
+            plant, item, unit = key >> 32, (key >> 16) & 0xFFFF, key & 0xFFFF
+            result = self.mappings[plant].map_one(self.vocab.items[item], 1.0, self.vocab.units[unit])
+            if isinstance(result, Mapped):
+                value = (self.vocab.item(result.item), result.qty, self.vocab.unit(result.unit), 0)
+            else:
+                value = (item, 1.0, unit, R[result.reason])
+            self._map_cache[key] = value
+        return self._map_cache[key]
+
+    # ----------------------------------------------------------------------------------- delivery
+    def _attempts(self, rows: B.Batch, t_ready: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Retry every message until an attempt finds its ERP up: (arrival at ERP, attempts, dead)."""
+        erp = rows["target"]
+        a = t_ready + self.network[erp]
+        attempts = np.zeros(a.size, dtype=np.int32)
+        dead = np.zeros(a.size, dtype=bool)
+        active = np.ones(a.size, dtype=bool)
+        for code, breaker in enumerate(self.breakers):
+            first = erp == code
+            breaker.note_failures(a[first][breaker.outages.contains(a[first])])
+        spans = [b.open_spans() for b in self.breakers]
+        while active.any():
+            idx = np.flatnonzero(active)
+            t = a[idx]
+            code = erp[idx]
+            down = np.zeros(idx.size, dtype=bool)
+            held = np.zeros(idx.size, dtype=bool)
+            release = np.zeros(idx.size)
+            for c, breaker in enumerate(self.breakers):
+                sel = code == c
+                down[sel] = breaker.outages.contains(t[sel])
+                opened, close = spans[c]
+                if opened.size:
+                    k = np.searchsorted(opened, t[sel], side="right") - 1
+                    inside = (k >= 0) & (t[sel] < close[np.clip(k, 0, None)])
+                    held[sel] = inside
+                    release[sel] = np.where(inside, close[np.clip(k, 0, None)], 0.0)
+            u = self.rng.random(idx.size)
+            # Breaker open: wait for its probe; that is not an attempt against the ERP.
+            a[idx[held]] = release[held] + self.policy.initial * u[held]
+            tried = ~held
+            attempts[idx[tried]] += 1
+            ok = tried & ~down
+            failed = tried & down
+            active[idx[ok]] = False
+            give_up = failed & (attempts[idx] >= self.policy.max_attempts)
+            dead[idx[give_up]] = True
+            active[idx[give_up]] = False
+            retry = failed & ~give_up
+            a[idx[retry]] = t[retry] + self.policy.delay(attempts[idx[retry]], u[retry])
+        return a, attempts, dead
+
+    def _route(self, rows: B.Batch) -> np.ndarray:
+        plant = rows["plant"]
+        return np.where(rows["t_broker"] >= self.switch_at[plant], self.erp_after[plant], self.erp_before[plant])
+
+    def _copies(self, rows: B.Batch) -> B.Batch:
+        """Broker redeliveries: some messages arrive a second time after the ack wait."""
+        rate = self.faults.redelivery.value_at(rows["t_broker"], self.broker.redelivery_rate)
+        twice = self.rng.random(rate.size) < rate
+        copies = B.take(rows, twice)
+        copies["t_broker"] = copies["t_broker"] + self.broker.ack_wait
+        copies["reason"] = np.full(B.size(copies), R[trace.REASON_REDELIVERY], dtype=np.int8)
+        return copies
+
+    # --------------------------------------------------------------------------------------- step
+    def step(self, window_end: float, incoming: list[tuple[int, B.Batch]]) -> tuple[B.Batch, B.Batch]:
+        """Take the plants' outbound batches of a window; return finished rows and ledger postings."""
+        rows = B.concat([B.with_results(b, plant=p) for p, b in incoming])
+        finished: list[B.Batch] = []
+        if B.size(rows):
+            rows["target"] = self._route(rows).astype(np.int8)
+            reason = self._map(rows)
+            bad = reason != 0
+            if bad.any():
+                dlq = B.take(rows, bad)
+                dlq.update(outcome=np.full(bad.sum(), OUT[trace.DEAD_LETTERED], np.int8), reason=reason[bad])
+                finished.append(dlq)
+            good = B.take(rows, ~bad)
+            copies = self._copies(good)
+            if self.idempotency and B.size(copies):
+                # The processed-key store (per-key ordering) acknowledges the copy and posts nothing.
+                copies.update(outcome=np.full(B.size(copies), OUT[trace.DUPLICATE_SUPPRESSED], np.int8),
+                              t_delivered=copies["t_broker"].copy(), t_acked=copies["t_broker"].copy())
+                finished.append(copies)
+                copies = B.empty(B.ALL_COLUMNS)
+            moving = B.concat([good, copies])
+            arrive, attempts, dead = self._attempts(moving, moving["t_broker"])
+            moving["attempts"] = attempts
+            if dead.any():
+                lost = B.take(moving, dead)
+                lost.update(outcome=np.full(dead.sum(), OUT[trace.DEAD_LETTERED], np.int8),
+                            reason=np.full(dead.sum(), R[trace.REASON_RETRIES_EXHAUSTED], np.int8))
+                finished.append(lost)
+            alive = B.take(moving, ~dead)
+            alive["t_arrive"] = arrive[~dead]
+            alive["copy"] = alive["reason"] == R[trace.REASON_REDELIVERY]
+            self.pool = B.concat([self.pool, alive])
+        served, ledger = self._serve(window_end)
+        finished.append(served)
+        return B.concat(finished), ledger
+
+    def _serve(self, until: float) -> tuple[B.Batch, B.Batch]:
+        """Post every pooled message that reaches its ERP before ``until``, in arrival order."""
+        due = self.pool["t_arrive"] < until
+        ready = B.take(self.pool, due)
+        self.pool = B.take(self.pool, ~due)
+        done: list[B.Batch] = []
+        for code, erp in enumerate(self.erps):
+            sel = ready["target"] == code
+            if not sel.any():
+                continue
+            part = B.take(ready, sel)
+            order = np.argsort(part["t_arrive"], kind="stable")
+            part = B.take(part, order)
+            posted = erp.serve(part["t_arrive"])
+            part["t_delivered"] = posted
+            part["t_acked"] = np.fmax(posted, part["t_gate"])
+            part["outcome"] = np.full(posted.size, OUT[trace.DELIVERED], np.int8)
+            done.append(part)
+        rows = B.concat(done, B.ALL_COLUMNS | POOL_EXTRA)
+        rows.pop("copy", None)
+        rows.pop("t_arrive", None)
+        return rows, rows  # every delivered row is one ERP posting
+
+    def finish(self) -> tuple[B.Batch, B.Batch]:
+        """Serve everything still pooled (the caller marks what lands after the run's end in flight)."""
+        return self._serve(np.inf)
+
+    def breaker_log(self) -> list[dict]:
+        return [{"target": B.TARGETS[c], "t": t, "state": s}
+                for c, b in enumerate(self.breakers) for t, s in b.transitions()]

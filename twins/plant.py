@@ -1,0 +1,277 @@
+"""One plant as a twin on an injected SimPy environment: machine bank, MES, WMS, edge, and the
+plant-facing half of QMS and order release.
+
+The SimPy processes are coarse (a reporting tick per interval, a shift change per shift); the
+high-volume records they cause are numpy arrays. ``step(t_to)`` runs the environment to ``t_to`` and
+returns the window's outbound batch (to the integration hub), the rows it finished locally (order
+releases, quality messages, downtime) and the lots it closed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from integration import batch as B
+from integration import trace
+from integration.mapping import Mapped, PlantMapping
+from integration.store_forward import StoreAndForward
+from scenarios.generator import FaultPlan, Routing, Vocabulary
+from scenarios.spec import PlantSpec, Scenario
+from twins import qms, wms
+from twins.machines import MachineBank
+from twins.mes import Mes
+
+F = B.FLOW_CODE
+LOT_LINE_BASE = 1_000_000  # lot code = line * LOT_LINE_BASE + number
+
+
+@dataclass(frozen=True)
+class PlantWindow:
+    outbound: B.Batch  # source columns, for the hub
+    local: B.Batch  # finished rows (all columns)
+    lots: dict[str, np.ndarray]
+
+
+class PlantTwin:
+    """A plant's shop floor and edge. ``plant_index`` is its position in the scenario's plant list."""
+
+    def __init__(self, env: simpy.Environment, scenario: Scenario, plant: PlantSpec, plant_index: int,
+                 vocab: Vocabulary, faults: FaultPlan, rng: np.random.Generator):
+        self.env = env
+        self.scenario = scenario
+        self.plant = plant
+        self.index = plant_index
+        self.vocab = vocab
+        self.faults = faults
+        self.rng = rng
+        self.load = scenario.load
+        self.wan = faults.wan_outage[plant.id]
+        self.routing = Routing.of(scenario, plant)
+        self.bank = MachineBank(plant.lines * plant.machines_per_line, plant.cycle_time, plant.scrap_rate,
+                                plant.mtbf, plant.mttr, rng, plant.machines_per_line)
+        self.mes = Mes(plant.lines, self.bank.line_of, self.load.lot_size, rng)
+        self.edge = StoreAndForward(plant.edge, self.wan)
+        products = plant.products
+        self.line_item = np.array([vocab.item(products[i % len(products)]) for i in range(plant.lines)], np.int16)
+        self.unit = vocab.unit(plant.unit)
+        mapping = PlantMapping.from_spec(plant, scenario.landscape.items)
+        self.line_orderable = np.array(
+            [isinstance(mapping.map_one(products[i % len(products)], 1, plant.unit), Mapped)
+             for i in range(plant.lines)]
+        )
+        master = scenario.landscape.items
+        canonical = [mapping.items.get(products[i % len(products)]) for i in range(plant.lines)]
+        self.line_inspect = np.array([c in master and master[c].inspection for c in canonical])
+        self.line_hold_rate = np.array([master[c].hold_rate if c in master else 0.0 for c in canonical])
+        self.seq = 0
+        self._pending: list[B.Batch] = []  # outbound records, possibly dated in a later window
+        self._local: list[B.Batch] = []
+        self._lots: list[dict[str, np.ndarray]] = []
+        env.process(self._reporting())
+        env.process(self._shift_changes())
+
+    # -------------------------------------------------------------------------------- processes
+    def _reporting(self):
+        interval = self.load.confirmation_interval
+        while True:
+            yield self.env.timeout(interval)
+            step = self.bank.advance(self.env.now)
+            self._record_interval(step)
+
+    def _shift_changes(self):
+        shift = self.load.shift
+        while True:
+            yield self.env.timeout(shift.length)
+            # Handover: lines stop briefly while crews change (a third of the burst window).
+            self.bank.changeover(np.arange(self.bank.n), shift.change_burst_duration / 3)
+
+    # ------------------------------------------------------------------------------------ records
+    def _new(self, flow: str, t: np.ndarray, line: np.ndarray, item, qty, unit, lot=-1) -> B.Batch:
+        n = t.size
+        seq = np.arange(self.seq, self.seq + n, dtype=np.int64)
+        self.seq += n
+        return B.make(n, B.SOURCE_COLUMNS, seq=seq, flow=F[flow], line=line, item=item, qty=qty, unit=unit,
+                      lot=lot, t_created=t)
+
+    def _record_interval(self, step) -> None:
+        out = self.mes.report(step)
+        li = self.bank.line_of
+        self._pending += [
+            self._new(trace.OPERATION_CONFIRMATION, out.conf_time, li[out.conf_machine],
+                      self.line_item[li[out.conf_machine]], out.conf_good, self.unit),
+            self._new(trace.SCRAP, out.scrap_time, li[out.scrap_machine], self.line_item[li[out.scrap_machine]],
+                      out.scrap_qty, self.unit),
+            self._new(trace.BACKFLUSH, out.flush_time, out.flush_line, self.vocab.item(self.load.backflush_item),
+                      out.flush_units * self.load.backflush_per_unit, self.vocab.unit(self.load.backflush_unit)),
+            self._new(trace.GOODS_RECEIPT, out.lot_time, out.lot_line, self.line_item[out.lot_line],
+                      float(self.load.lot_size), self.unit, out.lot_line * LOT_LINE_BASE + out.lot_number),
+        ]
+        downs = step.down_machine
+        if downs.size:
+            self._local.append(self._downtime(step.down_start, li[downs], step.down_end - step.down_start))
+
+    def _warehouse(self, t_from: float, t_to: float) -> None:
+        """Material issues per line and inventory moves per plant, with shift-change and scenario bursts."""
+        load, rng, lines = self.load, self.rng, self.plant.lines
+        factor_windows = self._shift_burst_windows(t_from, t_to)
+        for flow, rate, per_line in ((trace.MATERIAL_ISSUE, load.material_issues, True),
+                                     (trace.INVENTORY_MOVE, load.inventory_moves, False)):
+            t = wms.poisson_times(rate * (lines if per_line else 1), t_from, t_to, rng)
+            for s, e in factor_windows:  # extra arrivals during shift changes
+                t = np.concatenate([t, wms.poisson_times(rate * (lines if per_line else 1) *
+                                                         (load.shift.change_burst_factor - 1), s, e, rng)])
+            for burst in load.bursts:
+                if burst.flow == flow and (burst.plants == "all" or self.plant.id in burst.plants):
+                    t = np.concatenate([t, wms.poisson_times(burst.rate, max(t_from, burst.at),
+                                                             min(t_to, burst.at + burst.duration), rng)])
+            self._pending.append(self._warehouse_records(flow, np.sort(t)))
+        for burst in load.bursts:
+            if burst.flow in (trace.BACKFLUSH, trace.OPERATION_CONFIRMATION) and (
+                    burst.plants == "all" or self.plant.id in burst.plants):
+                t = wms.poisson_times(burst.rate, max(t_from, burst.at), min(t_to, burst.at + burst.duration), rng)
+                self._pending.append(self._warehouse_records(burst.flow, t))
+
+    def _warehouse_records(self, flow: str, t: np.ndarray) -> B.Batch:
+        line = self.rng.integers(0, self.plant.lines, t.size).astype(np.int16)
+        if flow in (trace.MATERIAL_ISSUE, trace.BACKFLUSH):
+            item, unit = self.vocab.item(self.load.backflush_item), self.vocab.unit(self.load.backflush_unit)
+            qty = np.round(self.rng.uniform(5, 50, t.size), 1)
+        else:
+            item, unit = self.line_item[line], self.unit
+            qty = self.rng.integers(1, 100, t.size).astype(float)
+        return self._new(flow, t, line, item, qty, unit)
+
+    def _shift_burst_windows(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
+        shift = self.load.shift
+        first = np.ceil(t_from / shift.length) * shift.length
+        starts = np.arange(max(first, shift.length), t_to + shift.length, shift.length)
+        return [(max(s, t_from), min(s + shift.change_burst_duration, t_to))
+                for s in starts if s < t_to and s + shift.change_burst_duration > t_from]
+
+    def _orders(self, t_from: float, t_to: float) -> B.Batch:
+        """Production orders released by the ERP to this plant's MES, validated and acknowledged."""
+        lines = self.plant.lines
+        t = wms.poisson_times(self.load.orders * lines, t_from, t_to, self.rng)
+        line = self.rng.integers(0, lines, t.size).astype(np.int16)
+        erp = self.routing.erp_code(t)
+        released = t.copy()
+        for code, kind in enumerate(("legacy", "cloud")):
+            mask = erp == code
+            released[mask] = self.faults.erp_outage[kind].end_of(t[mask])  # a down ERP releases nothing
+        erp_spec_latency = np.where(erp == 0, self.scenario.erp_for("legacy").network_latency,
+                                    self.scenario.erp_for("cloud").network_latency)
+        t_broker = released + erp_spec_latency + self.scenario.landscape.integration.broker.latency
+        t_delivered = self.wan.end_of(t_broker) + self.plant.wan.latency
+        t_acked = t_delivered + self.load.mes_ack + self.plant.wan.latency
+        valid = self.line_orderable[line]
+        rows = self._new(trace.ORDER_RELEASE, t, line, self.line_item[line], float(self.load.lot_size), self.unit)
+        return B.with_results(
+            rows, plant=self.index, target=B.TARGET_CODE["MES"], t_delivered=t_delivered,
+            t_acked=np.where(valid, t_acked, np.nan), attempts=1,
+            outcome=np.where(valid, B.OUTCOME_CODE[trace.DELIVERED], B.OUTCOME_CODE[trace.REJECTED]),
+            reason=np.where(valid, 0, B.REASON_CODE["order_item_not_released_to_plant"]),
+        )
+
+    def _downtime(self, start: np.ndarray, line: np.ndarray, duration: np.ndarray) -> B.Batch:
+        rows = self._new(trace.DOWNTIME, start, line, self.line_item[line], duration / 60.0, self.vocab.unit("min"))
+        t_broker = self.wan.end_of(start) + self.plant.wan.latency
+        rows["t_edge"], rows["t_broker"] = start.copy(), t_broker
+        return B.with_results(rows, plant=self.index, target=B.TARGET_CODE["maintenance"], t_delivered=t_broker,
+                              t_acked=t_broker, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
+
+    def _to_wms(self, flow: str, t: np.ndarray, lot: np.ndarray, line: np.ndarray) -> tuple[B.Batch, np.ndarray]:
+        """QMS hold/release messages to this plant's WMS; returns the rows and arrival times."""
+        broker = self.scenario.landscape.integration.broker.latency
+        t_broker = t + broker
+        t_at_wms = self.wan.end_of(t_broker) + self.plant.wan.latency
+        rows = self._new(flow, t, line, self.line_item[line], float(self.load.lot_size), self.unit, lot)
+        rows["t_broker"] = t_broker
+        rows = B.with_results(rows, plant=self.index, target=B.TARGET_CODE["WMS"], t_delivered=t_at_wms,
+                              t_acked=t_at_wms, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
+        return rows, t_at_wms
+
+    def _quality(self, receipts: B.Batch) -> None:
+        """Inspect newly received lots, message the WMS, gate goods receipts, plan shipments."""
+        if B.size(receipts) == 0:
+            return
+        lot, line = receipts["lot"], receipts["line"]
+        known = receipts["t_broker"]  # the QMS learns of the lot from the goods-receipt event
+        result = qms.disposition(known, self.line_inspect[line], self.line_hold_rate[line],
+                                 self.load.inspection_time, self.load.hold_duration, self.rng)
+        held = result.held & ~np.isnan(known)
+        hold_rows, hold_at_wms = self._to_wms(trace.QUALITY_HOLD, result.t_hold[held], lot[held], line[held])
+        insp = result.requires_inspection & ~np.isnan(known)
+        rel_rows, rel_at = self._to_wms(trace.QUALITY_RELEASE, result.t_release[insp], lot[insp], line[insp])
+        t_hold_at_wms = np.full(lot.size, np.nan)
+        t_hold_at_wms[held] = hold_at_wms
+        t_release_at_wms = np.full(lot.size, np.nan)
+        t_release_at_wms[insp] = rel_at
+        receipts["t_gate"] = np.where(insp, result.t_release, np.nan)
+        self._local += [hold_rows, rel_rows]
+        gate = self.scenario.landscape.integration.quality_gate
+        t_ship = wms.ship_times(receipts["t_created"], insp, t_hold_at_wms, t_release_at_wms,
+                                self.load.ship_delay, gate, self.rng)
+        ships = ~np.isnan(t_ship)
+        shipped_while_held = result.held & (t_ship < result.t_release)
+        self._pending.append(self._new(trace.SHIPMENT, t_ship[ships], line[ships], receipts["item"][ships],
+                                       receipts["qty"][ships], self.unit, lot[ships]))
+        self._lots.append({
+            "lot": lot, "line": line, "item": receipts["item"], "requires_inspection": insp,
+            "held": held, "t_completed": receipts["t_created"], "t_hold": np.where(held, result.t_hold, np.nan),
+            "t_hold_at_wms": t_hold_at_wms, "t_release": np.where(insp, result.t_release, np.nan),
+            "t_release_at_wms": t_release_at_wms, "t_shipped": t_ship, "shipped_while_held": shipped_while_held,
+        })
+
+    # ------------------------------------------------------------------------------------- window
+    def _take_due(self, t_to: float) -> B.Batch:
+        """Pending outbound records dated before ``t_to``, in time order."""
+        pool = B.concat(self._pending, B.SOURCE_COLUMNS)
+        due = pool["t_created"] < t_to
+        self._pending = [B.take(pool, ~due)]
+        idx = np.flatnonzero(due)
+        return B.take(pool, idx[np.argsort(pool["t_created"][idx], kind="stable")])
+
+    def _through_edge(self, out: B.Batch) -> np.ndarray:
+        """Stamp t_edge and t_broker on ``out``; return the mask of records the edge dropped."""
+        t_edge, t_forward, dropped = self.edge.forward(out["t_created"])
+        broker = self.scenario.landscape.integration.broker.latency
+        out["t_edge"] = t_edge
+        out["t_broker"] = np.where(dropped, np.nan, t_forward + self.plant.wan.latency + broker)
+        return dropped
+
+    def step(self, t_to: float) -> PlantWindow:
+        """Advance the plant to ``t_to`` and hand over what the window produced."""
+        t_from = self.env.now
+        self.env.run(until=t_to)
+        while self.env.peek() <= t_to:  # a reporting tick due exactly at the window's end belongs here
+            self.env.step()
+        self._warehouse(t_from, t_to)
+        local_orders = self._orders(t_from, t_to)
+        out = self._take_due(t_to)
+        before = copy.deepcopy(self.edge)
+        dropped = self._through_edge(out)
+        receipts = B.take(out, (out["flow"] == F[trace.GOODS_RECEIPT]) & ~dropped)
+        self._quality(receipts)
+        shipped_now = self._take_due(t_to)
+        if B.size(shipped_now):
+            # Lots that ship inside this window: replay the edge with their shipments in time order.
+            self.edge = before
+            merged = B.concat([out, shipped_now])
+            out = B.take(merged, np.argsort(merged["t_created"], kind="stable"))
+            dropped = self._through_edge(out)
+        order = np.argsort(receipts["seq"])
+        is_receipt = np.isin(out["seq"], receipts["seq"])
+        at = order[np.searchsorted(receipts["seq"][order], out["seq"][is_receipt])]
+        out["t_gate"][is_receipt] = receipts["t_gate"][at]
+        lost = B.with_results(B.take(out, dropped), plant=self.index, attempts=0,
+                              outcome=B.OUTCOME_CODE[trace.REJECTED], reason=B.REASON_CODE[trace.REASON_EDGE_OVERFLOW])
+        lost["target"] = self.routing.erp_code(lost["t_created"]).astype(np.int8)
+        local = B.concat([local_orders, lost, *self._local])
+        self._local = []
+        lots = {k: np.concatenate([d[k] for d in self._lots]) for k in self._lots[0]} if self._lots else {}
+        self._lots = []
+        return PlantWindow(B.take(out, ~dropped), local, lots)

@@ -1,0 +1,37 @@
+"""The WMS twin: material issues to lines, inventory movements, and shipments of finished lots.
+
+A lot ships when the warehouse plans it, but with the quality gate on a lot that needs inspection
+ships only once its release has reached the WMS, so a held lot can never leave.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def poisson_times(rate: float, t_from: float, t_to: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted arrival times of a Poisson process of ``rate`` per second in [t_from, t_to)."""
+    if rate <= 0 or t_to <= t_from:
+        return np.empty(0)
+    n = rng.poisson(rate * (t_to - t_from))
+    return np.sort(rng.uniform(t_from, t_to, n))
+
+
+def ship_times(
+    t_completed: np.ndarray,
+    requires_inspection: np.ndarray,
+    t_hold_at_wms: np.ndarray,
+    t_release_at_wms: np.ndarray,
+    ship_delay: float,
+    quality_gate: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """When each lot ships (NaN: waits for a release that has not come)."""
+    planned = t_completed + rng.exponential(ship_delay, t_completed.size) if ship_delay else t_completed.copy()
+    if quality_gate:
+        # Positive release: inspected lots wait for their release at the WMS.
+        gated = np.fmax(planned, t_release_at_wms)
+        return np.where(requires_inspection, np.where(np.isnan(t_release_at_wms), np.nan, gated), planned)
+    # No gate: the WMS ships on plan unless a hold reached it first; then it waits for the release.
+    blocked = t_hold_at_wms <= planned
+    return np.where(blocked, np.where(np.isnan(t_release_at_wms), np.nan, np.fmax(planned, t_release_at_wms)), planned)
