@@ -140,6 +140,8 @@ class Vocabulary:
             for code in plant.products:
                 items[code] = None
             units[plant.unit] = None
+            if plant.component_unit:
+                units[plant.component_unit] = None
             for local, m in plant.mapping.units.items():
                 units[local] = None
                 units[m.to] = None

@@ -122,6 +122,7 @@ class PlantSpec(Strict):
     mttr: Duration = Field(20 * 60.0, gt=0)
     products: list[str] = Field(default_factory=lambda: ["FG-100"], min_length=1)
     unit: str = "EA"
+    component_unit: str | None = Field(None, description="unit of backflush/material issues (default load's)")
     mapping: MappingSpec = MappingSpec()
     schema_version: Literal["v1", "v2"] = "v1"
     erp: Literal["legacy", "cloud"] = "legacy"

@@ -58,6 +58,7 @@ class PlantTwin:
         products = plant.products
         self.line_item = np.array([vocab.item(products[i % len(products)]) for i in range(plant.lines)], np.int16)
         self.unit = vocab.unit(plant.unit)
+        self.component_unit = vocab.unit(plant.component_unit or self.load.backflush_unit)
         mapping = PlantMapping.from_spec(plant, scenario.landscape.items)
         self.line_orderable = np.array(
             [isinstance(mapping.map_one(products[i % len(products)], 1, plant.unit), Mapped)
@@ -71,6 +72,7 @@ class PlantTwin:
         self._pending: list[B.Batch] = []  # outbound records, possibly dated in a later window
         self._local: list[B.Batch] = []
         self._lots: list[dict[str, np.ndarray]] = []
+        self._intervals: list[tuple] = []
         env.process(self._reporting())
         env.process(self._shift_changes())
 
@@ -98,21 +100,34 @@ class PlantTwin:
                       lot=lot, t_created=t)
 
     def _record_interval(self, step) -> None:
-        out = self.mes.report(step)
+        """Keep one reporting interval's MES output; records are built once per window (cheaper)."""
+        self._intervals.append((self.mes.report(step), step.down_machine, step.down_start, step.down_end))
+
+    def _flush_intervals(self) -> None:
+        if not self._intervals:
+            return
+        outs = [o for o, *_ in self._intervals]
+        cat = lambda name: np.concatenate([getattr(o, name) for o in outs])  # noqa: E731
         li = self.bank.line_of
+        conf_line, scrap_line = li[cat("conf_machine")], li[cat("scrap_machine")]
+        lot_line = cat("lot_line")
+        flush_line = cat("flush_line")
         self._pending += [
-            self._new(trace.OPERATION_CONFIRMATION, out.conf_time, li[out.conf_machine],
-                      self.line_item[li[out.conf_machine]], out.conf_good, self.unit),
-            self._new(trace.SCRAP, out.scrap_time, li[out.scrap_machine], self.line_item[li[out.scrap_machine]],
-                      out.scrap_qty, self.unit),
-            self._new(trace.BACKFLUSH, out.flush_time, out.flush_line, self.vocab.item(self.load.backflush_item),
-                      out.flush_units * self.load.backflush_per_unit, self.vocab.unit(self.load.backflush_unit)),
-            self._new(trace.GOODS_RECEIPT, out.lot_time, out.lot_line, self.line_item[out.lot_line],
-                      float(self.load.lot_size), self.unit, out.lot_line * LOT_LINE_BASE + out.lot_number),
+            self._new(trace.OPERATION_CONFIRMATION, cat("conf_time"), conf_line, self.line_item[conf_line],
+                      cat("conf_good"), self.unit),
+            self._new(trace.SCRAP, cat("scrap_time"), scrap_line, self.line_item[scrap_line], cat("scrap_qty"),
+                      self.unit),
+            self._new(trace.BACKFLUSH, cat("flush_time"), flush_line, self.vocab.item(self.load.backflush_item),
+                      cat("flush_units") * self.load.backflush_per_unit, self.component_unit),
+            self._new(trace.GOODS_RECEIPT, cat("lot_time"), lot_line, self.line_item[lot_line],
+                      float(self.load.lot_size), self.unit, lot_line * LOT_LINE_BASE + cat("lot_number")),
         ]
-        downs = step.down_machine
-        if downs.size:
-            self._local.append(self._downtime(step.down_start, li[downs], step.down_end - step.down_start))
+        down_machine = np.concatenate([d for _, d, _, _ in self._intervals])
+        if down_machine.size:
+            start = np.concatenate([s for _, _, s, _ in self._intervals])
+            end = np.concatenate([e for *_, e in self._intervals])
+            self._local.append(self._downtime(start, li[down_machine], end - start))
+        self._intervals = []
 
     def _warehouse(self, t_from: float, t_to: float) -> None:
         """Material issues per line and inventory moves per plant, with shift-change and scenario bursts."""
@@ -138,7 +153,7 @@ class PlantTwin:
     def _warehouse_records(self, flow: str, t: np.ndarray) -> B.Batch:
         line = self.rng.integers(0, self.plant.lines, t.size).astype(np.int16)
         if flow in (trace.MATERIAL_ISSUE, trace.BACKFLUSH):
-            item, unit = self.vocab.item(self.load.backflush_item), self.vocab.unit(self.load.backflush_unit)
+            item, unit = self.vocab.item(self.load.backflush_item), self.component_unit
             qty = np.round(self.rng.uniform(5, 50, t.size), 1)
         else:
             item, unit = self.line_item[line], self.unit
@@ -161,14 +176,20 @@ class PlantTwin:
         released = t.copy()
         for code, kind in enumerate(("legacy", "cloud")):
             mask = erp == code
-            released[mask] = self.faults.erp_outage[kind].end_of(t[mask])  # a down ERP releases nothing
+            released[mask] = self.faults.erp_outage[kind].end_of(t[mask])
         erp_spec_latency = np.where(erp == 0, self.scenario.erp_for("legacy").network_latency,
                                     self.scenario.erp_for("cloud").network_latency)
         t_broker = released + erp_spec_latency + self.scenario.landscape.integration.broker.latency
         t_delivered = self.wan.end_of(t_broker) + self.plant.wan.latency
         t_acked = t_delivered + self.load.mes_ack + self.plant.wan.latency
+        # A down ERP releases nothing: the order exists (t_created) once the ERP is back and releases it.
+        order = np.argsort(released, kind="stable")
+        released, line, t_broker, t_delivered, t_acked = (a[order] for a in (released, line, t_broker, t_delivered,
+                                                                              t_acked))
         valid = self.line_orderable[line]
-        rows = self._new(trace.ORDER_RELEASE, t, line, self.line_item[line], float(self.load.lot_size), self.unit)
+        rows = self._new(trace.ORDER_RELEASE, released, line, self.line_item[line], float(self.load.lot_size),
+                         self.unit)
+        rows["t_broker"] = t_broker
         return B.with_results(
             rows, plant=self.index, target=B.TARGET_CODE["MES"], t_delivered=t_delivered,
             t_acked=np.where(valid, t_acked, np.nan), attempts=1,
@@ -249,6 +270,7 @@ class PlantTwin:
         self.env.run(until=t_to)
         while self.env.peek() <= t_to:  # a reporting tick due exactly at the window's end belongs here
             self.env.step()
+        self._flush_intervals()
         self._warehouse(t_from, t_to)
         local_orders = self._orders(t_from, t_to)
         out = self._take_due(t_to)

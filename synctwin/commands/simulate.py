@@ -51,7 +51,7 @@ def finish_run(run_dir: Path) -> None:
         return
     console.print("[red]BREACH[/red]")
     for line in verdict.breaches:
-        console.print(f"  - {line}", markup=False, highlight=False)
+        console.print(f"  - {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
