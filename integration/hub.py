@@ -168,8 +168,7 @@ class IntegrationHub:
         """Broker redeliveries: some messages arrive a second time after the ack wait."""
         rate = self.faults.redelivery.value_at(rows["t_broker"], self.broker.redelivery_rate)
         twice = self.rng.random(rate.size) < rate
-        copies = B.take(rows, twice)
-        copies["t_broker"] = copies["t_broker"] + self.broker.ack_wait
+        copies = B.take(rows, twice)  # same stored message (same t_broker), handed out once more
         copies["reason"] = np.full(B.size(copies), R[trace.REASON_REDELIVERY], dtype=np.int8)
         return copies
 
@@ -190,12 +189,14 @@ class IntegrationHub:
             copies = self._copies(good)
             if self.idempotency and B.size(copies):
                 # The processed-key store (per-key ordering) acknowledges the copy and posts nothing.
+                redelivered = copies["t_broker"] + self.broker.ack_wait
                 copies.update(outcome=np.full(B.size(copies), OUT[trace.DUPLICATE_SUPPRESSED], np.int8),
-                              t_delivered=copies["t_broker"].copy(), t_acked=copies["t_broker"].copy())
+                              t_delivered=redelivered, t_acked=redelivered.copy())
                 finished.append(copies)
                 copies = B.empty(B.ALL_COLUMNS)
             moving = B.concat([good, copies])
-            arrive, attempts, dead = self._attempts(moving, moving["t_broker"])
+            is_copy = moving["reason"] == R[trace.REASON_REDELIVERY]
+            arrive, attempts, dead = self._attempts(moving, moving["t_broker"] + is_copy * self.broker.ack_wait)
             moving["attempts"] = attempts
             if dead.any():
                 lost = B.take(moving, dead)
@@ -204,7 +205,7 @@ class IntegrationHub:
                 finished.append(lost)
             alive = B.take(moving, ~dead)
             alive["t_arrive"] = arrive[~dead]
-            alive["copy"] = alive["reason"] == R[trace.REASON_REDELIVERY]
+            alive["copy"] = is_copy[~dead]
             self.pool = B.concat([self.pool, alive])
         served, ledger = self._serve(window_end)
         finished.append(served)
