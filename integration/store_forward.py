@@ -1,15 +1,21 @@
-"""Edge store-and-forward, vectorised over a plant's outbound stream.
+"""Edge store-and-forward over a plant's outbound stream.
 
 The edge accepts each event, forwards it at once while the WAN is up, and buffers it while the WAN
-(or the gateway behind it) is down; after an outage the backlog drains at ``drain_rate``. Forwarding
-is a FIFO with service ``1/drain_rate`` whose customers become ready when the link is up, so the
-closed-form Lindley recursion gives every forward time exactly. The buffer is bounded; when full:
-``block`` delays acceptance until a slot frees (the source keeps the record), ``drop_newest`` and
-``drop_oldest`` discard visibly (outcome ``rejected``, reason ``edge_overflow_dropped``).
+(or the gateway behind it) is down; after an outage the backlog drains at ``drain_rate``. While the
+buffer never fills, forwarding is a FIFO with service ``1/drain_rate`` whose customers become ready
+when the link is up, and the closed-form Lindley recursion gives every forward time at once. When a
+window's arrivals would overflow the bound, that window is replayed event by event, exactly, under
+the overflow policy: ``block`` delays acceptance until a slot frees (the source keeps the record),
+``drop_newest`` and ``drop_oldest`` discard visibly (outcome ``rejected``, reason
+``edge_overflow_dropped``).
+
+Events handed over in an earlier window keep their forward times: ``drop_oldest`` can only discard
+events of the current window, so an overflow that starts later drops the newest events instead.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,44 +30,84 @@ class StoreAndForward:
     spec: EdgeSpec
     wan_down: Windows
     last_forward: float = float("-inf")
-    buffered: np.ndarray = field(default_factory=lambda: np.empty(0))  # forward times still ahead
+    buffered: np.ndarray = field(default_factory=lambda: np.empty(0))  # forward times of handed-over events
     dropped_total: int = 0
     peak_depth: int = 0
 
+    @property
+    def step(self) -> float:
+        return 1.0 / self.spec.drain_rate
+
     def forward(self, t_accept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For sorted acceptance times: (t_edge, t_forward, dropped mask)."""
+        """For sorted arrival times: (t_edge acceptance, t_forward, dropped mask)."""
         n = t_accept.size
-        dropped = np.zeros(n, dtype=bool)
         if n == 0:
-            return t_accept.copy(), t_accept.copy(), dropped
-        step = 1.0 / self.spec.drain_rate
-        ready = self.wan_down.end_of(t_accept)
-        # Forward time = start of "service": max(ready_i, forward_{i-1} + step).
-        fwd = fifo_departures(ready, np.full(n, step), self.last_forward + step) - step
-        # Depth seen by each arrival: earlier events (carried or new) not yet forwarded.
-        carried = self.buffered[self.buffered > t_accept[0]]
-        ahead = np.concatenate([carried, fwd])
-        depth = len(carried) + np.arange(n) - np.searchsorted(ahead, t_accept, side="right")
-        depth = np.maximum(depth, 0)
-        over = depth >= self.spec.buffer
-        t_edge = t_accept.copy()
-        if over.any():
-            if self.spec.overflow == "block":
-                # Accepted once the event `buffer` places ahead has left.
-                idx = np.flatnonzero(over)
-                slot = idx + len(carried) - self.spec.buffer
-                t_edge[idx] = np.maximum(t_accept[idx], ahead[np.clip(slot, 0, ahead.size - 1)])
-                fwd = np.maximum(fwd, t_edge)
-            elif self.spec.overflow == "drop_newest":
-                dropped = over
-            else:  # drop_oldest: each overflowing arrival pushes out the oldest buffered event
-                victims = np.flatnonzero(over) - self.spec.buffer
-                dropped[victims[victims >= 0]] = True
-                dropped[np.flatnonzero(over)[victims < 0]] = True
-        self.dropped_total += int(dropped.sum())
-        self.peak_depth = max(self.peak_depth, int(depth.max(initial=0)))
+            return t_accept.copy(), t_accept.copy(), np.zeros(0, dtype=bool)
+        carried = np.sort(self.buffered[self.buffered > t_accept[0]])
+        result = self._vectorised(t_accept, carried)
+        if result is None:
+            result = self._event_by_event(t_accept, carried)
+        t_edge, fwd, dropped = result
         kept = fwd[~dropped]
         if kept.size:
-            self.last_forward = max(self.last_forward, float(kept[-1]))
+            self.last_forward = max(self.last_forward, float(kept.max()))
         self.buffered = np.concatenate([carried, kept])
+        self.dropped_total += int(dropped.sum())
+        return t_edge, fwd, dropped
+
+    def _vectorised(self, t_accept: np.ndarray, carried: np.ndarray):
+        """Closed form when the bound is never reached; None when some arrival would find it full."""
+        n = t_accept.size
+        ready = self.wan_down.end_of(t_accept)
+        # Forward time = start of "service": max(ready_i, forward_{i-1} + step).
+        fwd = fifo_departures(ready, np.full(n, self.step), self.last_forward + self.step) - self.step
+        ahead = np.sort(np.concatenate([carried, fwd]))
+        depth = len(carried) + np.arange(n) - np.searchsorted(ahead, t_accept, side="right")
+        depth = np.maximum(depth, 0)
+        if (depth >= self.spec.buffer).any():
+            return None
+        self.peak_depth = max(self.peak_depth, int(depth.max(initial=0)) + 1)
+        return t_accept.copy(), fwd, np.zeros(n, dtype=bool)
+
+    def _event_by_event(self, t_accept: np.ndarray, carried: np.ndarray):
+        """Exact replay of a window whose buffer fills, under the overflow policy."""
+        n, cap, step, policy = t_accept.size, self.spec.buffer, self.step, self.spec.overflow
+        t_edge = t_accept.copy()
+        fwd = np.full(n, np.nan)
+        dropped = np.zeros(n, dtype=bool)
+        ready = self.wan_down.end_of(t_accept)
+        waiting_old = deque(carried.tolist())  # handed over earlier, forward times fixed
+        waiting: deque[int] = deque()  # this window's kept events, in order
+        next_free = self.last_forward + step
+        source_clock = -np.inf  # with `block` the source hands events over no earlier than this
+
+        def send_head() -> float:
+            nonlocal next_free
+            head = waiting.popleft()
+            fwd[head] = max(ready[head], next_free)
+            next_free = fwd[head] + step
+            return fwd[head]
+
+        for i in range(n):
+            t = max(t_accept[i], source_clock)
+            while waiting_old and waiting_old[0] <= t:
+                waiting_old.popleft()
+            while waiting and max(ready[waiting[0]], next_free) <= t:
+                send_head()
+            if len(waiting_old) + len(waiting) >= cap:
+                if policy == "block":
+                    left = waiting_old.popleft() if waiting_old else send_head()
+                    t = source_clock = max(t, left)
+                elif policy == "drop_newest" or not waiting:
+                    dropped[i] = True
+                    continue
+                else:  # drop_oldest among the events this window still holds
+                    dropped[waiting.popleft()] = True
+            t_edge[i] = t
+            if t != t_accept[i]:
+                ready[i] = float(self.wan_down.end_of(np.array([t]))[0])
+            waiting.append(i)
+            self.peak_depth = max(self.peak_depth, len(waiting_old) + len(waiting))
+        while waiting:
+            send_head()
         return t_edge, fwd, dropped

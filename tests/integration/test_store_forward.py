@@ -1,0 +1,141 @@
+"""Edge store-and-forward: pass-through, buffering across WAN outages, the bound and its policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from integration.store_forward import StoreAndForward
+from scenarios.generator import Windows
+from scenarios.spec import EdgeSpec
+
+
+def _edge(outages=(), buffer: int = 1_000_000, overflow: str = "block",
+          drain: float = 1.0) -> StoreAndForward:
+    down = Windows(np.array([s for s, _ in outages], float), np.array([e for _, e in outages], float),
+                   np.ones(len(outages)))
+    return StoreAndForward(EdgeSpec(buffer=buffer, overflow=overflow, drain_rate=drain), down)
+
+
+def test_without_outage_events_pass_straight_through():
+    edge = _edge(drain=10.0)
+    t = np.array([0.0, 1.0, 1.5, 7.25, 100.0])
+    t_edge, fwd, dropped = edge.forward(t)
+    assert t_edge.tolist() == t.tolist()
+    assert fwd == pytest.approx(t, abs=1e-9)
+    assert not dropped.any() and edge.dropped_total == 0
+
+
+def test_without_outage_a_burst_is_spaced_by_the_drain_rate():
+    edge = _edge(drain=4.0)
+    _, fwd, _ = edge.forward(np.array([10.0, 10.0, 10.0, 10.1, 20.0]))
+    assert fwd == pytest.approx([10.0, 10.25, 10.5, 10.75, 20.0])
+
+
+def test_wan_outage_buffers_and_forwards_after_its_end_in_fifo_order_at_the_drain_rate():
+    edge = _edge(outages=[(100.0, 200.0)], drain=2.0)
+    t = np.array([50.0, 110.0, 120.0, 150.0, 199.0, 200.2, 260.0])
+    t_edge, fwd, dropped = edge.forward(t)
+    assert t_edge.tolist() == t.tolist()  # the edge accepts everything; only forwarding waits
+    assert fwd == pytest.approx([50.0, 200.0, 200.5, 201.0, 201.5, 202.0, 260.0])
+    assert np.all(np.diff(fwd) > 0)
+    assert not dropped.any()
+
+
+def test_backlog_is_carried_across_calls():
+    edge = _edge(outages=[(0.0, 100.0)], drain=1.0)
+    edge.forward(np.arange(1.0, 11.0))  # ten events wait for t=100
+    _, fwd, _ = edge.forward(np.array([101.5, 150.0]))
+    assert fwd.tolist() == [110.0, 150.0]  # behind the ten buffered events (100..109)
+
+
+_accepts = st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=80)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_accepts, st.integers(0, 80), st.floats(0, 400), st.floats(1, 150), st.sampled_from([2, 5, 10_000]))
+def test_split_calls_equal_one_call(accepts, cut, start, length, buffer):
+    t = np.sort(np.array(accepts))
+    cut = min(cut, t.size)
+    whole = _edge([(start, start + length)], buffer=buffer, drain=0.5).forward(t)
+    edge = _edge([(start, start + length)], buffer=buffer, drain=0.5)
+    parts = [edge.forward(t[:cut]), edge.forward(t[cut:])]
+    for i in range(3):
+        np.testing.assert_allclose(np.concatenate([p[i] for p in parts]), whole[i])
+
+
+def test_block_delays_acceptance_until_a_slot_frees():
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="block", drain=1.0)
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    t_edge, fwd, dropped = edge.forward(t)
+    assert not dropped.any() and edge.dropped_total == 0
+    assert fwd.tolist() == [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
+    # The 4th event enters when the 1st leaves (t=10), the 5th when the 2nd leaves, ...
+    assert t_edge.tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    assert np.all(fwd >= t_edge)
+
+
+def test_block_never_holds_more_than_the_bound_in_the_buffer():
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="block", drain=1.0)
+    t_edge, fwd, _ = edge.forward(np.arange(1.0, 10.0))
+    # Occupancy right after each acceptance: accepted so far minus forwarded so far.
+    occupancy = [int(np.sum(t_edge <= x) - np.sum(fwd <= x)) for x in t_edge]
+    assert max(occupancy) <= 3
+    assert edge.peak_depth <= 3, f"peak_depth {edge.peak_depth} exceeds the buffer of 3"
+
+
+def test_drop_newest_keeps_the_first_events_and_counts_the_rest():
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="drop_newest", drain=1.0)
+    t_edge, fwd, dropped = edge.forward(np.arange(1.0, 10.0))
+    assert dropped.tolist() == [False] * 3 + [True] * 6
+    assert edge.dropped_total == 6
+    assert fwd[~dropped].tolist() == [10.0, 11.0, 12.0]
+
+
+def test_drop_newest_accepts_again_once_the_backlog_drains():
+    """After the outage the buffer frees a slot per forward; new events must not be dropped then."""
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="drop_newest", drain=1.0)
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.5, 11.5, 30.0])
+    _, fwd, dropped = edge.forward(t)
+    # Kept 1, 2, 3 leave at 10, 11, 12. At 10.5 two are buffered, at 11.5 two again: both fit.
+    assert dropped.tolist() == [False] * 3 + [True] * 6 + [False] * 3
+    assert edge.dropped_total == 6
+    # Dropped events take no drain slot: the late arrivals follow the kept ones directly.
+    assert fwd[~dropped].tolist() == [10.0, 11.0, 12.0, 13.0, 14.0, 30.0]
+
+
+def test_drop_oldest_keeps_the_newest_events():
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="drop_oldest", drain=1.0)
+    _, fwd, dropped = edge.forward(np.arange(1.0, 10.0))
+    assert dropped.tolist() == [True] * 6 + [False] * 3
+    assert edge.dropped_total == 6
+    assert fwd[~dropped].tolist() == [10.0, 11.0, 12.0]
+
+
+def test_drop_oldest_accepts_again_once_the_backlog_drains():
+    edge = _edge(outages=[(0.0, 10.0)], buffer=3, overflow="drop_oldest", drain=1.0)
+    t = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.5, 11.5])
+    _, fwd, dropped = edge.forward(t)
+    assert dropped.tolist() == [True] * 6 + [False] * 5
+    assert fwd[~dropped].tolist() == [10.0, 11.0, 12.0, 13.0, 14.0]
+
+
+@pytest.mark.parametrize(("policy", "victim"), [("drop_newest", 50), ("drop_oldest", 0)])
+def test_drops_only_happen_when_the_buffer_is_full(policy, victim):
+    edge = _edge(outages=[(0.0, 100.0)], buffer=50, overflow=policy, drain=10.0)
+    _, _, dropped = edge.forward(np.linspace(1.0, 99.0, 51))
+    assert np.flatnonzero(dropped).tolist() == [victim]
+    assert edge.dropped_total == 1
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+def test_overflow_in_a_later_call_is_dropped_visibly_and_counted(policy):
+    edge = _edge(outages=[(0.0, 100.0)], buffer=50, overflow=policy, drain=10.0)
+    _, _, dropped = edge.forward(np.linspace(1.0, 98.0, 50))
+    assert not dropped.any() and edge.dropped_total == 0
+    _, _, dropped = edge.forward(np.array([99.0, 99.5]))
+    # Events returned by an earlier call cannot be taken back, so the new arrivals are the ones dropped.
+    assert dropped.tolist() == [True, True]
+    assert edge.dropped_total == 2
