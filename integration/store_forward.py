@@ -33,6 +33,7 @@ class StoreAndForward:
     buffered: np.ndarray = field(default_factory=lambda: np.empty(0))  # forward times of handed-over events
     dropped_total: int = 0
     peak_depth: int = 0
+    source_clock: float = float("-inf")  # with `block`, a held-back source hands over no earlier than this
 
     @property
     def step(self) -> float:
@@ -43,6 +44,7 @@ class StoreAndForward:
         n = t_accept.size
         if n == 0:
             return t_accept.copy(), t_accept.copy(), np.zeros(0, dtype=bool)
+        t_accept = np.maximum(t_accept, self.source_clock)  # still held back from an earlier window
         carried = np.sort(self.buffered[self.buffered > t_accept[0]])
         result = self._vectorised(t_accept, carried)
         if result is None:
@@ -79,7 +81,7 @@ class StoreAndForward:
         waiting_old = deque(carried.tolist())  # handed over earlier, forward times fixed
         waiting: deque[int] = deque()  # this window's kept events, in order
         next_free = self.last_forward + step
-        source_clock = -np.inf  # with `block` the source hands events over no earlier than this
+        source_clock = self.source_clock
 
         def send_head() -> float:
             nonlocal next_free
@@ -110,4 +112,5 @@ class StoreAndForward:
             self.peak_depth = max(self.peak_depth, len(waiting_old) + len(waiting))
         while waiting:
             send_head()
+        self.source_clock = source_clock
         return t_edge, fwd, dropped
