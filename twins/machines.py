@@ -33,6 +33,20 @@ class BankStep:
     down_end: np.ndarray  # may lie beyond t_to
 
 
+@dataclass(frozen=True)
+class IntervalSteps:
+    """What happened over several consecutive intervals: (n machines × k intervals) arrays."""
+
+    t_from: float
+    bounds: np.ndarray  # end of each interval
+    good: np.ndarray
+    scrap: np.ndarray
+    running_time: np.ndarray
+    down_machine: np.ndarray
+    down_start: np.ndarray
+    down_end: np.ndarray
+
+
 class MachineBank:
     """``n`` machines with shared parameters and one seeded RNG.
 
@@ -66,6 +80,7 @@ class MachineBank:
         self.good_total = np.zeros(n, dtype=np.int64)
         self.scrap_total = np.zeros(n, dtype=np.int64)
         self.downtime_total = np.zeros(n)
+        self.planned_changeovers: list[tuple[float, float]] = []
 
     # ------------------------------------------------------------------------------------ commands
     def stop(self, machine: int) -> None:
@@ -93,51 +108,95 @@ class MachineBank:
         self.state[mask] = CHANGEOVER
         self.held_until[mask] = self.t + duration
 
+    def schedule_changeover(self, at: float, duration: float) -> None:
+        """At time ``at`` (not before the bank's clock) every running machine changes over for ``duration``."""
+        self.planned_changeovers.append((max(at, self.t), duration))
+        self.planned_changeovers.sort()
+
     # ------------------------------------------------------------------------------------ dynamics
     def advance(self, t_to: float) -> BankStep:
         """Move every machine to ``t_to`` and return what each produced and which broke down."""
         t_from = self.t
-        running_time = np.zeros(self.n)
+        steps = self.advance_intervals(np.array([t_to], dtype=float))
+        return BankStep(t_from, t_to, steps.good[:, 0], steps.scrap[:, 0], steps.running_time[:, 0],
+                        steps.down_machine, steps.down_start, steps.down_end)
+
+    def advance_intervals(self, bounds: np.ndarray) -> IntervalSteps:
+        """Move every machine to ``bounds[-1]``; output per machine and per interval ending at each bound."""
+        t_from, t_to = self.t, float(bounds[-1])
+        seg_m, seg_s, seg_e = [], [], []  # running segments
         cursor = np.full(self.n, t_from)
         downs_m, downs_s, downs_e = [], [], []
         while True:
-            # Next own state change of each machine: failure while running, end of repair/changeover.
-            change_at = np.where(self.state == RUNNING, self.next_failure, self.held_until)
+            # Next own state change of each machine: failure while running, end of repair/changeover,
+            # or a planned changeover reached while running.
+            planned = self.planned_changeovers[0][0] if self.planned_changeovers else np.inf
+            change_at = np.where(self.state == RUNNING, np.minimum(self.next_failure, planned), self.held_until)
             due = change_at < t_to
             if not due.any():
+                if planned < t_to:  # nobody was running at the planned changeover: nothing to change
+                    self.planned_changeovers.pop(0)
+                    continue
                 break
-            idx = np.flatnonzero(due)
+            at_min = change_at[due].min()
+            if planned <= at_min and planned < t_to:
+                _, duration = self.planned_changeovers.pop(0)
+                running = np.flatnonzero(self.state == RUNNING)
+                seg_m.append(running)
+                seg_s.append(cursor[running])
+                seg_e.append(np.full(running.size, planned))
+                cursor[running] = planned
+                self.state[running] = CHANGEOVER
+                self.held_until[running] = planned + duration
+                continue
+            idx = np.flatnonzero(due & (change_at < planned))
             at = change_at[idx]
             running = self.state[idx] == RUNNING
-            running_time[idx[running]] += at[running] - cursor[idx[running]]
-            cursor[idx] = at
             fail = idx[running]
             if fail.size:
+                seg_m.append(fail)
+                seg_s.append(cursor[fail])
+                seg_e.append(at[running])
                 repair = self.rng.exponential(self.mttr, fail.size)
                 self.state[fail] = DOWN
                 self.held_until[fail] = at[running] + repair
                 downs_m.append(fail)
                 downs_s.append(at[running])
                 downs_e.append(at[running] + repair)
+            cursor[idx] = at
             back = idx[~running]
             if back.size:
                 self.state[back] = RUNNING
                 self.held_until[back] = np.inf
                 self.next_failure[back] = at[~running] + self.rng.exponential(self.mtbf, back.size)
-        tail = self.state == RUNNING
-        running_time[tail] += t_to - cursor[tail]
+        tail = np.flatnonzero(self.state == RUNNING)
+        seg_m.append(tail)
+        seg_s.append(cursor[tail])
+        seg_e.append(np.full(tail.size, t_to))
+        running_time = self._bin_segments(np.concatenate(seg_m), np.concatenate(seg_s), np.concatenate(seg_e),
+                                          t_from, bounds)
         cycles = self.rng.poisson(running_time / self.cycle_time)
         scrap = self.rng.binomial(cycles, self.scrap_rate)
         good = cycles - scrap
-        self.good_total += good
-        self.scrap_total += scrap
+        self.good_total += good.sum(axis=1)
+        self.scrap_total += scrap.sum(axis=1)
         self.t = t_to
         empty = np.empty(0)
         down_m = np.concatenate(downs_m) if downs_m else np.empty(0, dtype=np.int64)
         down_s = np.concatenate(downs_s) if downs_s else empty
         down_e = np.concatenate(downs_e) if downs_e else empty
         np.add.at(self.downtime_total, down_m, down_e - down_s)
-        return BankStep(t_from, t_to, good, scrap, running_time, down_m, down_s, down_e)
+        return IntervalSteps(t_from, np.asarray(bounds, dtype=float), good, scrap, running_time,
+                             down_m, down_s, down_e)
+
+    def _bin_segments(self, m: np.ndarray, start: np.ndarray, end: np.ndarray, t_from: float,
+                      bounds: np.ndarray) -> np.ndarray:
+        """Running seconds per machine and interval from running segments (machine, start, end)."""
+        edges = np.concatenate([[t_from], bounds])
+        overlap = np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1])
+        out = np.zeros((self.n, bounds.size))
+        np.add.at(out, m, np.clip(overlap, 0.0, None))
+        return out
 
     # ----------------------------------------------------------------------------------- telemetry
     def telemetry(self) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twins.machines import BankStep
+from twins.machines import BankStep, IntervalSteps
 
 
 @dataclass(frozen=True)
@@ -71,4 +71,37 @@ class Mes:
         return IntervalOutput(
             produced, conf_time, step.good[produced], scrapped, scrap_time, step.scrap[scrapped],
             flush_line, flush_time, per_line[flush_line], lot_line, lot_number, lot_time,
+        )
+
+    def report_many(self, steps: IntervalSteps) -> IntervalOutput:
+        """Business records for consecutive reporting intervals at once (same rules as :meth:`report`)."""
+        edges = np.concatenate([[steps.t_from], steps.bounds])
+        k = steps.bounds.size
+        conf_machine, conf_k = np.nonzero(steps.good > 0)
+        scrap_machine, scrap_k = np.nonzero(steps.scrap > 0)
+        per_line = np.zeros((self.lines, k), dtype=np.int64)
+        np.add.at(per_line, self.line_of, steps.good)
+        flush_line, flush_k = np.nonzero(per_line > 0)
+        jitter = lambda n: self.rng.uniform(0, self.report_jitter, n)  # noqa: E731
+
+        cum = self.line_good[:, None] + np.cumsum(per_line, axis=1)
+        before = cum - per_line
+        closed = cum // self.lot_size  # lots closed by the end of each interval
+        new = closed - before // self.lot_size
+        lot_line, lot_k = np.nonzero(new)
+        counts = new[lot_line, lot_k]
+        lot_line, lot_k = np.repeat(lot_line, counts), np.repeat(lot_k, counts)
+        first = (before // self.lot_size)[lot_line, lot_k] + 1
+        offset = np.arange(lot_line.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        lot_number = first + offset
+        share = (lot_number * self.lot_size - before[lot_line, lot_k]) / per_line[lot_line, lot_k]
+        lot_time = edges[lot_k] + share * (edges[lot_k + 1] - edges[lot_k])
+        order = np.lexsort((lot_number, lot_line))
+        self.line_good = cum[:, -1].copy()
+        self.lots_closed = closed[:, -1].copy()
+        return IntervalOutput(
+            conf_machine, steps.bounds[conf_k] + jitter(conf_k.size), steps.good[conf_machine, conf_k],
+            scrap_machine, steps.bounds[scrap_k] + jitter(scrap_k.size), steps.scrap[scrap_machine, scrap_k],
+            flush_line, steps.bounds[flush_k] + jitter(flush_k.size), per_line[flush_line, flush_k],
+            lot_line[order], lot_number[order], lot_time[order],
         )

@@ -72,24 +72,15 @@ class PlantTwin:
         self._pending: list[B.Batch] = []  # outbound records, possibly dated in a later window
         self._local: list[B.Batch] = []
         self._lots: list[dict[str, np.ndarray]] = []
-        self._intervals: list[tuple] = []
-        env.process(self._reporting())
         env.process(self._shift_changes())
 
     # -------------------------------------------------------------------------------- processes
-    def _reporting(self):
-        interval = self.load.confirmation_interval
-        while True:
-            yield self.env.timeout(interval)
-            step = self.bank.advance(self.env.now)
-            self._record_interval(step)
-
     def _shift_changes(self):
         shift = self.load.shift
         while True:
             yield self.env.timeout(shift.length)
             # Handover: lines stop briefly while crews change (a third of the burst window).
-            self.bank.changeover(np.arange(self.bank.n), shift.change_burst_duration / 3)
+            self.bank.schedule_changeover(self.env.now, shift.change_burst_duration / 3)
 
     # ------------------------------------------------------------------------------------ records
     def _new(self, flow: str, t: np.ndarray, line: np.ndarray, item, qty, unit, lot=-1) -> B.Batch:
@@ -99,15 +90,16 @@ class PlantTwin:
         return B.make(n, B.SOURCE_COLUMNS, seq=seq, flow=F[flow], line=line, item=item, qty=qty, unit=unit,
                       lot=lot, t_created=t)
 
-    def _record_interval(self, step) -> None:
-        """Keep one reporting interval's MES output; records are built once per window (cheaper)."""
-        self._intervals.append((self.mes.report(step), step.down_machine, step.down_start, step.down_end))
-
-    def _flush_intervals(self) -> None:
-        if not self._intervals:
+    def _report(self, t_from: float, t_to: float) -> None:
+        """Advance the machine bank over the window's reporting intervals and record what the MES reports."""
+        interval = self.load.confirmation_interval
+        bounds = np.arange(np.floor(t_from / interval) + 1, np.floor(t_to / interval) + 1) * interval
+        bounds = bounds[bounds > self.bank.t]
+        if bounds.size == 0:
             return
-        outs = [o for o, *_ in self._intervals]
-        cat = lambda name: np.concatenate([getattr(o, name) for o in outs])  # noqa: E731
+        steps = self.bank.advance_intervals(bounds)
+        out = self.mes.report_many(steps)
+        cat = lambda name: getattr(out, name)  # noqa: E731
         li = self.bank.line_of
         conf_line, scrap_line = li[cat("conf_machine")], li[cat("scrap_machine")]
         lot_line = cat("lot_line")
@@ -122,12 +114,9 @@ class PlantTwin:
             self._new(trace.GOODS_RECEIPT, cat("lot_time"), lot_line, self.line_item[lot_line],
                       float(self.load.lot_size), self.unit, lot_line * LOT_LINE_BASE + cat("lot_number")),
         ]
-        down_machine = np.concatenate([d for _, d, _, _ in self._intervals])
-        if down_machine.size:
-            start = np.concatenate([s for _, _, s, _ in self._intervals])
-            end = np.concatenate([e for *_, e in self._intervals])
-            self._local.append(self._downtime(start, li[down_machine], end - start))
-        self._intervals = []
+        if steps.down_machine.size:
+            self._local.append(self._downtime(steps.down_start, li[steps.down_machine],
+                                              steps.down_end - steps.down_start))
 
     def _warehouse(self, t_from: float, t_to: float) -> None:
         """Material issues per line and inventory moves per plant, with shift-change and scenario bursts."""
@@ -268,9 +257,9 @@ class PlantTwin:
         """Advance the plant to ``t_to`` and hand over what the window produced."""
         t_from = self.env.now
         self.env.run(until=t_to)
-        while self.env.peek() <= t_to:  # a reporting tick due exactly at the window's end belongs here
+        while self.env.peek() <= t_to:  # a shift change due exactly at the window's end belongs here
             self.env.step()
-        self._flush_intervals()
+        self._report(t_from, t_to)
         self._warehouse(t_from, t_to)
         local_orders = self._orders(t_from, t_to)
         out = self._take_due(t_to)
