@@ -17,8 +17,17 @@ from scenarios.spec import Scenario
 class LivePlant:
     """The actor's body: one plant's machine bank and OPC UA server on a private event loop."""
 
-    def __init__(self, scenario: Scenario, plant_id: str, run_dir: str, epoch: float, speed: float,
-                 port: int = 0, insecure: bool = False, tick: float = 0.5):
+    def __init__(
+        self,
+        scenario: Scenario,
+        plant_id: str,
+        run_dir: str,
+        epoch: float,
+        speed: float,
+        port: int = 0,
+        insecure: bool = False,
+        tick: float = 0.5,
+    ):
         self.host = PlantHost(scenario, plant_id, Path(run_dir), epoch, speed, port, insecure, tick)
 
     def start(self) -> str:
@@ -44,8 +53,17 @@ LivePlantActor = ray.remote(num_cpus=0)(LivePlant)
 class LivePlantHandle:
     """A small synchronous handle over one :data:`LivePlantActor`."""
 
-    def __init__(self, scenario: Scenario, plant_id: str, run_dir: Path | str, epoch: float, speed: float,
-                 port: int = 0, insecure: bool = False, tick: float = 0.5):
+    def __init__(
+        self,
+        scenario: Scenario,
+        plant_id: str,
+        run_dir: Path | str,
+        epoch: float,
+        speed: float,
+        port: int = 0,
+        insecure: bool = False,
+        tick: float = 0.5,
+    ):
         self.plant_id = plant_id
         self.actor = LivePlantActor.options(name=None).remote(
             scenario, plant_id, str(run_dir), epoch, speed, port, insecure, tick
