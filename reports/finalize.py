@@ -1,0 +1,47 @@
+"""``finalize_run``: evaluate a run folder and write ``sla.json``, ``report.html`` (and ``report.pdf``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reports.charts import Chart, run_charts
+from reports.evaluate import evaluate_prepared
+from reports.html import render_report
+from reports.prep import prepare
+from reports.runfolder import load_run
+from reports.timeseries import build_series
+from reports.view import build_view
+
+
+@dataclass
+class RunVerdict:
+    """The outcome of a run: pass/fail, one line per breach, and the full sla.json content."""
+
+    passed: bool
+    breaches: list[str]
+    sla: dict[str, Any]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON (NaN-free by construction; fails loudly otherwise)."""
+    path.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+
+
+def finalize_run(run_dir: Path, pdf: bool = False) -> RunVerdict:
+    """Evaluate ``run_dir`` and write its report files; raises ``RunFolderError`` on bad input."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    prep = prepare(run)
+    sla = evaluate_prepared(prep)
+    write_json(run_dir / "sla.json", sla)
+    view = build_view(sla)
+    charts: list[Chart] = run_charts(build_series(prep), sla, run.meta, run.start_clock)
+    (run_dir / "report.html").write_text(render_report(view, charts, run.scenario_text), encoding="utf-8")
+    if pdf:
+        from reports.pdf import write_pdf  # only runs that ask for a PDF pay for the PDF backend
+
+        write_pdf(run_dir / "report.pdf", view, charts, run.scenario_text)
+    return RunVerdict(passed=bool(sla["passed"]), breaches=list(sla["breaches"]), sla=sla)
