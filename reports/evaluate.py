@@ -9,6 +9,7 @@ Top-level keys of sla.json:
   figures, also for SLAs without a threshold). Durations in seconds, shares in 0..1.
 - ``invariants.<name>`` — ``count``, ``passed``, ``ids`` (first 50 offenders) and details.
 - ``kpis`` — success rate, DLQ count/oldest age, retry volume, ERP load per ERP (mean/CI each).
+- ``dead_letters`` — the DLQ grouped by plant, reason, item and unit, with example ids.
 - ``per_plant``, ``per_wave``, ``faults`` (queued, drained, recovery per fault), ``breaker``.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from reports import backlog as bl
 from reports.invariants import check_invariants
-from reports.kpis import kpis, per_plant, per_wave
+from reports.kpis import dead_letters, kpis, per_plant, per_wave
 from reports.narrative import breaches
 from reports.prep import Prepared, prepare
 from reports.runfolder import RunData, load_run
@@ -47,6 +48,7 @@ def evaluate_prepared(prep: Prepared) -> dict[str, Any]:
         "kpis": kpis(prep),
         "per_plant": per_plant(prep),
         "per_wave": per_wave(prep),
+        "dead_letters": dead_letters(prep),
         "faults": faults,
         "breaker": meta.get("breaker", []),
         "recovery_definition": (

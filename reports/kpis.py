@@ -179,3 +179,24 @@ def _before(prep: Prepared, plants: list[str], at: float) -> dict[str, Any]:
     delay = p["delay"].to_numpy()[sel]
     return {"posting_p95": none_if_nan(percentile(delay, "p95")), "transactions": int(sel.sum()) / prep.n_reps}
 
+
+
+def dead_letters(prep: Prepared, examples: int = 5) -> list[dict[str, Any]]:
+    """The dead-letter queue by plant, reason, item and unit: what the onboarding team has to fix."""
+    t = prep.trace
+    dead = t[(t["outcome"] == DEAD_LETTERED).to_numpy()]
+    if not len(dead):
+        return []
+    cols = ["plant", "reason", "item", "unit"]
+    frame = pd.DataFrame({c: dead[c].astype(str).to_numpy() for c in cols + ["flow", "txn_id"]})
+    frame["t_created"] = dead["t_created"].to_numpy()
+    out = []
+    for key, group in frame.groupby(cols, sort=True):
+        out.append({
+            **dict(zip(cols, key, strict=True)),
+            "count": len(group) / prep.n_reps,
+            "flows": sorted(group["flow"].unique().tolist()),
+            "oldest_age": none_if_nan(prep.run.duration - float(np.nanmin(group["t_created"].to_numpy()))),
+            "examples": group["txn_id"].head(examples).tolist(),
+        })
+    return sorted(out, key=lambda r: -r["count"])
