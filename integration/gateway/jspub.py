@@ -1,0 +1,160 @@
+"""A lean JetStream publisher for batches: one reply subscription, one future per batch, not per message.
+
+``nats-py``'s ``publish_async`` creates a future, a random token and a parsed ``PubAck`` object per
+message; at tens of thousands of events a second that bookkeeping, not the broker, is the limit on
+two cores. Here every message of a batch gets the reply subject ``<inbox>.<n>``; the reply handler
+finds the batch by ``n``, reads the few fields the gateway needs straight from the PubAck JSON and
+resolves the batch's one future when the last ack is in. Semantics are those of JetStream publish:
+a message counts as stored only on a PubAck without ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID
+
+
+@dataclass(slots=True)
+class BatchAcks:
+    """Acks of one published batch: stream sequence and duplicate flag per message, or the errors."""
+
+    size: int
+    future: asyncio.Future[None]
+    seqs: list[int] = field(default_factory=list)
+    duplicates: list[bool] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    pending: int = 0
+
+    def __post_init__(self) -> None:
+        self.seqs = [0] * self.size
+        self.duplicates = [False] * self.size
+        self.pending = self.size
+
+    @property
+    def stored(self) -> int:
+        """Messages acknowledged without error so far."""
+        return self.size - self.pending - len(self.errors)
+
+
+class MessageTooLarge(ValueError):
+    """An event whose body exceeds the broker's max payload; ``index`` is its place in the batch."""
+
+    def __init__(self, index: int, size: int, limit: int):
+        self.index = index
+        super().__init__(f"body[{index}]: event of {size} bytes exceeds the broker's limit of {limit} bytes")
+
+
+def _seq(data: bytes) -> int:
+    start = data.find(b'"seq":')
+    if start < 0:
+        return 0
+    start += 6
+    end = start
+    while end < len(data) and 48 <= data[end] <= 57:
+        end += 1
+    return int(data[start:end] or b"0")
+
+
+_NO_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+
+def _hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: bytes) -> bytes:
+    """One NATS ``HPUB`` command carrying the broker de-duplication key and the correlation id."""
+    if "\r" in msg_id or "\n" in msg_id or "\r" in correlation_id or "\n" in correlation_id:
+        msg_id, correlation_id = msg_id.translate(_NO_NEWLINES), correlation_id.translate(_NO_NEWLINES)
+    header = f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n\r\n".encode()
+    return b"%s%s%s\r\n" % (
+        f"HPUB {subject} {reply} {len(header)} {len(header) + len(body)}\r\n".encode(), header, body
+    )
+
+
+def _duplicate(data: bytes) -> bool:
+    at = data.find(b'"duplicate"')  # the server writes '"duplicate": true'
+    return at >= 0 and data[at + 11:].lstrip(b": ").startswith(b"true")
+
+
+class BatchPublisher:
+    """Publishes batches of messages to JetStream over one NATS connection."""
+
+    def __init__(self, nc: Any):
+        self.nc = nc
+        self._prefix = ""
+        self._inflight: dict[int, tuple[BatchAcks, int]] = {}
+        self._counter = itertools.count(1)
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        """Subscribe to the reply subjects (idempotent)."""
+        if self._sub is None:
+            self._prefix = f"{self.nc.new_inbox()}."
+            self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Any) -> None:
+        n = int(msg.subject[len(self._prefix):])
+        entry = self._inflight.pop(n, None)
+        if entry is None:
+            return  # the batch gave up waiting
+        acks, i = entry
+        data = msg.data
+        if not data or b'"error"' in data:  # no responders (empty 503 status) or a JetStream API error
+            try:
+                acks.errors[i] = json.loads(data)["error"].get("description", "error") if data else "no stream"
+            except (ValueError, KeyError, AttributeError):
+                acks.errors[i] = data.decode(errors="replace") or "no stream"
+        else:
+            acks.seqs[i] = _seq(data)
+            acks.duplicates[i] = _duplicate(data)
+        acks.pending -= 1
+        if acks.pending == 0 and not acks.future.done():
+            acks.future.set_result(None)
+
+    async def publish(self, messages: Sequence[Any], timeout_s: float) -> BatchAcks:
+        """Publish ``messages`` (``subject``, ``body``, ``txn_id``, ``correlation_id``); wait for every ack.
+
+        Returns the batch's acks; raises ``TimeoutError`` (acks so far in ``exc.args[1]``) if some ack
+        does not arrive within ``timeout_s``.
+        """
+        await self.start()
+        limit = self.nc.max_payload - 1024  # room for the headers
+        for i, m in enumerate(messages):
+            if len(m.body) > limit:
+                raise MessageTooLarge(i, len(m.body), limit)
+        acks = BatchAcks(len(messages), asyncio.get_running_loop().create_future())
+        if not messages:
+            return acks
+        inflight, prefix = self._inflight, self._prefix
+        numbers = []
+        try:
+            if self.nc.is_connected and hasattr(self.nc, "_send_command"):
+                # Fast path: the whole batch as one pre-encoded buffer of HPUB commands. Uses the client's
+                # internal write queue (nats-py 2.x), which keeps its ordering and reconnect buffering.
+                commands = []
+                for i, m in enumerate(messages):
+                    n = next(self._counter)
+                    numbers.append(n)
+                    inflight[n] = (acks, i)
+                    commands.append(_hpub(m.subject, f"{prefix}{n}", m.txn_id, m.correlation_id, m.body))
+                await self.nc._send_command(b"".join(commands))
+                await self.nc._flush_pending()
+            else:
+                for i, m in enumerate(messages):
+                    n = next(self._counter)
+                    numbers.append(n)
+                    inflight[n] = (acks, i)
+                    headers = {HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id}
+                    await self.nc.publish(m.subject, m.body, reply=f"{prefix}{n}", headers=headers)
+            await asyncio.wait_for(asyncio.shield(acks.future), timeout_s)
+        except BaseException as exc:
+            for n in numbers:
+                inflight.pop(n, None)
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError(f"{acks.pending} of {acks.size} PubAcks missing after {timeout_s:.1f} s",
+                                   acks) from None
+            raise
+        return acks

@@ -1,0 +1,224 @@
+"""The gateway's side of JetStream: publish batches with PubAcks, look events up, list and replay the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+
+from integration.broker import (
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    HEADER_CORRELATION,
+    HEADER_DLQ_DETAIL,
+    HEADER_DLQ_REASON,
+    HEADER_MSG_ID,
+    ensure_streams,
+    event_subject,
+    read_messages,
+)
+from integration.gateway.ingest import Message
+from integration.gateway.jspub import BatchPublisher
+from live.clock import ScaledClock
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge every message in time; ``stored`` of them were acknowledged."""
+
+    def __init__(self, message: str, stored: int = 0):
+        self.stored = stored
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where an accepted event sits in the EVENTS stream."""
+
+    plant: str
+    seq: int
+    correlation_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One DLQ message, decoded."""
+
+    seq: int
+    subject: str
+    txn_id: str
+    plant: str
+    flow: str
+    correlation_id: str
+    reason: str
+    detail: str
+    t_dead_lettered: float
+    t_created: float
+    body: bytes
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly view (without the body)."""
+        return {
+            "seq": self.seq, "txn_id": self.txn_id, "plant": self.plant, "flow": self.flow,
+            "correlation_id": self.correlation_id, "reason": self.reason, "detail": self.detail,
+            "t_dead_lettered": self.t_dead_lettered, "t_created": self.t_created,
+        }
+
+
+class Publisher:
+    """One NATS connection and JetStream context per gateway process."""
+
+    def __init__(self, url: str, clock: ScaledClock, index_size: int = 200_000, scan_limit: int = 200_000):
+        self.url = url
+        self.clock = clock
+        self.index_size = index_size
+        self.scan_limit = scan_limit
+        self.nc: Any = None
+        self.js: Any = None
+        self.batches: BatchPublisher
+        self._index: OrderedDict[str, Stored] = OrderedDict()
+
+    async def connect(self, timeout_s: float = 30.0) -> None:
+        """Connect (retrying until ``timeout_s``) and make sure the streams exist."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.nc = await nats.connect(
+                    self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+                    allow_reconnect=True, pending_size=64 * 1024 * 1024,
+                )
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the broker is retried
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(f"cannot reach the broker at {self.url}: {exc}") from exc
+                await asyncio.sleep(0.25)
+        self.js = self.nc.jetstream()
+        self.batches = BatchPublisher(self.nc)
+        await self.batches.start()
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # another worker process created them first
+            await ensure_streams(self.js)
+
+    @property
+    def connected(self) -> bool:
+        """True while the NATS connection is up."""
+        return self.nc is not None and self.nc.is_connected
+
+    async def close(self) -> None:
+        """Flush and close the connection."""
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        self.nc = None
+
+    async def publish(self, plant: str, messages: Sequence[Message], timeout_s: float) -> list[bool]:
+        """Publish all ``messages`` pipelined; return once every PubAck arrived (duplicate flags).
+
+        Raises :class:`BrokerUnavailable` if any is not acknowledged within ``timeout_s`` or is refused;
+        the client then retries the whole batch and the broker drops the copies it already stored
+        (Nats-Msg-Id).
+        """
+        if not self.connected:
+            raise BrokerUnavailable("the broker connection is down")
+        try:
+            acks = await self.batches.publish(messages, timeout_s)
+        except TimeoutError as exc:
+            stored = exc.args[1].stored if len(exc.args) > 1 else 0
+            raise BrokerUnavailable(str(exc.args[0]), stored) from None
+        except nats.errors.Error as exc:
+            raise BrokerUnavailable(f"publish failed: {exc!r}") from None
+        if acks.errors:
+            first = next(iter(acks.errors.values()))
+            raise BrokerUnavailable(f"{len(acks.errors)} of {acks.size} not stored: {first}", acks.stored)
+        if self.index_size:
+            index = self._index
+            for m, seq, dup in zip(messages, acks.seqs, acks.duplicates, strict=True):
+                index[m.txn_id] = Stored(plant, seq, m.correlation_id, dup)
+            while len(index) > self.index_size:
+                index.popitem(last=False)
+        return acks.duplicates
+
+    # ------------------------------------------------------------------------------------ reading
+    async def _scan(self, stream: str, subject: str, keep: Callable[[Any], bool], limit: int) -> list[Any]:
+        """Messages of ``stream`` on ``subject`` (oldest first) for which ``keep`` is true."""
+        return await read_messages(self.js, stream, subject, limit, keep)
+
+    def _dead_letter(self, msg: Any) -> DeadLetter:
+        headers = msg.headers or {}
+        try:
+            event = json.loads(msg.data)
+        except ValueError:
+            event = {}
+        _, plant, flow = (msg.subject.split(".", 2) + ["", ""])[:3]
+        return DeadLetter(
+            seq=msg.metadata.sequence.stream, subject=msg.subject, txn_id=str(event.get("txn_id", "")),
+            plant=plant, flow=flow, correlation_id=headers.get(HEADER_CORRELATION, ""),
+            reason=headers.get(HEADER_DLQ_REASON, ""), detail=headers.get(HEADER_DLQ_DETAIL, ""),
+            t_dead_lettered=self.clock.to_scenario(msg.metadata.timestamp.timestamp()),
+            t_created=float(event.get("t_created", float("nan"))), body=msg.data,
+        )
+
+    async def dead_letters(self, plant: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first, of one plant or all."""
+        subject = f"dlq.{plant}.>" if plant else "dlq.>"
+        msgs = await self._scan(DLQ_STREAM, subject, lambda m: True, limit or self.scan_limit)
+        return [self._dead_letter(m) for m in msgs]
+
+    async def dlq_count(self) -> int:
+        """Messages currently in the DLQ stream."""
+        info = await self.js.stream_info(DLQ_STREAM)
+        return int(info.state.messages)
+
+    async def status(self, plant: str, txn_id: str) -> dict[str, Any] | None:
+        """Where ``txn_id`` of ``plant`` stands at the broker, or None if the broker never stored it."""
+        for dead in await self.dead_letters(plant):
+            if dead.txn_id == txn_id:
+                return {"txn_id": txn_id, "plant": plant, "status": "dead_lettered", **dead.summary()}
+        stored = self._index.get(txn_id)
+        if stored is not None and stored.plant != plant:
+            return None
+        if stored is None:
+            wanted = txn_id
+            hits = await self._scan(
+                EVENTS_STREAM, f"events.{plant}.>",
+                lambda m: (m.headers or {}).get(HEADER_MSG_ID) == wanted, self.scan_limit,
+            )
+            if not hits:
+                return None
+            meta = hits[0].metadata
+            return {
+                "txn_id": txn_id, "plant": plant, "status": "stored", "stream_seq": meta.sequence.stream,
+                "correlation_id": (hits[0].headers or {}).get(HEADER_CORRELATION, ""),
+                "t_broker": self.clock.to_scenario(meta.timestamp.timestamp()),
+            }
+        raw = await self.js.get_msg(EVENTS_STREAM, stored.seq)
+        t_broker = self.clock.to_scenario(raw.time.timestamp()) if getattr(raw, "time", None) else None
+        return {
+            "txn_id": txn_id, "plant": plant, "status": "stored", "stream_seq": stored.seq,
+            "correlation_id": stored.correlation_id, "t_broker": t_broker,
+        }
+
+    async def replay(
+        self, select: Callable[[DeadLetter], bool], plant: str | None = None
+    ) -> list[DeadLetter]:
+        """Republish the selected dead letters to their event subjects, then remove them from the DLQ.
+
+        The replayed copy gets a fresh broker key (``<txn_id>:replay:<dlq seq>``) so the broker's
+        duplicate window does not swallow it; the workers' processed-key store still keys by txn_id.
+        """
+        chosen = [d for d in await self.dead_letters(plant) if select(d)]
+        for dead in chosen:
+            headers = {
+                HEADER_MSG_ID: f"{dead.txn_id}:replay:{dead.seq}",
+                HEADER_CORRELATION: dead.correlation_id,
+                "X-Replay-Of": str(dead.seq),
+            }
+            await self.js.publish(event_subject(dead.plant, dead.flow), dead.body, headers=headers)
+            await self.js.delete_msg(DLQ_STREAM, dead.seq)
+        return chosen

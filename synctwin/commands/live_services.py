@@ -1,0 +1,124 @@
+"""``synctwin broker``, ``synctwin gateway`` and ``synctwin erp``: the live engine's integration services.
+
+Each runs in the foreground, prints ``READY <service> <url>`` once it accepts requests and stops
+cleanly on SIGTERM. Runnable on its own too: ``python -m synctwin.commands.live_services gateway ...``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def broker(
+    data_dir: Path = typer.Option(..., "--data-dir", help="directory for the JetStream file store"),
+    port: int = typer.Option(0, help="client port on 127.0.0.1; 0 picks a free one"),
+    sync_always: bool = typer.Option(False, help="fsync every write (slower, survives power loss)"),
+) -> None:
+    """Run an embedded NATS JetStream server with the EVENTS and DLQ streams."""
+    import asyncio
+
+    import nats
+
+    from integration.broker import BrokerError, EmbeddedNats, ensure_streams
+
+    server = EmbeddedNats(data_dir, port, sync_always=sync_always, die_with_parent=True)
+    try:
+        url = server.start()
+    except BrokerError as exc:
+        _fail(str(exc))
+
+    async def _streams() -> None:
+        nc = await nats.connect(url)
+        await ensure_streams(nc.jetstream())
+        await nc.close()
+
+    asyncio.run(_streams())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    typer.echo(f"READY broker {url}")
+    while not stop.is_set() and server.proc is not None and server.proc.poll() is None:
+        stop.wait(0.5)
+    server.stop()
+
+
+def gateway(
+    nats_url: str = typer.Option(..., "--nats", help="broker URL, e.g. nats://127.0.0.1:4222"),
+    credentials: Path = typer.Option(..., help='JSON file {"admin": key, "plants": {"P01": key}}'),
+    port: int = typer.Option(0, help="HTTP port on 127.0.0.1; 0 picks a free one"),
+    epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
+    speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
+    rate_limit: str = typer.Option("2000/s", help="events per second per plant, e.g. 2000/s"),
+    max_batch: int = typer.Option(5000, help="most events in one request"),
+    workers: int = typer.Option(1, min=1, max=8, help="uvicorn worker processes (rate limit is per worker)"),
+) -> None:
+    """Run the plant-facing HTTP gateway (FastAPI under uvicorn)."""
+    from pydantic import ValidationError
+
+    from integration.gateway import GatewaySettings, create_app
+    from integration.gateway.serve import serve, serve_workers
+
+    env = {
+        "SYNCTWIN_GATEWAY_NATS_URL": nats_url, "SYNCTWIN_GATEWAY_CREDENTIALS_FILE": str(credentials.resolve()),
+        "SYNCTWIN_GATEWAY_RATE_LIMIT": rate_limit, "SYNCTWIN_GATEWAY_MAX_BATCH": str(max_batch),
+        "SYNCTWIN_GATEWAY_EPOCH": repr(time.time() if epoch is None else epoch),
+        "SYNCTWIN_GATEWAY_SPEED": repr(speed),
+    }
+    try:
+        settings = GatewaySettings(**{k.removeprefix("SYNCTWIN_GATEWAY_").lower(): v for k, v in env.items()})
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()))
+    if workers == 1:
+        serve(create_app(settings), "gateway", port)
+    else:
+        serve_workers("integration.gateway.app:app_from_env", "gateway", workers, port, env=env)
+
+
+def erp(
+    kind: str = typer.Option("legacy", help="legacy or cloud: which ERP of the scenario this is"),
+    scenario: Path = typer.Option(..., help="scenario YAML (its ERP spec sets latency and rate limit)"),
+    db: Path = typer.Option(..., help="SQLite ledger, e.g. RUN_DIR/state/erp-legacy.sqlite"),
+    port: int = typer.Option(0, help="HTTP port on 127.0.0.1; 0 picks a free one"),
+    epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
+    speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
+) -> None:
+    """Run the ERP twin service: postings into a durable ledger, with outage/slow/rate-limit behaviour."""
+    from integration.gateway.serve import serve
+    from live.clock import ScaledClock
+    from live.erp_service import create_erp_app
+    from scenarios.loader import ScenarioError, load_scenario
+
+    if kind not in ("legacy", "cloud"):
+        _fail(f"--kind: {kind!r} is not an ERP kind; use legacy or cloud")
+    if speed <= 0:
+        _fail("--speed: must be > 0")
+    try:
+        spec = load_scenario(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    clock = ScaledClock(time.time() if epoch is None else epoch, speed)
+    app = create_erp_app(kind, spec.erp_for(kind), db, clock, seed=spec.run.seed)
+    serve(app, f"erp-{kind}", port)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``broker``, ``gateway`` and ``erp`` to ``app``."""
+    app.command("broker")(broker)
+    app.command("gateway")(gateway)
+    app.command("erp")(erp)
+
+
+if __name__ == "__main__":
+    _app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(_app)
+    _app()

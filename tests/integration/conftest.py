@@ -1,0 +1,93 @@
+"""Shared fixtures for the integration tests: one broker per module, gateway processes, NATS clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import nats
+import pytest
+
+from integration.broker import EVENTS_STREAM, EmbeddedNats, read_messages
+from integration.gateway.serve import ServiceProcess
+
+CREDENTIALS = {"admin": "admin-key", "plants": {"P01": "key-p01", "P02": "key-p02", "P03": "key-p03"}}
+
+
+def service_command(*args: str) -> list[str]:
+    """The command line of a live service run from this interpreter."""
+    return [sys.executable, "-m", "synctwin.commands.live_services", *args]
+
+
+def poll(check: Callable[[], Any], deadline_s: float = 10.0, every_s: float = 0.02) -> Any:
+    """Call ``check`` until it returns something truthy; fail after ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {deadline_s} s: {check}")
+        time.sleep(every_s)
+
+
+def read_stream(url: str, subject: str = "events.>", stream: str = EVENTS_STREAM) -> list[Any]:
+    """Every message on ``subject``, read by a brand-new consumer over a brand-new connection."""
+
+    async def run() -> list[Any]:
+        nc = await nats.connect(url)
+        try:
+            return await read_messages(nc.jetstream(), stream, subject)
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def kit() -> SimpleNamespace:
+    """This conftest's functions (poll, read_stream, start_gateway ...) for test modules."""
+    return SimpleNamespace(poll=poll, read_stream=read_stream, service_command=service_command,
+                           start_gateway=start_gateway, credentials=CREDENTIALS)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One JetStream server for the whole test module."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), die_with_parent=True)  # no orphan if pytest dies
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def credentials_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("state") / "credentials.json"
+    path.write_text(json.dumps(CREDENTIALS))
+    return path
+
+
+def start_gateway(broker: EmbeddedNats, credentials: Path, *extra: str,
+                  env: dict[str, str] | None = None, log: Path | None = None) -> ServiceProcess:
+    """A gateway process on a free port, connected to ``broker``."""
+    proc = ServiceProcess(
+        service_command("gateway", "--nats", broker.url, "--credentials", str(credentials),
+                        "--epoch", str(time.time()), "--speed", "60", *extra),
+        "gateway", env=env, log=log, die_with_parent=True,
+    )
+    proc.start()
+    return proc
+
+
+@pytest.fixture(scope="module")
+def gateway(broker: EmbeddedNats, credentials_file: Path) -> Iterator[ServiceProcess]:
+    """One gateway process for the module (rate limit 2000 events/s per plant)."""
+    proc = start_gateway(broker, credentials_file, log=credentials_file.parent / "gateway.log")
+    yield proc
+    proc.stop()
