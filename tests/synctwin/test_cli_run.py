@@ -119,3 +119,23 @@ class TestRuns:
         assert '"lost"' in invariants
         report = (out / "report.html").read_text()
         assert "unmapped_item" in report and "unknown_unit" in report
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_compare_shows_which_slas_changed_and_by_how_much(tmp_path):
+    waves = str(LIBRARY / "rollout-waves.yaml")
+    short = ["--quiet", "--set", "run.duration=1d"]
+    assert runner.invoke(app, ["run", waves, "--out", str(tmp_path / "a"), *short]).exit_code == 0
+    slower = runner.invoke(app, ["run", waves, "--out", str(tmp_path / "b"), *short,
+                                 "--set", "landscape.erp.service.mean=400ms"])
+    assert slower.exit_code in (0, 1)
+    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    a = json.loads((tmp_path / "a" / "sla.json").read_text())["slas"]["inventory_posting_delay"]["checks"][0]
+    b = json.loads((tmp_path / "b" / "sla.json").read_text())["slas"]["inventory_posting_delay"]["checks"][0]
+    assert b["value"] > a["value"]
+    row = next(line for line in result.output.splitlines() if "Inventory posting delay p95" in line)
+    assert "+" in row  # the delta is shown, signed
+    assert (tmp_path / "c" / "compare.html").is_file()
