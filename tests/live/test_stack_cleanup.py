@@ -1,0 +1,80 @@
+"""``synctwin up`` leaves nothing running when interrupted (Ctrl-C) or when one of its children dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from live.procs import pid_alive
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "library" / "live-smoke.yaml"
+
+
+def start_up(out: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "synctwin.commands.live", "up", str(SCENARIO), "--out", str(out),
+               "--no-progress", "--duration", "10h", *extra]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180.0) -> dict[str, list[int]]:
+    """Poll ``state/processes.json`` until both edges (the last tier) are up."""
+    path = out / "state" / "processes.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if path.is_file():
+            pids = json.loads(path.read_text())
+            logs = [out / "logs" / f"edge-{p}.log" for p in ("P01", "P02")]
+            if all(log.is_file() and "READY" in log.read_text() for log in logs) and "edge-P02" in pids:
+                return pids
+        time.sleep(0.1)
+    raise AssertionError("the stack did not start in time")
+
+
+def assert_all_gone(out: Path, timeout: float = 30.0) -> None:
+    pids = [p for group in json.loads((out / "state" / "processes.json").read_text()).values() for p in group]
+    assert len(pids) >= 7
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"still running: {alive}"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_including_ray(tmp_path: Path):
+    out = tmp_path / "interrupted"
+    proc = start_up(out)
+    try:
+        pids = wait_for_all_started(proc, out)
+        assert pids.get("ray"), "Ray plant hosts were not recorded"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert_all_gone(out)
+
+
+@pytest.mark.slow
+def test_a_dying_child_ends_the_run_and_everything_else(tmp_path: Path):
+    out = tmp_path / "child-died"
+    proc = start_up(out, "--plants", "process")
+    try:
+        pids = wait_for_all_started(proc, out)
+        os.kill(pids["gateway"][-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "gateway" in err and "died" in err
+    assert_all_gone(out)

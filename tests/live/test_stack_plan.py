@@ -1,0 +1,56 @@
+"""What the orchestrator plans from a scenario: fault timeline, ERP services, service commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from live.clock import ScaledClock
+from live.stack import FaultAction, LiveStack, StackOptions, fault_timeline
+from scenarios.loader import parse_scenario
+
+SPEC = {
+    "name": "plan",
+    "landscape": {"cloud_erp": {"kind": "cloud", "rate_limit": "50/s"},
+                  "plants": [{"id": "P", "count": 2}]},
+    "rollout": {"waves": [{"name": "w1", "at": "2h", "plants": ["P02"], "erp": "cloud"}]},
+    "faults": [
+        {"kind": "erp_outage", "at": "1h", "duration": "30m", "erp": "cloud"},
+        {"kind": "process_kill", "at": "90m", "target": "edge", "plants": ["P01"]},
+        {"kind": "gateway_down", "at": "3h", "duration": "10m"},
+        {"kind": "wan_outage", "at": "4h", "duration": "10m"},
+        {"kind": "process_kill", "at": "5h", "target": "erp", "erp": "cloud"},
+    ],
+}
+
+
+def test_fault_timeline_orders_actions_and_names_what_it_skips():
+    actions, notes = fault_timeline(parse_scenario(SPEC))
+    assert actions == [
+        FaultAction(3600.0, "erp_mode", ("cloud",), {"mode": "outage"}, 0),
+        FaultAction(5400.0, "erp_mode", ("cloud",), {"mode": "normal"}, 0),
+        FaultAction(5400.0, "kill_restart", ("edge-P01",), {}, 1),
+        FaultAction(10800.0, "stop", ("gateway",), {}, 2),
+        FaultAction(11400.0, "restart", ("gateway",), {}, 2),
+        FaultAction(18000.0, "kill_restart", ("erp-cloud",), {}, 4),
+    ]
+    assert len(notes) == 1 and "wan_outage" in notes[0]
+
+
+def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
+    stack = LiveStack(parse_scenario(SPEC), tmp_path, StackOptions(progress=False))
+    assert stack.erp_kinds == ["cloud", "legacy"]
+    stack._prepare()
+    stack.clock = ScaledClock(1000.0, 60.0)
+    stack.urls = {"broker": "nats://127.0.0.1:1", "erp-legacy": "http://127.0.0.1:2",
+                  "erp-cloud": "http://127.0.0.1:3", "gateway": "http://127.0.0.1:4",
+                  "opcua-P01": "opc.tcp://127.0.0.1:5/synctwin/P01"}
+    worker = stack._command("worker")
+    assert "legacy=http://127.0.0.1:2" in worker and "cloud=http://127.0.0.1:3" in worker
+    assert worker[worker.index("--epoch") + 1] == "1000.0"
+    edge = stack._command("edge-P01")
+    assert edge[edge.index("--api-key") + 1] == stack.credentials["plants"]["P01"]
+    assert "--insecure" in edge
+    gateway = stack._command("gateway", port=4)  # a restart keeps the port its clients know
+    assert gateway[gateway.index("--port") + 1] == "4"
+    assert (tmp_path / "scenario.yaml").is_file()
+    assert (tmp_path / "state" / "credentials.json").stat().st_mode & 0o077 == 0  # keys readable by owner only
