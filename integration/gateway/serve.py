@@ -1,22 +1,18 @@
-"""The READY protocol: serve an ASGI app on 127.0.0.1 announcing ``READY <name> <url>``, and start
-such a service as a child process waiting for that line (:class:`ServiceProcess`)."""
+"""The READY protocol, service side: serve an ASGI app on 127.0.0.1 announcing ``READY <name> <url>``.
+
+The client side (start a child, wait for that line, stop it for sure) is :class:`live.procs.Service`."""
 
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import uvicorn
-
-from integration.broker import kill_with_parent
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -86,83 +82,3 @@ def serve_workers(factory: str, name: str, workers: int, port: int = 0, host: st
 
     threading.Thread(target=announce, daemon=True).start()
     supervisor.run()
-
-
-class ServiceProcess:
-    """A service started as a child process, waited on until it prints ``READY <name> <url>``.
-
-    The client side of the READY protocol, for tests, benchmarks and orchestration.
-    """
-
-    def __init__(self, args: list[str], name: str, env: dict[str, str] | None = None,
-                 log: Path | None = None, timeout_s: float = 30.0, die_with_parent: bool = False):
-        self.args = args
-        self.die_with_parent = die_with_parent  # Linux: SIGKILL the child when the starting thread dies
-        self.name = name
-        self.env = env
-        self.log = log
-        self.timeout_s = timeout_s
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        """Start the process and return the URL it announced; raise RuntimeError on timeout or exit."""
-        env = {**os.environ, **(self.env or {})}
-        stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115 - kept for the child
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
-                                     stdin=subprocess.DEVNULL,
-                                     preexec_fn=kill_with_parent if self.die_with_parent else None)
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:  # keep reading so the child never blocks on a full pipe
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                raise RuntimeError(f"{self.name} exited with code {self.proc.wait()} before READY "
-                                   f"(see {self.log or 'its stderr'})")
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "READY" and parts[1] == self.name:
-                self.url = parts[2]
-                return self.url
-        self.kill()
-        raise RuntimeError(f"{self.name} did not print READY within {self.timeout_s:.0f} s")
-
-    def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGTERM and wait (SIGKILL after ``timeout_s``); return the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def __enter__(self) -> ServiceProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -15,7 +15,7 @@ import nats
 import pytest
 
 from integration.broker import EVENTS_STREAM, EmbeddedNats, read_messages
-from integration.gateway.serve import ServiceProcess
+from live.procs import Service
 
 CREDENTIALS = {"admin": "admin-key", "plants": {"P01": "key-p01", "P02": "key-p02", "P03": "key-p03"}}
 
@@ -74,20 +74,18 @@ def credentials_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_gateway(broker: EmbeddedNats, credentials: Path, *extra: str,
-                  env: dict[str, str] | None = None, log: Path | None = None) -> ServiceProcess:
-    """A gateway process on a free port, connected to ``broker``."""
-    proc = ServiceProcess(
-        service_command("gateway", "--nats", broker.url, "--credentials", str(credentials),
-                        "--epoch", str(time.time()), "--speed", "60", *extra),
-        "gateway", env=env, log=log, die_with_parent=True,
-    )
+                  env: dict[str, str] | None = None, log_dir: Path | None = None) -> Service:
+    """A gateway process on a free port, connected to ``broker``; its log goes to ``log_dir``."""
+    proc = Service("gateway", service_command("gateway", "--nats", broker.url, "--credentials", str(credentials),
+                                              "--epoch", str(time.time()), "--speed", "60", *extra),
+                   log_dir or credentials.parent, env=env or {})
     proc.start()
     return proc
 
 
 @pytest.fixture(scope="module")
-def gateway(broker: EmbeddedNats, credentials_file: Path) -> Iterator[ServiceProcess]:
+def gateway(broker: EmbeddedNats, credentials_file: Path) -> Iterator[Service]:
     """One gateway process for the module (rate limit 2000 events/s per plant)."""
-    proc = start_gateway(broker, credentials_file, log=credentials_file.parent / "gateway.log")
+    proc = start_gateway(broker, credentials_file)
     yield proc
     proc.stop()

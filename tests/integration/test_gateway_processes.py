@@ -15,7 +15,7 @@ import nats
 import pytest
 
 from integration.broker import EVENTS_STREAM
-from integration.gateway.serve import ServiceProcess
+from live.procs import ProcessError, Service
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +35,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_broker_command_streams_and_clean_stop(tmp_path, kit):
-    proc = ServiceProcess(kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), "broker",
-                          die_with_parent=True)
+    proc = Service("broker", kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
     url = proc.start()
 
     async def streams():
@@ -52,12 +51,13 @@ def test_broker_command_streams_and_clean_stop(tmp_path, kit):
 
 
 def test_broker_command_killed_takes_its_server_with_it(tmp_path, kit):
-    proc = ServiceProcess(kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), "broker",
-                          die_with_parent=True)
+    proc = Service("broker", kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
     proc.start()
     server_pid = _children(proc.proc.pid)[0]
-    proc.kill()
+    os.kill(proc.proc.pid, signal.SIGKILL)  # the command alone, not its process group
+    proc.proc.wait()
     kit.poll(lambda: not _alive(server_pid))  # no orphaned nats-server keeps the port
+    proc.stop()
 
 
 def test_two_gateway_workers_store_everything_and_stop_cleanly(broker, credentials_file, kit):
@@ -77,13 +77,11 @@ def test_two_gateway_workers_store_everything_and_stop_cleanly(broker, credentia
 
 
 def test_gateway_refuses_a_bad_rate_limit(credentials_file, kit, tmp_path):
-    log = tmp_path / "gw.log"
-    proc = ServiceProcess(kit.service_command("gateway", "--nats", "nats://127.0.0.1:1", "--credentials",
-                                                  str(credentials_file), "--rate-limit", "lots"), "gateway",
-                          log=log)
-    with pytest.raises(RuntimeError, match="code 2"):
+    proc = Service("gateway", kit.service_command("gateway", "--nats", "nats://127.0.0.1:1", "--credentials",
+                                                  str(credentials_file), "--rate-limit", "lots"), tmp_path)
+    with pytest.raises(ProcessError, match="code 2"):
         proc.start()
-    assert "rate_limit" in log.read_text()
+    assert "rate_limit" in proc.log_path.read_text()
 
 
 def test_locustfile_drives_the_gateway(gateway, broker, kit, tmp_path):

@@ -10,10 +10,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import ray
 from typer.testing import CliRunner
 
-from actors.remote import ensure_ray
 from reports.narrative import dur
 from synctwin.cli import app
 
@@ -26,12 +24,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 UNIT = re.compile(r"\(([^()]+)\)\s*$")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    started = ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 class Page(HTMLParser):

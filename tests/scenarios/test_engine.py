@@ -5,24 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 
-from actors.remote import ensure_ray
 from scenarios.engine import run_virtual
 from scenarios.loader import parse_scenario
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 # 95 % two-sided Student t quantiles by degrees of freedom.
 T95 = {4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 9: 2.262}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    started = ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def mm1_scenario(arrival_rate: float, service_rate: float, replications: int, seed: int) -> dict:

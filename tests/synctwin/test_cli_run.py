@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 from typer.testing import CliRunner
 
-from actors.remote import ensure_ray
 from synctwin.cli import app
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "library"
@@ -59,12 +57,6 @@ def test_missing_file_and_bad_override_exit_2(tmp_path):
     assert result.exit_code == 2
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    started = ensure_ray(num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.mark.slow
