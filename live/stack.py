@@ -102,7 +102,7 @@ def _kill_targets(fault: FaultSpec, plants: list[str], kinds: list[str]) -> tupl
 class StackOptions:
     speed: float = 60.0
     duration: float | None = None  # scenario seconds; default the scenario's run.duration
-    insecure: bool = True  # OPC UA without certificates/passwords (secure mode costs startup time)
+    insecure: bool = False  # True: OPC UA without certificates/passwords, on loopback only
     drain_timeout: float = 60.0  # wall seconds
     ready_timeout: float = 60.0
     stop_timeout: float = 10.0

@@ -50,7 +50,7 @@ def up(
     speed: float = typer.Option(None, help="scenario seconds per wall second (default: the scenario's)"),
     duration: str = typer.Option(None, help="scenario time to run, e.g. 5m or 2h (default: the scenario's)"),
     out: Path = typer.Option(None, help="run folder (default runs/<scenario>-live-<time>)"),
-    secure: bool = typer.Option(False, help="OPC UA with certificates and user/password"),
+    insecure: bool = typer.Option(False, help="OPC UA without security (loopback only; faster start-up)"),
     drain_timeout: float = typer.Option(60.0, help="wall seconds to wait for the backlog to drain"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     plants: str = typer.Option("ray", help="how plants run: ray (LivePlantActor) or process (synctwin opcua)"),
@@ -77,7 +77,7 @@ def up(
     run_dir = out or Path("runs") / f"{spec.name}-live-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "run.json").exists():
         _fail(f"--out: {run_dir} already holds a run; choose another folder")
-    options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=not secure,
+    options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=insecure,
                            drain_timeout=drain_timeout, progress=progress, plant_host=plants)
     stack = LiveStack(spec, run_dir, options, log=typer.echo)
     try:

@@ -49,7 +49,7 @@ def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
     assert worker[worker.index("--epoch") + 1] == "1000.0"
     edge = stack._command("edge-P01")
     assert edge[edge.index("--api-key") + 1] == stack.credentials["plants"]["P01"]
-    assert "--insecure" in edge
+    assert "--insecure" not in edge  # OPC UA is secured unless asked otherwise
     gateway = stack._command("gateway", port=4)  # a restart keeps the port its clients know
     assert gateway[gateway.index("--port") + 1] == "4"
     assert (tmp_path / "scenario.yaml").is_file()
