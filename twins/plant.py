@@ -22,7 +22,7 @@ from integration.store_forward import StoreAndForward
 from scenarios.generator import FaultPlan, Routing, Vocabulary
 from scenarios.spec import PlantSpec, Scenario
 from twins import qms, wms
-from twins.machines import MachineBank
+from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
 
 F = B.FLOW_CODE
@@ -34,6 +34,20 @@ class PlantWindow:
     outbound: B.Batch  # source columns, for the hub
     local: B.Batch  # finished rows (all columns)
     lots: dict[str, np.ndarray]
+
+
+def _multiples(step: float, after: float, upto: float) -> np.ndarray:
+    """Multiples of ``step`` in (after, upto]."""
+    return np.arange(np.floor(after / step) + 1, np.floor(upto / step) + 1) * step
+
+
+def _coarsen(steps: IntervalSteps, bounds: np.ndarray) -> IntervalSteps:
+    """Sum fine intervals into the coarser ones ending at ``bounds`` (each bound is a fine bound)."""
+    ends = np.searchsorted(steps.bounds, bounds)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    total = lambda m: np.add.reduceat(m, starts, axis=1)  # noqa: E731
+    return IntervalSteps(steps.t_from, bounds, total(steps.good), total(steps.scrap), total(steps.running_time),
+                         steps.down_machine, steps.down_start, steps.down_end)
 
 
 class PlantTwin:
@@ -72,6 +86,7 @@ class PlantTwin:
         self._pending: list[B.Batch] = []  # outbound records, possibly dated in a later window
         self._local: list[B.Batch] = []
         self._lots: list[dict[str, np.ndarray]] = []
+        self._telemetry_carry = 0.0  # good units since the last telemetry tick
         env.process(self._shift_changes())
 
     # -------------------------------------------------------------------------------- processes
@@ -92,13 +107,15 @@ class PlantTwin:
 
     def _report(self, t_from: float, t_to: float) -> None:
         """Advance the machine bank over the window's reporting intervals and record what the MES reports."""
-        interval = self.load.confirmation_interval
-        bounds = np.arange(np.floor(t_from / interval) + 1, np.floor(t_to / interval) + 1) * interval
-        bounds = bounds[bounds > self.bank.t]
+        bounds = _multiples(self.load.confirmation_interval, self.bank.t, t_to)
         if bounds.size == 0:
             return
-        steps = self.bank.advance_intervals(bounds)
-        out = self.mes.report_many(steps)
+        # Telemetry intervals inside the reporting span are stepped too (finer bins, same dynamics).
+        ticks = _multiples(self.load.telemetry_interval, self.bank.t, bounds[-1])
+        fine = np.union1d(bounds, ticks)
+        steps = self.bank.advance_intervals(fine)
+        self._telemetry(steps, ticks)
+        out = self.mes.report_many(_coarsen(steps, bounds))
         cat = lambda name: getattr(out, name)  # noqa: E731
         li = self.bank.line_of
         conf_line, scrap_line = li[cat("conf_machine")], li[cat("scrap_machine")]
@@ -117,6 +134,22 @@ class PlantTwin:
         if steps.down_machine.size:
             self._local.append(self._downtime(steps.down_start, li[steps.down_machine],
                                               steps.down_end - steps.down_start))
+
+    def _telemetry(self, steps: IntervalSteps, ticks: np.ndarray) -> None:
+        """Edge aggregates per telemetry interval (good units of the plant), streamed to analytics."""
+        if ticks.size == 0:
+            return
+        produced = np.concatenate([[self._telemetry_carry], np.cumsum(steps.good.sum(axis=0))])
+        at = np.searchsorted(steps.bounds, ticks) + 1
+        per_tick = np.diff(np.concatenate([[0.0], produced[at]]))
+        self._telemetry_carry = produced[-1] - produced[at[-1]]
+        line = np.zeros(ticks.size, dtype=np.int16)
+        rows = self._new(trace.TELEMETRY, ticks, line, self.line_item[line], per_tick, self.unit)
+        t_broker = self.wan.end_of(ticks) + self.plant.wan.latency + self.scenario.landscape.integration.broker.latency
+        rows["t_edge"], rows["t_broker"] = ticks.copy(), t_broker
+        self._local.append(B.with_results(rows, plant=self.index, target=B.TARGET_CODE["analytics"],
+                                          t_delivered=t_broker, t_acked=t_broker, attempts=1,
+                                          outcome=B.OUTCOME_CODE[trace.DELIVERED]))
 
     def _warehouse(self, t_from: float, t_to: float) -> None:
         """Material issues per line and inventory moves per plant, with shift-change and scenario bursts."""
