@@ -30,6 +30,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     else:
         ray.init(
+            address="local",  # always a fresh embedded instance, never a stray cluster left on this machine
             num_cpus=num_cpus or os.cpu_count() or 2,
             include_dashboard=False,
             object_store_memory=DEFAULT_OBJECT_STORE,

@@ -383,7 +383,8 @@ class RayPlants:
         from actors.live_plant import LivePlantHandle
 
         before = {p.pid for p in psutil.Process().children(recursive=True)}
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
+                 log_to_driver=False,
                  configure_logging=False)
         self._started = True
         self.pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]

@@ -80,6 +80,14 @@ class TestRuns:
         assert "lost" in json.dumps(sla) and "duplicate" in json.dumps(sla)
         ledger = pd.read_parquet(out / "ledger.parquet")
         assert ledger.txn_id.is_unique
+        # Rebuilding the report from the files gives the same figures as at the end of the run.
+        at_end = (out / "sla.json").read_text()
+        (out / "sla.json").unlink()
+        (out / "report.html").unlink()
+        rebuilt = runner.invoke(app, ["report", str(out)])
+        assert rebuilt.exit_code == 0, rebuilt.output
+        assert json.loads((out / "sla.json").read_text()) == json.loads(at_end)
+        assert (out / "report.html").is_file()
 
     def test_duplicate_storm_passes_and_fails_without_idempotency(self, tmp_path):
         storm = str(LIBRARY / "duplicate-storm.yaml")
