@@ -114,6 +114,9 @@ def latency_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
         if positive.size and positive.max() / max(positive.min(), 1e-3) > 50:
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds on many panels
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "1e-11+4.5e-2" offsets
+            ax.set_ylim(bottom=0)
         ax.set_title(flow.replace("_", " "), fontsize=9, color=palette.flow_color(flow), loc="left")
         ax.set_ylabel(ylabel, fontsize=8)
         decorate(ax, meta, start, faults, label=False)
