@@ -55,8 +55,12 @@ def run_virtual(scenario: Scenario, out: Path | None = None, replications: int |
             ray.shutdown()
     wall = time.perf_counter() - started
     trace_t = run_folder.trace_table(result.rows, scenario, run_id)
+    notes = [f"faults[{i}] process_kill: acts in the live engine only (a killed process has no virtual twin)"
+             for i, f in enumerate(scenario.faults) if f.kind == "process_kill"]
+    for note in notes:
+        console.print(f"  note: {note}", highlight=False)
     meta = run_folder.run_meta(scenario, run_id, "virtual", reps, wall, result.breaker,
-                               {"transactions": trace_t.num_rows})
+                               {"transactions": trace_t.num_rows, "notes": notes})
     run_folder.write_run_folder(out, scenario, meta, trace_t,
                                 run_folder.ledger_table(result.ledger, scenario, run_id),
                                 run_folder.lots_table(result.lots, scenario, run_id))
