@@ -34,6 +34,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from integration.trace import DOWNTIME, GOODS_RECEIPT, OPERATION_CONFIRMATION, SCRAP
 from live.clock import ScaledClock
 from live.edge_store import EdgeStore, OutboxEvent
+from live.opcua_bulk import create_bulk_subscription
 from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
 from scenarios.spec import Scenario
 
@@ -443,18 +444,26 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 # ------------------------------------------------------------------------------------------ the edge
 class _Handler:
-    """asyncua subscription callbacks: queue raw notifications for the processing loop."""
+    """Subscription callbacks: queue raw notifications for the processing loop.
 
-    def __init__(self, nodes: dict, clock: ScaledClock, inbox: list):
-        self.nodes, self.clock, self.inbox = nodes, clock, inbox
+    Data changes arrive a whole PublishResponse at a time (:class:`~live.opcua_bulk.BulkSubscription`),
+    keyed ``(machine, signal kind)``; downtime events one by one.
+    """
 
-    def datachange_notification(self, node, value, data) -> None:
-        key = self.nodes.get(node.nodeid)
-        if key is None:
-            return
-        stamp = data.monitored_item.Value.SourceTimestamp
-        t = self.clock.to_scenario(stamp.timestamp()) if isinstance(stamp, datetime) else self.clock.now()
-        self.inbox.append(("signal", key[0], key[1], value, t))
+    def __init__(self, clock: ScaledClock, inbox: list):
+        self.clock, self.inbox = clock, inbox
+
+    def datachange_batch(self, items: list[tuple[tuple[int, str], ua.DataValue]]) -> None:
+        to_scenario, now = self.clock.to_scenario, None
+        for (machine, kind), dv in items:
+            stamp = dv.SourceTimestamp
+            if isinstance(stamp, datetime):
+                t = to_scenario(stamp.timestamp())
+            else:
+                now = self.clock.now() if now is None else now
+                t = now
+            value = dv.Value.Value if dv.Value is not None else None
+            self.inbox.append(("signal", machine, kind, value, t))
 
     def event_notification(self, event) -> None:
         machine, line = getattr(event, "Machine", None), getattr(event, "Line", None)
@@ -584,13 +593,12 @@ class Edge:
     async def _subscribe(self, client: Client) -> None:
         c = self.config
         idx = await client.get_namespace_index(namespace_uri(c.plant))
-        nodes: dict = {}
+        nodes: dict[tuple[int, str], ua.NodeId] = {}
         for i in range(c.machines):
             line, machine = machine_path(i, c.machines_per_line)
             for name, kind in SIGNALS.items():
-                nodes[ua.NodeId(f"{c.plant}.{line}.{machine}.{name}", idx)] = (i, kind)
-        handler = _Handler(nodes, self.clock, self._inbox)
-        sub = await client.create_subscription(self.publishing_interval_ms, handler)
-        await sub.subscribe_data_change([client.get_node(n) for n in nodes])
+                nodes[(i, kind)] = ua.NodeId(f"{c.plant}.{line}.{machine}.{name}", idx)
+        sub = await create_bulk_subscription(client, self.publishing_interval_ms, _Handler(self.clock, self._inbox))
+        await sub.subscribe_keyed(nodes)
         etype = await client.nodes.base_event_type.get_child([f"{idx}:{DOWNTIME_EVENT}"])
         await sub.subscribe_events(client.get_node(ua.NodeId(c.plant, idx)), etype)

@@ -16,7 +16,6 @@ exists only with ``insecure=True`` on a loopback address.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hmac
 import ipaddress
@@ -26,7 +25,7 @@ import os
 import secrets
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from live.clock import ScaledClock
+from live.opcua_batch import write_values
 from twins.machines import DOWN, STATE_NAMES, BankStep, MachineBank
 
 log = logging.getLogger(__name__)
@@ -313,28 +313,26 @@ class PlantOpcUaServer:
         so subscriptions keep being served while a large plant is written.
         """
         assert self._server is not None, "start() first"
+        written = await write_values(self._server.iserver.aspace, self._changes(force), yield_every=500)
+        if step is not None:
+            await self._fire_downtime(step)
+        self.writes += written
+        return written
+
+    def _changes(self, force: bool) -> Iterator[tuple[ua.NodeId, ua.DataValue]]:
+        """``(node id, fresh DataValue)`` of every signal that changed since the last pass (all with ``force``)."""
         now = datetime.now(UTC)
         tele = self.bank.telemetry()
-        aspace = self._server.iserver.aspace
-        written = 0
         for name, key, vtype in VARIABLES:
             values = tele[key]
             last = self._last.get(key)
             changed = np.arange(len(values)) if force or last is None else np.flatnonzero(values != last)
             self._last[key] = values
-            nodes = self._nodes[name]
-            for i in changed.tolist():
-                dv = ua.DataValue(
-                    ua.Variant(self._value(key, values[i]), vtype), SourceTimestamp=now, ServerTimestamp=now
-                )
-                await aspace.write_attribute_value(nodes[i], ua.AttributeIds.Value, dv)
-                written += 1
-                if written % 500 == 0:
-                    await asyncio.sleep(0)
-        if step is not None:
-            await self._fire_downtime(step)
-        self.writes += written
-        return written
+            nodes, py = self._nodes[name], _PY[vtype]
+            texts = STATE_NAMES if key == "state" else None
+            for i, value in zip(changed.tolist(), values[changed].tolist(), strict=True):
+                value = texts[int(value)] if texts is not None else py(value)
+                yield nodes[i], ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=now, ServerTimestamp=now)
 
     async def _fire_downtime(self, step: BankStep) -> None:
         for m, start, end in zip(

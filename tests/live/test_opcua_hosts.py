@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 from asyncua import Client, ua
 
 from actors.live_plant import LivePlantHandle
@@ -30,20 +29,7 @@ async def read_state_and_good(url: str, plant: str, machine: str) -> tuple[str, 
         return state, good
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
-def test_live_plant_actor_serves_the_plant_and_stops(ray_session, tmp_path):
+def test_live_plant_actor_serves_the_plant_and_stops(ray_cluster, tmp_path):
     handle = LivePlantHandle(load_scenario(SCENARIO), "P02", tmp_path, epoch=time.time(), speed=600, insecure=True)
     url = handle.start()
     try:
