@@ -4,8 +4,9 @@ Starts the real services as processes (broker, ERP twin, gateway, worker), then
 
 1. measures the gateway's batched ingest rate (PubAck'd events per second, batches of ``--batch``
    on ``--clients`` concurrent connections, no worker running so it does not compete for the cores);
-2. starts the worker and measures the end-to-end capacity (a backlog of ``--capacity-events``
-   turned into ERP postings);
+2. starts the worker (``--lanes`` lanes; it posts to the ERP in batches) and measures the end-to-end
+   capacity: ``--capacity-events`` posted as fast as the gateway takes them, timed from the first
+   request until the last ERP ledger row (gateway, broker, worker and ERP all busy at once);
 3. drives ``/v2/events`` in batches of ``--latency-batch`` for ``--seconds`` at half the ingest rate
    (the target's load) and at half the end-to-end capacity, reading every posting's time from the
    ERP ledger.
@@ -149,7 +150,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="events per request when measuring ingest")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--latency-batch", type=int, default=50, help="events per request in the latency phases")
-    ap.add_argument("--capacity-events", type=int, default=6000, help="backlog used to measure the e2e rate")
+    ap.add_argument("--capacity-events", type=int, default=60000, help="events used to measure the e2e rate")
+    ap.add_argument("--lanes", type=int, default=2, help="worker lanes (fewer lanes, larger ERP batches)")
+    ap.add_argument("--rates", default="", help="extra latency phases at these events/s, e.g. 8000,10000")
     ap.add_argument("--speed", type=float, default=60.0)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -183,20 +186,22 @@ def main() -> None:
             asyncio.run(purge_events(nats_url))
             services.start("worker", python_module(
                 "synctwin.commands.live", "worker", "--nats", nats_url, "--scenario", str(scenario), "--erp",
-                f"legacy={erp_url}", "--run-dir", str(run_dir), *cargs))
+                f"legacy={erp_url}", "--run-dir", str(run_dir), "--lanes", str(args.lanes), *cargs))
             # 2. End-to-end capacity: how fast the worker turns a backlog into ERP postings.
-            asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
             t0 = time.monotonic()
+            asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
             wait_posted(ledger, "CAP-", args.capacity_events, timeout=300)
             capacity = args.capacity_events / (time.monotonic() - t0)
             print(f"end-to-end capacity (gateway → JetStream → worker → ERP): {capacity:,.0f} events/s")
             # 3. Latency at half the ingest rate (the target's load), then at half the e2e capacity.
             phases = {}
-            for name, rate in (("HALFINGEST", ingest / 2), ("HALFCAP", capacity / 2)):
+            extra = [(f"R{r}", float(r)) for r in filter(None, args.rates.split(","))]
+            for name, rate in (("HALFINGEST", ingest / 2), ("HALFCAP", capacity / 2), *extra):
                 phases[name] = latency_phase(name, gateway, key, rate, args.seconds, args.latency_batch, clock, ledger)
                 print(name, json.dumps(phases[name]))
     result = {"ingest_events_per_s": round(ingest, 1), "e2e_capacity_events_per_s": round(capacity, 1),
-              "speed": args.speed, "half_ingest": phases["HALFINGEST"], "half_capacity": phases["HALFCAP"]}
+              "speed": args.speed, "lanes": args.lanes, "half_ingest": phases["HALFINGEST"],
+              "half_capacity": phases["HALFCAP"], **{k: v for k, v in phases.items() if k.startswith("R")}}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -61,8 +61,10 @@ class StoreAndForward:
         """Closed form when the bound is never reached; None when some arrival would find it full."""
         n = t_accept.size
         ready = self.wan_down.end_of(t_accept)
-        # Forward time = start of "service": max(ready_i, forward_{i-1} + step).
+        # Forward time = start of "service": max(ready_i, forward_{i-1} + step). Where nothing queued, snap
+        # to the ready time exactly (the closed form adds and subtracts sums, which costs float digits).
         fwd = fifo_departures(ready, np.full(n, self.step), self.last_forward + self.step) - self.step
+        fwd = np.where(fwd <= ready + 1e-9 * np.maximum(1.0, np.abs(ready)), ready, fwd)
         ahead = np.sort(np.concatenate([carried, fwd]))
         depth = len(carried) + np.arange(n) - np.searchsorted(ahead, t_accept, side="right")
         depth = np.maximum(depth, 0)

@@ -6,12 +6,20 @@ counted in scenario time, and a mode switch for faults: ``normal``, ``outage`` (
 (service time times ``factor``). Like a real ERP it does **not** de-duplicate: the same ``txn_id``
 posted twice is two ledger rows; idempotency is the integration layer's job.
 
-Every row is committed before the 201 leaves, so the ledger survives ``kill -9``.
+Two posting routes: ``POST /postings`` (one posting) and ``POST /postings/batch`` (a JSON list of
+postings, all or nothing). A batch keeps the scenario's capacity model: its service time is the sum of
+one draw per posting, served by the same single posting server, and the rate limit counts postings,
+so batching saves HTTP and commit overhead but not ERP capacity. Its rows are written with one
+``executemany`` in one SQLite transaction and share the commit time as ``t_posted``.
+
+Every row is committed before the 201 leaves (WAL, ``synchronous=NORMAL``), so the ledger survives
+``kill -9``; a power cut is not simulated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import sqlite3
 from contextlib import asynccontextmanager
@@ -20,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +38,7 @@ from live.clock import ScaledClock
 from scenarios.spec import ErpSpec, LatencySpec
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
+MAX_BATCH = 10_000  # postings per batch request; bounds the service's memory and one commit's size
 LEDGER_COLUMNS = ("txn_id", "flow", "plant", "item", "qty", "unit", "erp", "t_posted")
 
 
@@ -46,6 +55,14 @@ class Posting(BaseModel):
     unit: str = Field(min_length=1)
     t_created: float
     correlation_id: str = ""
+
+
+class LedgerLookup(BaseModel):
+    """``POST /ledger/lookup`` body: which of these transactions does the ledger hold?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    txn_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ModeChange(BaseModel):
@@ -83,6 +100,31 @@ class Ledger:
         )
         return int(cur.lastrowid or 0)
 
+    def post_many(self, postings: list[Posting], erp: str, t_posted: float) -> tuple[int, int]:
+        """Append all ``postings`` in one transaction (all or nothing); return the first and last row id."""
+        rows = [(p.txn_id, p.flow, p.plant, p.item, p.qty, p.unit, erp, t_posted) for p in postings]
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(
+                "INSERT INTO ledger (txn_id, flow, plant, item, qty, unit, erp, t_posted) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            last = int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        # One writer under the posting server's lock: the batch's ids are consecutive.
+        return last - len(rows) + 1, last
+
+    def holding(self, txn_ids: list[str]) -> list[str]:
+        """The distinct ``txn_ids`` that have at least one ledger row (one indexed query)."""
+        cur = self.db.execute(
+            "SELECT DISTINCT txn_id FROM ledger WHERE txn_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(txn_ids),),
+        )
+        return [row[0] for row in cur.fetchall()]
+
     def rows(self, since: float = -math.inf, after: int = 0, limit: int = 100_000,
              txn_id: str | None = None) -> list[dict[str, Any]]:
         """Rows posted at scenario time >= ``since`` with id > ``after`` (of one ``txn_id``), oldest first."""
@@ -113,6 +155,20 @@ def sample_service_time(spec: LatencySpec, rng: np.random.Generator) -> float:
     return float(rng.exponential(spec.mean))
 
 
+def sample_service_times(spec: LatencySpec, rng: np.random.Generator, n: int) -> float:
+    """Total service time of ``n`` postings in scenario seconds: the sum of ``n`` independent draws."""
+    if spec.mean <= 0 or n <= 0:
+        return 0.0
+    if spec.distribution == "constant":
+        return spec.mean * n
+    if spec.distribution == "lognormal":
+        return float(rng.lognormal(math.log(spec.mean) - spec.sigma**2 / 2, spec.sigma, size=n).sum())
+    return float(rng.exponential(spec.mean, size=n).sum())
+
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+
+
 @dataclass
 class ErpTwin:
     """Mode, rate limit and the single posting server of one ERP."""
@@ -131,14 +187,18 @@ class ErpTwin:
         if self.spec.rate_limit:
             self.bucket = TokenBucket(self.spec.rate_limit, max(1.0, self.spec.rate_limit))
 
-    async def post(self, posting: Posting) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Serve one posting: (HTTP status, body, extra headers)."""
+    async def _admit(self, n: int) -> Answer | None:
+        """Network latency, outage and rate limit for a request carrying ``n`` postings; None admits it."""
         if self.spec.network_latency:
             await asyncio.sleep(self.clock.wall_delay(self.spec.network_latency))
         if self.mode == "outage":
             return 503, {"detail": f"ERP {self.kind} is down (outage)"}, {"Retry-After": "1"}
         if self.bucket is not None:
-            wait = self.bucket.take(1, self.clock.now())
+            wait = self.bucket.take(n, self.clock.now())
+            if wait == math.inf:
+                burst = int(self.bucket.capacity)
+                return 413, {"detail": f"a batch of {n} postings exceeds ERP {self.kind}'s API burst of {burst} "
+                                       f"(rate limit {self.spec.rate_limit:g}/s); send at most {burst} per request"}, {}
             if wait:
                 wall = self.clock.wall_delay(wait)
                 body = {"detail": f"ERP {self.kind} API rate limit of {self.spec.rate_limit:g}/s exceeded",
@@ -147,15 +207,36 @@ class ErpTwin:
                 # rides along for clients on the scaled clock.
                 return 429, body, {"Retry-After": str(max(1, math.ceil(wall))),
                                    "X-Retry-After-Scenario": f"{wait:.6f}"}
+        return None
+
+    async def _serve(self, service: float) -> float:
+        """Hold the posting server for ``service`` scenario seconds (times the slow factor)."""
+        if self.mode == "slow":
+            service *= self.factor
+        if service:
+            await asyncio.sleep(self.clock.wall_delay(service))
+        return self.clock.now()
+
+    async def post(self, posting: Posting) -> Answer:
+        """Serve one posting: (HTTP status, body, extra headers)."""
+        refused = await self._admit(1)
+        if refused is not None:
+            return refused
         async with self.server:
-            service = sample_service_time(self.spec.service, self.rng)
-            if self.mode == "slow":
-                service *= self.factor
-            if service:
-                await asyncio.sleep(self.clock.wall_delay(service))
-            t_posted = self.clock.now()
+            t_posted = await self._serve(sample_service_time(self.spec.service, self.rng))
             posting_id = self.ledger.post(posting, self.kind, t_posted)
         return 201, {"txn_id": posting.txn_id, "posting_id": posting_id, "t_posted": t_posted}, {}
+
+    async def post_batch(self, postings: list[Posting]) -> Answer:
+        """Serve a batch as a unit: every posting lands, or (503, 429, 413) none does."""
+        refused = await self._admit(len(postings))
+        if refused is not None:
+            return refused
+        async with self.server:
+            t_posted = await self._serve(sample_service_times(self.spec.service, self.rng, len(postings)))
+            first, last = self.ledger.post_many(postings, self.kind, t_posted)
+        return 201, {"posted": len(postings), "first_posting_id": first, "last_posting_id": last,
+                     "t_posted": t_posted}, {}
 
 
 def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock, seed: int = 0) -> FastAPI:
@@ -176,6 +257,19 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
         status, body, headers = await twin.post(posting)
         correlation = request.headers.get("X-Correlation-Id") or posting.correlation_id or posting.txn_id
         return JSONResponse(body, status, headers={"X-Correlation-Id": correlation, **headers})
+
+    @app.post("/postings/batch", status_code=201,
+              summary="Post a list of transactions in one ledger transaction (all or nothing, no de-duplication)")
+    async def post_batch(
+        postings: Annotated[list[Posting], Body(min_length=1, max_length=MAX_BATCH)], request: Request,
+    ) -> JSONResponse:
+        status, body, headers = await twin.post_batch(postings)
+        correlation = request.headers.get("X-Correlation-Id") or postings[0].correlation_id or postings[0].txn_id
+        return JSONResponse(body, status, headers={"X-Correlation-Id": correlation, **headers})
+
+    @app.post("/ledger/lookup", summary="Which of these transactions the ledger holds")
+    async def lookup(query: LedgerLookup) -> dict[str, Any]:
+        return {"erp": kind, "found": ledger.holding(query.txn_ids)}
 
     @app.get("/ledger", summary="Ledger rows for collection")
     async def read_ledger(

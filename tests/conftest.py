@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import ray
+from hypothesis import settings
 
 from actors.remote import ensure_ray
 
@@ -15,3 +18,9 @@ def ray_cluster():
     yield
     if started:
         ray.shutdown()
+
+
+# CI runs property tests on a fixed example sequence (reproducible verdicts); locally they explore.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -32,23 +32,30 @@ def anyio_backend() -> str:
 
 
 class ErpStub:
-    """Serves ``POST /postings`` and ``GET /ledger?txn_id=`` on 127.0.0.1.
+    """Serves ``POST /postings``, ``POST /postings/batch``, ``POST /ledger/lookup`` and
+    ``GET /ledger?txn_id=`` on 127.0.0.1, applying a batch all or nothing like the ERP twin.
 
-    ``answers`` is a queue of status codes used before falling back to ``mode`` (201 by default);
-    ``swallow`` posts are applied to the ledger but never answered in time (a lost response).
+    ``answers`` is a queue of status codes used (one per posting request) before falling back to
+    ``mode`` (201 by default); a request holding a txn id in ``reject`` is answered 422 and posts
+    nothing; ``swallow`` requests are applied to the ledger but never answered (a lost response).
     """
 
     def __init__(self) -> None:
         self.ledger: list[dict] = []
+        self.batches: list[int] = []  # size of every posting request the stub applied
         self.answers: deque[int] = deque()
         self.mode = 201
         self.retry_after = "0.05"
         self.requests = 0
+        self.lookups = 0
         self.swallow = 0
+        self.reject: set[str] = set()
         self.lock = threading.Lock()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the worker's client expects
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -64,15 +71,25 @@ class ErpStub:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/ledger/lookup":
+                    with stub.lock:
+                        stub.lookups += 1
+                        held = {r["txn_id"] for r in stub.ledger}
+                    self._send(200, {"found": [t for t in body["txn_ids"] if t in held]})
+                    return
+                postings = body if self.path == "/postings/batch" else [body]
                 with stub.lock:
                     stub.requests += 1
                     code = stub.answers.popleft() if stub.answers else stub.mode
+                    if code == 201 and stub.reject & {p["txn_id"] for p in postings}:
+                        code = 422
                     swallow = stub.swallow > 0 and code == 201
                     if swallow:
                         stub.swallow -= 1
                     if code == 201:
-                        stub.ledger.append(body)
-                if swallow:  # the posting landed but the answer is lost: drop the connection
+                        stub.ledger.extend(postings)
+                        stub.batches.append(len(postings))
+                if swallow:  # the postings landed but the answer is lost: drop the connection
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
@@ -146,10 +163,11 @@ def erp():
 
 
 @asynccontextmanager
-async def running_worker(broker: EmbeddedNats, erp: ErpStub, run_dir: Path, scenario: dict = SCENARIO):
-    """A worker consuming in this event loop until the block ends."""
+async def running_worker(broker: EmbeddedNats, erp: ErpStub, run_dir: Path, scenario: dict = SCENARIO,
+                         **config: object):
+    """A worker consuming in this event loop until the block ends; ``config`` overrides WorkerConfig fields."""
     cfg = WorkerConfig(broker.url, parse_scenario(scenario), {"legacy": erp.url}, run_dir,
-                       epoch=time.time(), speed=SPEED)
+                       epoch=time.time(), speed=SPEED, **config)
     ready, stop = asyncio.Event(), asyncio.Event()
     worker = Worker(cfg, on_ready=ready.set)
     task = asyncio.create_task(worker.run(stop))
@@ -233,7 +251,7 @@ async def test_429_honours_retry_after_without_tripping_breaker(broker, erp, tmp
 
 
 async def test_dead_letters_with_reason(broker, erp, tmp_path: Path):
-    erp.answers.append(422)
+    erp.reject.add("REJECT")  # the ERP refuses this posting (and any batch holding it) with 422
     async with running_worker(broker, erp, tmp_path) as worker:
         await publish(broker.url, event("BAD-ITEM", item="NOPE"), event("REJECT"), event("OK"))
         await until(lambda: worker.stats.dead_lettered == 2 and erp.count("OK") == 1, what="dead letters")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration.gateway.serve import ServiceProcess
+from live.procs import Service
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +34,10 @@ def scenario(tmp_path: Path, mean: str = "6s", rate: str = "") -> Path:
     return path
 
 
-def erp(scenario_file: Path, db: Path, speed: float = 60.0) -> ServiceProcess:
+def erp(scenario_file: Path, db: Path, speed: float = 60.0) -> Service:
     args = [sys.executable, "-m", "synctwin.commands.live_services", "erp", "--kind", "legacy",
             "--scenario", str(scenario_file), "--db", str(db), "--epoch", str(time.time()), "--speed", str(speed)]
-    proc = ServiceProcess(args, "erp-legacy", die_with_parent=True)
+    proc = Service("erp-legacy", args, db.parent / "logs")
     proc.start()
     return proc
 
@@ -146,11 +146,11 @@ def test_ledger_survives_kill_and_restart(tmp_path):
 def test_bad_scenario_exits_2_naming_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nlandscape: {plants: [{id: P01}], erp: {kind: mainframe}}\n")
-    proc = ServiceProcess([sys.executable, "-m", "synctwin.commands.live_services", "erp", "--scenario", str(bad),
-                           "--db", str(tmp_path / "e.sqlite")], "erp-legacy", log=tmp_path / "err.log")
+    proc = Service("erp-legacy", [sys.executable, "-m", "synctwin.commands.live_services", "erp", "--scenario",
+                                  str(bad), "--db", str(tmp_path / "e.sqlite")], tmp_path)
     with pytest.raises(RuntimeError, match="exited with code 2"):
         proc.start()
-    assert "landscape.erp.kind" in (tmp_path / "err.log").read_text()
+    assert "landscape.erp.kind" in (tmp_path / "erp-legacy.log").read_text()
 
 
 def test_postings_are_served_one_at_a_time(service):

@@ -1,0 +1,55 @@
+"""``deliveries.sqlite``: one row per message copy the integration workers finished with."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+DELIVERY_COLUMNS = (
+    "txn_id", "t_broker", "t_delivered", "attempts", "outcome", "reason", "target",
+    # Not in the minimal contract; they let collection build trace rows without the edge outbox.
+    "correlation_id", "flow", "plant", "line", "item", "lot", "qty", "unit", "schema_version",
+    "t_created", "t_acked", "detail",
+)
+
+
+class DeliveryLog:
+    """The workers' delivery log (WAL, ``synchronous=NORMAL``: survives a killed process)."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS deliveries (txn_id TEXT, t_broker REAL, t_delivered REAL, "
+            "attempts INTEGER, outcome TEXT, reason TEXT, target TEXT, correlation_id TEXT, flow TEXT, "
+            "plant TEXT, line TEXT, item TEXT, lot TEXT, qty REAL, unit TEXT, schema_version TEXT, "
+            "t_created REAL, t_acked REAL, detail TEXT)"
+        )
+        self._sql = (f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})")
+
+    def record(self, **row: object) -> None:
+        """Append one row; missing columns are NULL. Committed before returning."""
+        unknown = set(row) - set(DELIVERY_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown delivery columns: {sorted(unknown)}")
+        self._db.execute(self._sql, tuple(row.get(c) for c in DELIVERY_COLUMNS))
+
+    def record_many(self, rows: Iterable[Sequence[object]]) -> None:
+        """Append rows given as tuples in ``DELIVERY_COLUMNS`` order, in one transaction."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(self._sql, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
