@@ -133,7 +133,7 @@ class WorkerConfig:
     run_dir: Path
     epoch: float
     speed: float
-    lanes: int = 16
+    lanes: int = 2
     fetch_batch: int = 500  # messages per pull request, and the largest batch a lane handles at once
     fetch_wait: float = 0.05  # wall seconds a pull request lingers when the stream is empty
     # Fetched-but-unacknowledged messages JetStream allows the consumer: this bounds what the lanes hold.

@@ -28,7 +28,7 @@ def worker(
     run_dir: Path = typer.Option(..., help="run folder; state goes to RUN_DIR/state/"),
     epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
     speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
-    lanes: int = typer.Option(16, min=1, max=1024, help="parallel lanes (one business key stays in one)"),
+    lanes: int = typer.Option(2, min=1, max=1024, help="parallel lanes (one business key stays in one)"),
 ) -> None:
     """Run an integration worker: EVENTS → mapping → routing → ERP postings, exactly once."""
     from integration.workers import WorkerConfig, parse_erp_urls, run_worker
