@@ -42,7 +42,7 @@ T95 = {2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 
 
 COMPARE = {
     "name": "yardstick-compare",
-    "run": {"duration": "2d", "seed": 99, "window": "2h"},
+    "run": {"duration": "2d", "seed": 99, "window": "12h"},
     "landscape": {
         "erp": {"service": {"mean": "40ms"}},
         "items": {"FG-100": {"unit": "EA"}, "RM-10": {"unit": "KG"}},
@@ -90,7 +90,8 @@ def fleet_week(out: Path) -> dict:
         run = run_virtual(scenario, out, quiet=True)
         wall = time.perf_counter() - started
     rows = pq.read_metadata(run / "trace.parquet").num_rows
-    return {"wall_s": wall, "sim_per_wall": scenario.run.duration / wall, "txn": rows,
+    postings = pq.read_metadata(run / "ledger.parquet").num_rows
+    return {"wall_s": wall, "sim_per_wall": scenario.run.duration / wall, "txn": rows, "postings": postings,
             "txn_per_s": rows / wall, "peak_gib": memory.peak / 1024**3}
 
 
@@ -164,7 +165,8 @@ def main() -> None:
     if not args.skip_fleet:
         r = fleet_week(ROOT / "runs/bench-fleet-week")
         console.print(f"fleet-week: {r['wall_s']:.1f} s wall incl. Ray start; {r['sim_per_wall']:,.0f} simulated s "
-                      f"per wall s; {r['txn']:,} business transactions ({r['txn_per_s']:,.0f}/s); "
+                      f"per wall s; {r['txn']:,} business transactions ({r['txn_per_s']:,.0f}/s), of which "
+                      f"{r['postings']:,} ERP postings; "
                       f"peak memory {r['peak_gib']:.2f} GiB")
     compare(args.replications)
 

@@ -62,22 +62,29 @@ def empty(columns: dict[str, type] = ALL_COLUMNS) -> Batch:
     return {name: np.empty(0, dtype=dtype) for name, dtype in columns.items()}
 
 
+def _column(n: int, value, dtype) -> np.ndarray:
+    """``value`` as an owned column of ``n`` rows (a scalar is repeated)."""
+    if np.ndim(value) == 0:
+        return np.full(n, value, dtype=dtype)
+    column = np.array(value, dtype=dtype)  # always a copy: batches never share buffers with callers
+    if column.shape != (n,):
+        raise ValueError(f"column of {column.shape} rows in a batch of {n}")
+    return column
+
+
+def _default(n: int, name: str, dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        return np.full(n, np.nan)
+    return np.full(n, -1 if name == "lot" else 0, dtype=dtype)
+
+
 def make(n: int, columns: dict[str, type] = ALL_COLUMNS, **values) -> Batch:
-    """A batch of ``n`` rows; columns not given are filled with NaN (floats), -1 or 0 (codes)."""
-    out: Batch = {}
-    for name, dtype in columns.items():
-        if name in values:
-            out[name] = np.broadcast_to(np.asarray(values[name], dtype=dtype), (n,)).copy()
-        elif np.issubdtype(dtype, np.floating):
-            out[name] = np.full(n, np.nan)
-        elif name in ("lot",):
-            out[name] = np.full(n, -1, dtype=dtype)
-        else:
-            out[name] = np.zeros(n, dtype=dtype)
+    """A batch of ``n`` rows; columns not given are filled with NaN (floats), -1 (lot) or 0 (codes)."""
     unknown = set(values) - set(columns)
     if unknown:
         raise KeyError(f"unknown batch columns: {sorted(unknown)}")
-    return out
+    return {name: _column(n, values[name], dtype) if name in values else _default(n, name, dtype)
+            for name, dtype in columns.items()}
 
 
 def size(batch: Batch) -> int:
@@ -98,11 +105,12 @@ def take(batch: Batch, index: np.ndarray) -> Batch:
 
 
 def with_results(batch: Batch, **values) -> Batch:
-    """``batch`` extended with the result columns (defaults as in :func:`make`)."""
+    """``batch`` extended with the result columns (defaults as in :func:`make`), ``values`` set."""
     n = size(batch)
-    missing = {k: v for k, v in RESULT_COLUMNS.items() if k not in batch}
-    return batch | make(n, missing, **{k: v for k, v in values.items() if k in missing}) | {
-        k: np.broadcast_to(np.asarray(v, dtype=ALL_COLUMNS[k]), (n,)).copy()
-        for k, v in values.items()
-        if k not in missing
-    }
+    out = dict(batch)
+    for name, dtype in RESULT_COLUMNS.items():
+        if name in values:
+            out[name] = _column(n, values[name], dtype)
+        elif name not in out:
+            out[name] = _default(n, name, dtype)
+    return out
