@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 
 from integration.broker import EVENTS_STREAM, EmbeddedNats, read_messages
 from live.procs import Service
+from tests.polling import poll
 
 CREDENTIALS = {"admin": "admin-key", "plants": {"P01": "key-p01", "P02": "key-p02", "P03": "key-p03"}}
 
@@ -23,18 +24,6 @@ CREDENTIALS = {"admin": "admin-key", "plants": {"P01": "key-p01", "P02": "key-p0
 def service_command(*args: str) -> list[str]:
     """The command line of a live service run from this interpreter."""
     return [sys.executable, "-m", "synctwin.commands.live_services", *args]
-
-
-def poll(check: Callable[[], Any], deadline_s: float = 10.0, every_s: float = 0.02) -> Any:
-    """Call ``check`` until it returns something truthy; fail after ``deadline_s``."""
-    end = time.monotonic() + deadline_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {deadline_s} s: {check}")
-        time.sleep(every_s)
 
 
 def read_stream(url: str, subject: str = "events.>", stream: str = EVENTS_STREAM) -> list[Any]:

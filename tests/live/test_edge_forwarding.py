@@ -24,6 +24,7 @@ from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run
 from live.plant_host import PlantHost
 from scenarios.spec import Scenario
+from tests.polling import poll
 
 API_KEY = "key-P01"
 pytestmark = pytest.mark.slow
@@ -88,10 +89,7 @@ class GatewayStandIn:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "gateway stand-in did not start"
-            time.sleep(0.02)
+        poll(lambda: self.server.started, 10, 0.02, "gateway stand-in did not start")
 
     def stop(self) -> None:
         if self.server is not None:

@@ -16,6 +16,7 @@ from asyncua import Client, ua
 from actors.live_plant import LivePlantHandle
 from live.opcua_server import namespace_uri
 from scenarios.loader import load_scenario
+from tests.polling import poll
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "library" / "erp-outage.yaml"
 pytestmark = pytest.mark.slow
@@ -37,10 +38,7 @@ def test_live_plant_actor_serves_the_plant_and_stops(ray_cluster, tmp_path):
         handle.command(0, "Stop")
         state, _ = asyncio.run(read_state_and_good(url, "P02", "Line01.M01"))
         assert state == "idle"
-        deadline = time.monotonic() + 10
-        while handle.status()["good"] == 0:
-            assert time.monotonic() < deadline, "the actor's plant produced nothing"
-            time.sleep(0.05)
+        poll(lambda: handle.status()["good"] > 0, 10, 0.05, "the actor's plant produced nothing")
         assert handle.status()["plant"] == "P02"
     finally:
         handle.stop()
@@ -131,10 +129,8 @@ def test_edge_command_starts_stops_and_keeps_its_outbox(tmp_path):
             with sqlite3.connect(outbox) as db:
                 return db.execute("SELECT COUNT(*) FROM outbox WHERE status='pending'").fetchone()[0]
 
-        deadline = time.monotonic() + 20
-        while pending() == 0:  # secure session, production, confirmations; the gateway is unreachable
-            assert time.monotonic() < deadline, "the edge stored no events"
-            time.sleep(0.1)
+        # Secure session, production, confirmations; the gateway is unreachable.
+        poll(lambda: pending() > 0, 20, 0.1, "the edge stored no events")
         edge.send_signal(signal.SIGTERM)
         assert edge.wait(20) == 0
         assert pending() > 0

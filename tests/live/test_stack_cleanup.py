@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from live.procs import pid_alive
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "library" / "live-smoke.yaml"
@@ -28,25 +28,23 @@ def start_up(out: Path, *extra: str) -> subprocess.Popen:
 def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180.0) -> dict[str, list[int]]:
     """Poll ``state/processes.json`` until both edges (the last tier) are up."""
     path = out / "state" / "processes.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started() -> dict | None:
         assert proc.poll() is None, proc.communicate()
-        if path.is_file():
-            pids = json.loads(path.read_text())
-            logs = [out / "logs" / f"edge-{p}.log" for p in ("P01", "P02")]
-            if all(log.is_file() and "READY" in log.read_text() for log in logs) and "edge-P02" in pids:
-                return pids
-        time.sleep(0.1)
-    raise AssertionError("the stack did not start in time")
+        if not path.is_file():
+            return None
+        pids = json.loads(path.read_text())
+        logs = [out / "logs" / f"edge-{p}.log" for p in ("P01", "P02")]
+        ready = all(log.is_file() and "READY" in log.read_text() for log in logs) and "edge-P02" in pids
+        return pids if ready else None
+
+    return poll(started, timeout, 0.1, "the stack did not start in time")
 
 
 def assert_all_gone(out: Path, timeout: float = 30.0) -> None:
     pids = [p for group in json.loads((out / "state" / "processes.json").read_text()).values() for p in group]
     assert len(pids) >= 7
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive, f"still running: {alive}"
+    poll(lambda: not any(pid_alive(p) for p in pids), timeout, 0.1,
+         f"still running: {[p for p in pids if pid_alive(p)]}")
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ the stack started is gone afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,16 +18,16 @@ import pytest
 from live.procs import pid_alive
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
+from tests.polling import poll
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "library" / "live-smoke.yaml"
 
 
 def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     """Pids still alive after ``timeout`` seconds (polled)."""
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return alive
+    with contextlib.suppress(AssertionError):
+        poll(lambda: not any(pid_alive(p) for p in pids), timeout, 0.1)
+    return [p for p in pids if pid_alive(p)]
 
 
 @pytest.mark.slow

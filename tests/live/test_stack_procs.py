@@ -9,24 +9,23 @@ from pathlib import Path
 import pytest
 
 from live.procs import ProcessError, Service, ServiceSet, pid_alive
+from tests.polling import poll
 
 # A service that starts a grandchild in its own group, announces itself and ignores SIGTERM when asked.
 CHILD = r"""
-import signal, subprocess, sys, time
-grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+import signal, subprocess, sys
+grandchild = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
 print("pid", grandchild.pid, flush=True)
 if "stubborn" in sys.argv:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 print("READY demo http://127.0.0.1:9", flush=True)
-time.sleep(600)
+while True:
+    signal.pause()
 """
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(pid_alive(p) for p in pids):
-        assert time.monotonic() < deadline, f"still alive: {[p for p in pids if pid_alive(p)]}"
-        time.sleep(0.02)
+    poll(lambda: not any(pid_alive(p) for p in pids), timeout, 0.02, f"still alive after {timeout} s: {pids}")
 
 
 def grandchild_pid(service: Service) -> int:
@@ -71,7 +70,7 @@ def test_failed_start_names_the_log_and_leaves_nothing(tmp_path: Path):
 
 
 def test_missing_ready_line_times_out(tmp_path: Path):
-    service = Service("mute", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, ready_timeout=0.5)
+    service = Service("mute", [sys.executable, "-c", "import signal; signal.pause()"], tmp_path, ready_timeout=0.5)
     with pytest.raises(ProcessError, match="no READY line"):
         service.start()
     wait_gone(service.pids)
