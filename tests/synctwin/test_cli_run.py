@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -139,3 +140,19 @@ def test_compare_shows_which_slas_changed_and_by_how_much(tmp_path):
     row = next(line for line in result.output.splitlines() if "Inventory posting delay p95" in line)
     assert "+" in row  # the delta is shown, signed
     assert (tmp_path / "c" / "compare.html").is_file()
+
+
+EXPECTED_EXIT = re.compile(r"^# Expected: exits (\d)", re.MULTILINE)
+# erp-outage, duplicate-storm, master-data-mismatch and fleet-week run in their own tests above and in
+# tests/reports; live-smoke is a live-engine scenario (tests/live).
+HEADER_CHECKED = ["baseline", "wan-outage", "shift-change-burst", "rollout-waves"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.parametrize("name", HEADER_CHECKED)
+def test_library_scenario_exits_as_its_header_says(tmp_path, name):
+    path = LIBRARY / f"{name}.yaml"
+    expected = int(EXPECTED_EXIT.search(path.read_text()).group(1))
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == expected, result.output
