@@ -7,30 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from integration.broker import EmbeddedNats
 from integration.processed_keys import SqliteProcessedKeys
 from integration.workers import _batch_cap
 from scenarios.loader import parse_scenario
-from tests.integration.test_workers import SCENARIO, ErpStub, deliveries, event, publish, running_worker, until
+from tests.integration import test_workers as workers_kit
+from tests.integration.test_workers import SCENARIO, deliveries, event, publish, running_worker, until
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    with EmbeddedNats(tmp_path / "nats") as server:
-        yield server
-
-
-@pytest.fixture
-def erp():
-    with ErpStub() as stub:
-        yield stub
+# The worker tests' fixtures: a JetStream server and a stand-in ERP per test, asyncio for anyio.
+anyio_backend = workers_kit.anyio_backend
+broker = workers_kit.broker
+erp = workers_kit.erp
 
 
 async def test_batch_with_an_already_processed_key_posts_only_the_others(broker, erp, tmp_path: Path):

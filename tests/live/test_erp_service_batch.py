@@ -4,7 +4,6 @@ counted in postings, service time summed per posting, bulk ledger lookup."""
 from __future__ import annotations
 
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -12,36 +11,18 @@ import httpx
 import pytest
 
 from live.procs import Service
+from tests.live.test_erp_service import erp, scenario
+from tests.live.test_erp_service import posting as single_posting
 
 pytestmark = pytest.mark.slow
 
-SCENARIO = """
-name: erp-batch-test
-landscape:
-  erp:
-    kind: legacy
-    service: {{mean: {mean}, distribution: constant}}
-    network_latency: 0s
-    {rate}
-  plants:
-    - id: P01
-"""
-
-
 def start_erp(tmp: Path, mean: str = "0s", rate: str = "") -> tuple[Service, Path]:
-    scenario = tmp / f"erp-{mean}-{len(rate)}.yaml"
-    scenario.write_text(SCENARIO.format(mean=mean, rate=f"rate_limit: {rate}" if rate else ""))
     db = tmp / "state" / f"erp-{mean}-{len(rate)}.sqlite"
-    proc = Service("erp-legacy", [sys.executable, "-m", "synctwin.commands.live_services", "erp", "--kind",
-                                  "legacy", "--scenario", str(scenario), "--db", str(db), "--epoch", str(time.time()),
-                                  "--speed", "60"], tmp / "logs")
-    proc.start()
-    return proc, db
+    return erp(scenario(tmp, mean, rate), db), db
 
 
 def posting(txn: str, qty: float = 1.0) -> dict:
-    return {"txn_id": txn, "flow": "goods_receipt", "plant": "P01", "item": "FG-100", "qty": qty, "unit": "EA",
-            "t_created": 30.0}
+    return single_posting(txn, qty)
 
 
 @pytest.fixture(scope="module")

@@ -60,23 +60,14 @@ def start_command(args: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[2]
 
 
+def opcua_args(run_dir: Path, *extra: str) -> list[str]:
+    """``synctwin opcua`` for plant P01 of the test scenario at speed 600."""
+    return ["opcua", "--scenario", str(SCENARIO), "--plant", "P01", "--run-dir", str(run_dir),
+            "--epoch", str(time.time()), "--speed", "600", *extra]
+
+
 def test_opcua_command_prints_ready_serves_and_stops_on_sigterm(tmp_path):
-    proc, url = start_command(
-        [
-            "opcua",
-            "--scenario",
-            str(SCENARIO),
-            "--plant",
-            "P01",
-            "--run-dir",
-            str(tmp_path),
-            "--epoch",
-            str(time.time()),
-            "--speed",
-            "600",
-            "--insecure",
-        ]
-    )
+    proc, url = start_command(opcua_args(tmp_path, "--insecure"))
     try:
         state, good = asyncio.run(read_state_and_good(url, "P01", "Line02.M06"))
         assert state in ("running", "down") and good >= 0
@@ -86,21 +77,7 @@ def test_opcua_command_prints_ready_serves_and_stops_on_sigterm(tmp_path):
 
 
 def test_edge_command_starts_stops_and_keeps_its_outbox(tmp_path):
-    opcua, url = start_command(
-        [
-            "opcua",
-            "--scenario",
-            str(SCENARIO),
-            "--plant",
-            "P01",
-            "--run-dir",
-            str(tmp_path),
-            "--epoch",
-            str(time.time()),
-            "--speed",
-            "600",
-        ]
-    )
+    opcua, url = start_command(opcua_args(tmp_path))
     try:
         edge, where = start_command(
             [
