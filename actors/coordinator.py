@@ -23,8 +23,7 @@ IN_FLIGHT_WINDOWS = 3  # windows submitted ahead of the one being collected
 
 @dataclass
 class EngineResult:
-    rows: B.Batch
-    ledger: B.Batch
+    rows: B.Batch  # every finished trace row; the ERP ledger is batch.postings(rows)
     lots: dict[str, np.ndarray]
     breaker: list[dict]
 
@@ -50,15 +49,13 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
     hub_hosts = [RemoteHubHost.remote(scenario, group, replications)
                  for group in split(list(range(replications)), hub_actors)]
     rows: list[B.Batch] = []
-    ledger: list[B.Batch] = []
     lots: list[dict] = []
     pending: deque = deque()
 
     def collect(entry) -> None:
         t_end, refs = entry
-        for rows_part, ledger_part, lots_part in ray.get(refs):
+        for rows_part, lots_part in ray.get(refs):
             rows.append(rows_part)
-            ledger.append(ledger_part)
             lots.extend(lots_part)
         if on_window:
             on_window(t_end)
@@ -77,4 +74,4 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
         for actor in plant_hosts + hub_hosts:
             ray.kill(actor)
     merged_lots = {k: np.concatenate([d[k] for d in lots]) for k in lots[0]} if lots else {}
-    return EngineResult(B.concat(rows), B.concat(ledger), merged_lots, breaker)
+    return EngineResult(B.concat(rows), merged_lots, breaker)

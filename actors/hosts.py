@@ -48,30 +48,24 @@ class HubHost:
         self.hubs = {r: IntegrationHub(scenario, vocab, faults, np.random.default_rng(all_seeds[r][0]))
                      for r in replications}
 
-    def step(self, t_to: float, *plant_results: WindowResult) -> tuple[B.Batch, B.Batch, list[dict]]:
-        """One window: (finished trace rows, ledger postings, closed lots) of the hosted replications."""
-        rows, ledger, lots = [], [], []
+    def step(self, t_to: float, *plant_results: WindowResult) -> tuple[B.Batch, list[dict]]:
+        """One window: (finished trace rows, closed lots) of the hosted replications."""
+        rows, lots = [], []
         merged: dict[tuple[int, int], PlantWindow] = {}
         for result in plant_results:
             merged.update(result)
         for rep, hub in self.hubs.items():
             windows = sorted((p, w) for (r, p), w in merged.items() if r == rep)
-            finished, posted = hub.step(t_to, [(p, w.outbound) for p, w in windows])
+            finished = hub.step(t_to, [(p, w.outbound) for p, w in windows])
             rows += [B.with_results(finished, replication=rep)]
             rows += [B.with_results(w.local, replication=rep) for _, w in windows]
-            ledger.append(B.with_results(posted, replication=rep))
             lots += [w.lots | {"plant": np.full(len(w.lots["lot"]), p), "replication": np.full(len(w.lots["lot"]), rep)}
                      for p, w in windows if w.lots]
-        return B.concat(rows), B.concat(ledger), lots
+        return B.concat(rows), lots
 
-    def finish(self) -> tuple[B.Batch, B.Batch, list[dict]]:
-        """Drain the hubs after the last window."""
-        rows, ledger = [], []
-        for rep, hub in self.hubs.items():
-            finished, posted = hub.finish()
-            rows.append(B.with_results(finished, replication=rep))
-            ledger.append(B.with_results(posted, replication=rep))
-        return B.concat(rows), B.concat(ledger), []
+    def finish(self) -> tuple[B.Batch, list[dict]]:
+        """Drain the hubs after the last window (same shape as :meth:`step`; no lots close here)."""
+        return B.concat([B.with_results(hub.finish(), replication=rep) for rep, hub in self.hubs.items()]), []
 
     def breaker_log(self) -> list[dict]:
         return [entry | {"replication": rep} for rep, hub in self.hubs.items() for entry in hub.breaker_log()]

@@ -103,7 +103,7 @@ def engine_in_process(scenario, replication_seed: int) -> tuple[float, pd.DataFr
     plants, hub = PlantHost(spec, list(range(n)), 1), HubHost(spec, [0], 1)
     rows = []
     for t_end in window_ends(spec.run.duration, spec.run.window):
-        finished, _, _ = hub.step(float(t_end), plants.step(float(t_end)))
+        finished, _ = hub.step(float(t_end), plants.step(float(t_end)))
         rows.append(finished)
     rows.append(hub.finish()[0])
     wall = time.perf_counter() - started

@@ -99,6 +99,12 @@ def concat(batches: list[Batch], columns: dict[str, type] | None = None) -> Batc
     return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
+def postings(rows: Batch) -> Batch:
+    """The rows an ERP accepted: its ledger (the ERP does not de-duplicate, so copies stay copies)."""
+    to_erp = rows["target"] <= TARGET_CODE["erp-cloud"]
+    return take(rows, to_erp & (rows["outcome"] == OUTCOME_CODE[trace.DELIVERED]))
+
+
 def take(batch: Batch, index: np.ndarray) -> Batch:
     """Rows selected by a boolean mask or an index array."""
     return {name: column[index] for name, column in batch.items()}

@@ -173,8 +173,9 @@ class IntegrationHub:
         return copies
 
     # --------------------------------------------------------------------------------------- step
-    def step(self, window_end: float, incoming: list[tuple[int, B.Batch]]) -> tuple[B.Batch, B.Batch]:
-        """Take the plants' outbound batches of a window; return finished rows and ledger postings."""
+    def step(self, window_end: float, incoming: list[tuple[int, B.Batch]]) -> B.Batch:
+        """Take the plants' outbound batches of a window; return the rows it finished (the delivered
+        ones are the ERP's postings: :func:`integration.batch.postings`)."""
         rows = B.concat([B.with_results(b, plant=p) for p, b in incoming])
         finished: list[B.Batch] = []
         if B.size(rows):
@@ -207,11 +208,10 @@ class IntegrationHub:
             alive["t_arrive"] = arrive[~dead]
             alive["copy"] = is_copy[~dead]
             self.pool = B.concat([self.pool, alive])
-        served, ledger = self._serve(window_end)
-        finished.append(served)
-        return B.concat(finished), ledger
+        finished.append(self._serve(window_end))
+        return B.concat(finished)
 
-    def _serve(self, until: float) -> tuple[B.Batch, B.Batch]:
+    def _serve(self, until: float) -> B.Batch:
         """Post every pooled message that reaches its ERP before ``until``, in arrival order."""
         due = self.pool["t_arrive"] < until
         ready = B.take(self.pool, due)
@@ -232,9 +232,9 @@ class IntegrationHub:
         rows = B.concat(done, B.ALL_COLUMNS | POOL_EXTRA)
         rows.pop("copy", None)
         rows.pop("t_arrive", None)
-        return rows, rows  # every delivered row is one ERP posting
+        return rows
 
-    def finish(self) -> tuple[B.Batch, B.Batch]:
+    def finish(self) -> B.Batch:
         """Serve everything still pooled (the caller marks what lands after the run's end in flight)."""
         return self._serve(np.inf)
 

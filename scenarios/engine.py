@@ -62,6 +62,6 @@ def run_virtual(scenario: Scenario, out: Path | None = None, replications: int |
     meta = run_folder.run_meta(scenario, run_id, "virtual", reps, wall, result.breaker,
                                {"transactions": trace_t.num_rows, "notes": notes})
     run_folder.write_run_folder(out, scenario, meta, trace_t,
-                                run_folder.ledger_table(result.ledger, scenario, run_id),
+                                run_folder.ledger_table(result.rows, scenario, run_id),
                                 run_folder.lots_table(result.lots, scenario, run_id))
     return out

@@ -87,10 +87,10 @@ def trace_table(rows: B.Batch, scenario: Scenario, run_id: str) -> pa.Table:
     return pa.table(columns, schema=trace.TRACE_SCHEMA)
 
 
-def ledger_table(ledger: B.Batch, scenario: Scenario, run_id: str) -> pa.Table:
-    """ERP postings accepted before the run's end."""
-    posted = ledger["t_delivered"] <= scenario.run.duration
-    rows = B.take(ledger, posted)
+def ledger_table(rows: B.Batch, scenario: Scenario, run_id: str) -> pa.Table:
+    """ERP postings (delivered rows to an ERP) accepted before the run's end."""
+    ledger = B.postings(rows)
+    rows = B.take(ledger, ledger["t_delivered"] <= scenario.run.duration)
     vocab = Vocabulary.of(scenario)
     plant_names = _text(rows["plant"], [p.id for p in scenario.landscape.all_plants])
     return pa.table({

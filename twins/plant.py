@@ -296,7 +296,7 @@ class PlantTwin:
         self._warehouse(t_from, t_to)
         local_orders = self._orders(t_from, t_to)
         out = self._take_due(t_to)
-        before = copy.deepcopy(self.edge)
+        before = copy.copy(self.edge)  # its state is reassigned, never mutated in place: a shallow copy keeps it
         dropped = self._through_edge(out)
         receipts = B.take(out, (out["flow"] == F[trace.GOODS_RECEIPT]) & ~dropped)
         self._quality(receipts)

@@ -48,15 +48,14 @@ def _outbound(vocab: Vocabulary, t_broker, item: str = "FG-100", unit: str = "EA
 def _run(hub: IntegrationHub, incoming: list[tuple[int, B.Batch]], window: float = 3600.0,
          end: float = 6 * 3600.0) -> tuple[B.Batch, B.Batch]:
     """Feed each batch in the window its records belong to; then drain the hub."""
-    rows, ledger = [], []
+    rows = []
     for w_end in np.arange(window, end + window / 2, window):
         part = [(p, B.take(b, (b["t_created"] >= w_end - window) & (b["t_created"] < w_end)))
                 for p, b in incoming]
-        finished, posted = hub.step(float(w_end), part)
-        rows.append(finished)
-        ledger.append(posted)
-    finished, posted = hub.finish()
-    return B.concat(rows + [finished]), B.concat(ledger + [posted])
+        rows.append(hub.step(float(w_end), part))
+    rows.append(hub.finish())
+    finished = B.concat(rows)
+    return finished, B.postings(finished)
 
 
 def _by_seq(rows: B.Batch, outcome: str) -> B.Batch:

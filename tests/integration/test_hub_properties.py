@@ -78,15 +78,15 @@ def _keys(batch: B.Batch) -> np.ndarray:
 def _simulate(scenario):
     plants = PlantHost(scenario, [0, 1], 2)
     hub = HubHost(scenario, [0, 1], 2)
-    sent, rows, ledger = [], [], []
+    sent, rows = [], []
     for t_end in np.append(np.arange(scenario.run.window, DURATION, scenario.run.window), DURATION):
         result = plants.step(float(t_end))
         sent += [B.with_results(w.outbound, replication=rep, plant=p) for (rep, p), w in result.items()]
-        finished, posted, _ = hub.step(float(t_end), result)
+        finished, _ = hub.step(float(t_end), result)
         rows.append(finished)
-        ledger.append(posted)
-    finished, posted, _ = hub.finish()
-    return B.concat(sent), B.concat(rows + [finished]), B.concat(ledger + [posted])
+    rows.append(hub.finish()[0])
+    finished = B.concat(rows)
+    return B.concat(sent), finished, B.postings(finished)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
