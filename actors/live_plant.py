@@ -13,41 +13,7 @@ import ray
 from live.plant_host import PlantHost
 from scenarios.spec import Scenario
 
-
-class LivePlant:
-    """The actor's body: one plant's machine bank and OPC UA server on a private event loop."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        plant_id: str,
-        run_dir: str,
-        epoch: float,
-        speed: float,
-        port: int = 0,
-        insecure: bool = False,
-        tick: float = 0.5,
-    ):
-        self.host = PlantHost(scenario, plant_id, Path(run_dir), epoch, speed, port, insecure, tick)
-
-    def start(self) -> str:
-        """Start serving; the endpoint URL (``opc.tcp://127.0.0.1:PORT/synctwin/<plant>``)."""
-        return self.host.start()
-
-    def status(self) -> dict:
-        """Bank time, totals and endpoint."""
-        return self.host.status()
-
-    def command(self, machine: int, action: str) -> None:
-        """Start/Stop/Reset one machine, as the OPC UA methods do."""
-        self.host.command(machine, action)
-
-    def stop(self) -> None:
-        """Stop the server (idempotent)."""
-        self.host.stop()
-
-
-LivePlantActor = ray.remote(num_cpus=0)(LivePlant)
+LivePlantActor = ray.remote(num_cpus=0)(PlantHost)
 
 
 class LivePlantHandle:
