@@ -7,9 +7,9 @@ Starts the real services as processes (broker, ERP twin, gateway, worker), then
 2. starts the worker (``--lanes`` lanes; it posts to the ERP in batches) and measures the end-to-end
    capacity: ``--capacity-events`` posted as fast as the gateway takes them, timed from the first
    request until the last ERP ledger row (gateway, broker, worker and ERP all busy at once);
-3. drives ``/v2/events`` in batches of ``--latency-batch`` for ``--seconds`` at half the ingest rate
-   (the target's load) and at half the end-to-end capacity, reading every posting's time from the
-   ERP ledger.
+3. drives ``/v2/events`` in batches of ``--latency-batch`` (default ``--batch``) for ``--seconds``
+   at half the ingest rate (the target's load) and at half the end-to-end capacity, reading every
+   posting's time from the ERP ledger.
 
 Latency of one event = ERP ledger time (scenario seconds → wall via the run's scaled clock) minus
 the wall time its batch was sent. Usage::
@@ -27,14 +27,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration.gateway.settings import generate_credentials  # noqa: E402
+from integration.http1 import Http1Connection, Response  # noqa: E402
 from live.clock import ScaledClock  # noqa: E402
 from live.procs import ServiceSet, python_module  # noqa: E402
 
@@ -48,32 +50,57 @@ SCENARIO = {
 }
 
 
-def events(prefix: str, n: int, t: float) -> list[dict]:
-    return [{"txn_id": f"{prefix}-{i}", "flow": "operation_confirmation", "item": "FG-100", "qty": 1.0,
-             "unit": "EA", "line": "L01", "t_created": t} for i in range(n)]
+def events(prefix: str, n: int, t: float) -> bytes:
+    """A ``/v2/events`` body of ``n`` confirmations, encoded from a template: the load generator shares
+    the two cores with the layer it measures, so it spends as little CPU as it can."""
+    return ("[" + ",".join(_EVENT % (prefix, i, t) for i in range(n)) + "]").encode()
+
+
+_EVENT = ('{"txn_id":"%s-%d","flow":"operation_confirmation","item":"FG-100","qty":1.0,"unit":"EA",'
+          '"line":"L01","t_created":%r}')
+
+
+class Poster:
+    """POSTs to the gateway over a pool of keep-alive connections (one per request in flight)."""
+
+    def __init__(self, url: str, key: str):
+        parsed = urlsplit(url)
+        self.address, self.headers = (parsed.hostname, parsed.port), {"X-Api-Key": key}
+        self.idle: list[Http1Connection] = []
+
+    async def post(self, body: bytes) -> Response:
+        conn = self.idle.pop() if self.idle else Http1Connection(*self.address, self.headers)
+        response = await conn.request("POST", "/v2/events", body)
+        self.idle.append(conn)
+        return response
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
 
 
 async def ingest_rate(url: str, key: str, seconds: float, batch: int, clients: int) -> float:
     """Events per second the gateway accepts (202 after PubAck) with ``clients`` batch posters."""
     accepted = 0
     deadline = time.monotonic() + seconds
+    poster = Poster(url, key)
 
     async def client(c: int) -> None:
         nonlocal accepted
-        async with httpx.AsyncClient(base_url=url, headers={"X-Api-Key": key}, timeout=30) as http:
-            i = 0
-            while time.monotonic() < deadline:
-                r = await http.post("/v2/events", json=events(f"ING{c}-{i}", batch, 0.0))
-                if r.status_code == 202:
-                    accepted += batch
-                elif r.status_code == 429:
-                    await asyncio.sleep(float(r.headers.get("Retry-After", "0.1")))
-                else:
-                    raise RuntimeError(f"gateway answered {r.status_code}: {r.text[:200]}")
-                i += 1
+        i = 0
+        while time.monotonic() < deadline:
+            r = await poster.post(events(f"ING{c}-{i}", batch, 0.0))
+            if r.status == 202:
+                accepted += batch
+            elif r.status == 429:
+                await asyncio.sleep(float(r.headers.get("retry-after", "0.1")))
+            else:
+                raise RuntimeError(f"gateway answered {r.status}: {r.body[:200]!r}")
+            i += 1
 
     started = time.monotonic()
     await asyncio.gather(*(client(c) for c in range(clients)))
+    poster.close()
     return accepted / (time.monotonic() - started)
 
 
@@ -84,21 +111,43 @@ async def drive(url: str, key: str, rate: float, seconds: float, batch: int, clo
     sent: dict[str, float] = {}
     interval = batch / rate
     n_batches = int(seconds / interval) if total is None else -(-total // batch)
-    async with httpx.AsyncClient(base_url=url, headers={"X-Api-Key": key}, timeout=60) as http:
-        start = time.monotonic()
-        tasks = []
-        for i in range(n_batches):
-            await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
-            size = batch if total is None else min(batch, total - i * batch)
-            body = events(f"{prefix}-{i}", size, max(0.0, clock.now()))
-            t_post = time.time()
-            sent.update((e["txn_id"], t_post) for e in body)
-            tasks.append(asyncio.create_task(http.post("/v2/events", json=body)))
-        answers = await asyncio.gather(*tasks)
-    bad = [r.status_code for r in answers if r.status_code != 202]
+    poster = Poster(url, key)
+    start = time.monotonic()
+    tasks = []
+    for i in range(n_batches):
+        await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
+        size = batch if total is None else min(batch, total - i * batch)
+        body = events(f"{prefix}-{i}", size, max(0.0, clock.now()))
+        t_post = time.time()
+        sent.update((f"{prefix}-{i}-{j}", t_post) for j in range(size))
+        tasks.append(asyncio.create_task(poster.post(body)))
+    answers = await asyncio.gather(*tasks)
+    poster.close()
+    bad = [r.status for r in answers if r.status != 202]
     if bad:
         raise RuntimeError(f"{len(bad)} batches refused, e.g. HTTP {bad[0]}")
     return sent
+
+
+def cpu_seconds(services: ServiceSet) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each service and its children, and by this
+    process (the load generator)."""
+    used = {"load generator": time.process_time()}
+    for service in services:
+        if service.pid is None:
+            continue
+        try:
+            proc = psutil.Process(service.pid)
+            procs = [proc, *proc.children(recursive=True)]
+            used[service.name] = sum(sum(p.cpu_times()[:2]) for p in procs)
+        except psutil.NoSuchProcess:
+            continue
+    return used
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """Microseconds of CPU per event each process spent between two ``cpu_seconds`` snapshots."""
+    return {name: round((after[name] - before.get(name, 0.0)) / events * 1e6, 1) for name in after}
 
 
 def ledger_times(db: Path, prefix: str) -> dict[str, list[float]]:
@@ -120,12 +169,17 @@ async def purge_events(nats_url: str) -> None:
 
 
 def wait_posted(db: Path, prefix: str, n: int, timeout: float) -> dict[str, list[float]]:
+    """Poll (an index range count, cheap beside the layer under test) until ``n`` postings whose
+    id starts with ``prefix`` are in the ledger, then read their times."""
     deadline = time.monotonic() + timeout
-    while True:
-        posted = ledger_times(db, prefix)
-        if len(posted) >= n or time.monotonic() > deadline:
-            return posted
-        time.sleep(0.1)
+    with sqlite3.connect(db) as conn:
+        while time.monotonic() < deadline:
+            (count,) = conn.execute("SELECT count(*) FROM ledger WHERE txn_id >= ? AND txn_id < ?",
+                                    (prefix, prefix + "\uffff")).fetchone()
+            if count >= n:
+                break
+            time.sleep(0.2)
+    return ledger_times(db, prefix)
 
 
 def latency_phase(name: str, gateway: str, key: str, rate: float, seconds: float, batch: int,
@@ -149,7 +203,8 @@ def main() -> None:
     ap.add_argument("--ingest-seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=500, help="events per request when measuring ingest")
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--latency-batch", type=int, default=50, help="events per request in the latency phases")
+    ap.add_argument("--latency-batch", type=int, default=0,
+                    help="events per request in the latency phases (default: --batch, the ingest's traffic shape)")
     ap.add_argument("--capacity-events", type=int, default=60000, help="events used to measure the e2e rate")
     ap.add_argument("--lanes", type=int, default=2, help="worker lanes (fewer lanes, larger ERP batches)")
     ap.add_argument("--rates", default="", help="extra latency phases at these events/s, e.g. 8000,10000")
@@ -188,18 +243,22 @@ def main() -> None:
                 "synctwin.commands.live", "worker", "--nats", nats_url, "--scenario", str(scenario), "--erp",
                 f"legacy={erp_url}", "--run-dir", str(run_dir), "--lanes", str(args.lanes), *cargs))
             # 2. End-to-end capacity: how fast the worker turns a backlog into ERP postings.
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), cpu_seconds(services)
             asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
             wait_posted(ledger, "CAP-", args.capacity_events, timeout=300)
             capacity = args.capacity_events / (time.monotonic() - t0)
+            cpu = cpu_per_event(cpu0, cpu_seconds(services), args.capacity_events)
             print(f"end-to-end capacity (gateway → JetStream → worker → ERP): {capacity:,.0f} events/s")
+            print(f"CPU per event (µs): {json.dumps(cpu)}")
             # 3. Latency at half the ingest rate (the target's load), then at half the e2e capacity.
             phases = {}
             extra = [(f"R{r}", float(r)) for r in filter(None, args.rates.split(","))]
             for name, rate in (("HALFINGEST", ingest / 2), ("HALFCAP", capacity / 2), *extra):
-                phases[name] = latency_phase(name, gateway, key, rate, args.seconds, args.latency_batch, clock, ledger)
+                batch = args.latency_batch or args.batch
+                phases[name] = latency_phase(name, gateway, key, rate, args.seconds, batch, clock, ledger)
                 print(name, json.dumps(phases[name]))
     result = {"ingest_events_per_s": round(ingest, 1), "e2e_capacity_events_per_s": round(capacity, 1),
+              "capacity_cpu_us_per_event": cpu,
               "speed": args.speed, "lanes": args.lanes, "half_ingest": phases["HALFINGEST"],
               "half_capacity": phases["HALFCAP"], **{k: v for k, v in phases.items() if k.startswith("R")}}
     print(json.dumps(result, indent=2))

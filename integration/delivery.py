@@ -154,6 +154,20 @@ class Delivery:
         """A message (first try has ``attempt`` 1) is ready to go at ``now``."""
         if self.idempotency and key in self.processed:
             return Suppress(key)
+        return self._admit(key, attempt, now, u)
+
+    def offer_many(self, keys: list[str], attempt: int, now: float,
+                   u: float = 0.5) -> tuple[list[str], Post | RetryAt | None]:
+        """:meth:`offer` for messages that travel together as one request: the keys to suppress, and
+        one action for all the others (None when every key is suppressed) -- the decisions ``offer``
+        makes key by key, without an action object per message."""
+        suppressed = [k for k in keys if k in self.processed] if self.idempotency else []
+        if len(suppressed) == len(keys):
+            return suppressed, None
+        skip = set(suppressed)
+        return suppressed, self._admit(next(k for k in keys if k not in skip), attempt, now, u)
+
+    def _admit(self, key: str, attempt: int, now: float, u: float) -> Post | RetryAt:
         if not self.breaker.allows(now):
             # Waiting for the breaker is not an attempt against the target.
             return RetryAt(key, attempt, max(self.breaker.next_probe_at(), now) + self.policy.initial * u)

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from integration.processed_keys import _DONE, _POSTING, SqliteProcessedKeys
 
 
 class BatchProcessedKeys(SqliteProcessedKeys):
-    """The processed-key store with bulk operations; every call is one statement or one transaction."""
+    """The processed-key store with bulk operations; every call is one statement or one transaction.
+
+    A batch request's intent is one row of ``batch_intents`` (a per-key row would cost an index write
+    per message on the hot path); only when its answer is lost do its keys get per-key posting states."""
 
     def states(self, keys: Iterable[str]) -> dict[str, str]:
         """``{key: "done" | "posting"}`` for the keys the store knows (one indexed query)."""
@@ -26,10 +30,38 @@ class BatchProcessedKeys(SqliteProcessedKeys):
         )
         return dict(cur.fetchall())
 
-    def begin_many(self, keys: Iterable[str], t: float | None = None) -> None:
-        """Record the intent to post every key (before the batch request goes out)."""
-        self._many("INSERT INTO processed_keys(key, state, t) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
-                   [(k, _POSTING, t) for k in keys])
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS batch_intents (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, "
+                         "t REAL)")
+        # Intents a process left behind when it died mid-request: their keys are uncertain now.
+        for (intent,) in self._db.execute("SELECT id FROM batch_intents").fetchall():
+            self.unanswered(intent)
+
+    def begin_batch(self, keys: list[str], t: float | None = None) -> int:
+        """Record the intent to post ``keys`` in one request (one row, before the request goes out);
+        returns the intent's id for :meth:`answered` / :meth:`unanswered`."""
+        return int(self._db.execute("INSERT INTO batch_intents(keys, t) VALUES (?, ?)",
+                                    (json.dumps(keys), t)).lastrowid)
+
+    def answered(self, intent: int) -> None:
+        """The request was answered: forget its intent. After a success call this only once the keys
+        are marked done (:meth:`add_many`), so a crash in between leaves them uncertain, never unknown."""
+        self._db.execute("DELETE FROM batch_intents WHERE id = ?", (intent,))
+
+    def unanswered(self, intent: int) -> None:
+        """The request's answer was lost: its keys become per-key *posting* intents (see
+        :meth:`~integration.processed_keys.SqliteProcessedKeys.uncertain`), in one transaction."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(
+                "INSERT INTO processed_keys(key, state, t) SELECT j.value, ?, b.t FROM batch_intents AS b, "
+                "json_each(b.keys) AS j WHERE b.id = ? ON CONFLICT(key) DO NOTHING", (_POSTING, intent))
+            self._db.execute("DELETE FROM batch_intents WHERE id = ?", (intent,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def add_many(self, keys: Iterable[str], t: float | None = None) -> None:
         """Mark every key as posted (the target accepted the batch)."""

@@ -35,7 +35,6 @@ transaction found in the same batch is handled in the lane's next batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import sys
@@ -47,7 +46,8 @@ from pathlib import Path
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
+from nats.js.errors import NotFoundError
+from pydantic import TypeAdapter, ValidationError
 
 from integration.broker import (
     EVENTS_STREAM,
@@ -66,10 +66,10 @@ from integration.delivery import (
     Delivery,
     RetryAt,
     RetryPolicy,
-    Suppress,
 )
 from integration.delivery_log import DELIVERY_COLUMNS, DeliveryLog
 from integration.erp_client import REASON_ERP_REJECTED, ErpAnswer, ErpClient
+from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
 from integration.mapping import Mapped, PlantMapping
 from integration.trace import (
     DEAD_LETTERED,
@@ -134,8 +134,8 @@ class WorkerConfig:
     epoch: float
     speed: float
     lanes: int = 2
-    fetch_batch: int = 500  # messages per pull request, and the largest batch a lane handles at once
-    fetch_wait: float = 0.05  # wall seconds a pull request lingers when the stream is empty
+    fetch_batch: int = 1000  # messages per pull request, and the largest batch a lane handles at once
+    fetch_wait: float = 0.5  # wall seconds a pull request lingers when the stream is empty
     # Fetched-but-unacknowledged messages JetStream allows the consumer: this bounds what the lanes hold.
     max_ack_pending: int = 8192
     ack_wait: float = 5.0  # wall seconds; held messages are kept alive with in-progress acks
@@ -159,9 +159,9 @@ class _Lane:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Copy:
-    """One message copy in a lane."""
+    """One message copy in a lane; ``key`` is its transaction id (empty for an invalid event)."""
 
     msg: object
     event: CanonicalEvent | None
@@ -169,10 +169,14 @@ class _Copy:
     t_broker: float = float("nan")
     held_since: float = 0.0  # event-loop time of fetch or of the last in-progress ack
     mapped: Mapped | None = None
+    key: str = ""
 
-    @property
-    def key(self) -> str:
-        return self.event.txn_id
+    def __post_init__(self) -> None:
+        if self.event is not None:
+            self.key = self.event.txn_id
+
+
+_EVENTS = TypeAdapter(list[CanonicalEvent])
 
 
 @dataclass
@@ -216,7 +220,7 @@ class Worker:
         self._held: dict[int, _Copy] = {}
         self._probing: dict[str, bool] = {}
         self._on_ready = on_ready
-        self.js = None
+        self.nc = self.js = None
 
     # ---------------------------------------------------------------------------------- main loop
     async def run(self, stop: asyncio.Event) -> None:
@@ -225,18 +229,20 @@ class Worker:
                                 reconnect_time_wait=0.25, connect_timeout=5, error_cb=_note_error,
                                 disconnected_cb=_note("broker connection lost; reconnecting"),
                                 reconnected_cb=_note("broker connection back"))
+        self.nc = nc
         try:
             self.js = nc.jetstream()
-            sub = await self._subscribe()
+            puller = await self._subscribe()
             if self._on_ready is not None:
                 self._on_ready()
             lanes = [_Lane() for _ in range(self.cfg.lanes)]
             tasks = [asyncio.create_task(self._lane(lane, KeyView(self.keys))) for lane in lanes]
             tasks.append(asyncio.create_task(self._heartbeat()))
-            fetcher = asyncio.create_task(self._fetch(sub, lanes, stop))
+            fetcher = asyncio.create_task(self._fetch(puller, lanes))
             await stop.wait()
             fetcher.cancel()
             await _quietly(fetcher)
+            await puller.stop()
             await self._settle(deadline=2.0)
             for task in tasks:
                 task.cancel()
@@ -249,44 +255,54 @@ class Worker:
             self.keys.close()
             self.log.close()
 
-    async def _subscribe(self):
+    async def _subscribe(self) -> BulkPuller:
+        """Create the durable pull consumer unless it exists (a restarted worker resumes it)."""
         config = ConsumerConfig(
             durable_name=self.cfg.consumer, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.cfg.ack_wait, max_deliver=-1, max_ack_pending=self.cfg.max_ack_pending,
+            filter_subject=EVENTS_SUBJECTS,
         )
         await ensure_streams(self.js)  # idempotent; the worker may start before the gateway
-        return await self.js.pull_subscribe(EVENTS_SUBJECTS, durable=self.cfg.consumer, stream=EVENTS_STREAM,
-                                            config=config)
+        try:
+            await self.js.consumer_info(EVENTS_STREAM, self.cfg.consumer)
+        except NotFoundError:
+            await self.js.add_consumer(EVENTS_STREAM, config)
+        puller = BulkPuller(self.nc, EVENTS_STREAM, self.cfg.consumer, self.cfg.fetch_batch, self.cfg.fetch_wait)
+        await puller.start()
+        return puller
 
-    async def _fetch(self, sub, lanes: list[_Lane], stop: asyncio.Event) -> None:
+    async def _fetch(self, puller: BulkPuller, lanes: list[_Lane]) -> None:
         loop, n = asyncio.get_running_loop(), len(lanes)
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(self.cfg.fetch_batch, timeout=self.cfg.fetch_wait)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except Exception as exc:  # noqa: BLE001 - broker restarting: keep fetching, never die silently
-                print(f"worker: fetch failed ({type(exc).__name__}: {exc}); retrying", file=sys.stderr, flush=True)
-                await asyncio.sleep(0.25)
-                continue
+        while True:
+            msgs = await puller.next_batch()
             now, touched = loop.time(), set()
-            for msg in msgs:
-                copy = self._parse(msg)
+            for copy in self._parse(msgs):
                 copy.held_since = now
-                self._held[id(msg)] = copy
-                key = copy.event.lot or copy.event.correlation_id or copy.event.txn_id if copy.event else ""
+                self._held[id(copy.msg)] = copy
+                event = copy.event
+                key = event.lot or event.correlation_id or event.txn_id if event else ""
                 i = zlib.crc32(key.encode()) % n if n > 1 else 0
                 lanes[i].items.append(copy)
                 touched.add(i)
             for i in touched:
                 lanes[i].ready.set()
 
-    def _parse(self, msg) -> _Copy:
-        t_broker = _broker_time(msg, self.clock)
+    def _parse(self, msgs: list) -> list[_Copy]:
+        """Validate all messages in one call; one by one only when some message is invalid."""
+        times = [_broker_time(msg, self.clock) for msg in msgs]
         try:
-            return _Copy(msg, CanonicalEvent.model_validate_json(msg.data), t_broker=t_broker)
-        except ValidationError as exc:
-            return _Copy(msg, None, error=str(exc).replace("\n", " ")[:300], t_broker=t_broker)
+            events = _EVENTS.validate_json(b"[" + b",".join(msg.data for msg in msgs) + b"]")
+            if len(events) == len(msgs):
+                return [_Copy(msg, event, t_broker=t) for msg, event, t in zip(msgs, events, times, strict=True)]
+        except ValidationError:
+            pass
+        copies = []
+        for msg, t_broker in zip(msgs, times, strict=True):
+            try:
+                copies.append(_Copy(msg, CanonicalEvent.model_validate_json(msg.data), t_broker=t_broker))
+            except ValidationError as exc:
+                copies.append(_Copy(msg, None, error=str(exc).replace("\n", " ")[:300], t_broker=t_broker))
+        return copies
 
     async def _lane(self, lane: _Lane, view: KeyView) -> None:
         carry: list[_Copy] = []
@@ -322,11 +338,12 @@ class Worker:
         every = self.cfg.ack_wait / 3
         while True:
             await asyncio.sleep(every / 2)
-            now = loop.time()
-            for copy in list(self._held.values()):
+            now, busy = loop.time(), []
+            for copy in self._held.values():
                 if now - copy.held_since >= every:
                     copy.held_since = now
-                    await _quietly(copy.msg.in_progress(), timeout=1.0)
+                    busy.append(copy.msg)
+            await _quietly(acknowledge(self.nc, busy, IN_PROGRESS), timeout=1.0)
 
     # ------------------------------------------------------------------------------- one batch
     async def _process(self, batch: list[_Copy], view: KeyView) -> list[_Copy]:
@@ -378,7 +395,7 @@ class Worker:
             target = "maintenance" if event.flow == DOWNTIME else (event.target.lower() or "analytics")
             rows.append(self._row(copy, target if target != "erp" else "analytics", 0, DELIVERED, "", now, ""))
         self.log.record_many(rows)
-        await _ack(copies)
+        await self._ack(copies)
 
     async def _deliver_all(self, items: list[_Copy], kind: str, view: KeyView, uncertain: set[str]) -> None:
         """Deliver ``items`` to ``kind`` in order, in chunks the target's API accepts."""
@@ -394,14 +411,14 @@ class Worker:
         erp, detail = self.erps[kind], ""
         while items:
             now, u = self.clock.now(), self.rng.random()
-            actions = [delivery.offer(c.key, attempt, now, u) for c in items]
-            suppressed = [c for c, a in zip(items, actions, strict=True) if isinstance(a, Suppress)]
+            suppressed, action = delivery.offer_many([c.key for c in items], attempt, now, u)
             if suppressed:
-                await self._suppress(suppressed, kind, attempt - 1)
-                items = [c for c, a in zip(items, actions, strict=True) if not isinstance(a, Suppress)]
+                skip = set(suppressed)
+                await self._suppress([c for c in items if c.key in skip], kind, attempt - 1)
+                items = [c for c in items if c.key not in skip]
                 continue
-            if isinstance(actions[0], RetryAt):  # breaker open: the same wait for the whole batch
-                await asyncio.sleep(max(0.0, self.clock.wall_delay(actions[0].at - now)))
+            if isinstance(action, RetryAt):  # breaker open: the same wait for the whole batch
+                await asyncio.sleep(max(0.0, self.clock.wall_delay(action.at - now)))
                 continue
             if delivery.breaker.state == HALF_OPEN and self._probing.get(kind):
                 # Half-open admits one probe per target; the other lanes wait for its verdict.
@@ -409,7 +426,7 @@ class Worker:
                 continue
             self._probing[kind] = delivery.breaker.state == HALF_OPEN
             try:
-                answer, items = await self._attempt(erp, items, uncertain, delivery, attempt)
+                answer, items, intent = await self._attempt(erp, items, uncertain, delivery, attempt)
             finally:
                 self._probing[kind] = False
             if answer is None:  # checked the ledger: what landed is done, the rest is posted now
@@ -419,11 +436,14 @@ class Worker:
                 for copy in items:
                     delivery.succeeded(copy.key, attempt, now)
                 await self._delivered(items, kind, view, attempt, now, answer.detail)
+                self.keys.answered(intent)
                 return
             self.stats.failed_attempts += 1
             keys = [c.key for c in items]
             if answer.landed is None:
                 uncertain.update(keys)
+            if intent is not None:
+                (self.keys.unanswered if answer.landed is None else self.keys.answered)(intent)
             detail = answer.detail
             retry_after = answer.retry_after_scenario
             if retry_after is None and answer.retry_after is not None:
@@ -444,15 +464,16 @@ class Worker:
             await asyncio.sleep(max(0.0, self.clock.wall_delay(result.at - self.clock.now())))
 
     async def _attempt(self, erp: ErpClient, items: list[_Copy], uncertain: set[str], delivery: Delivery,
-                       attempt: int) -> tuple[ErpAnswer | None, list[_Copy]]:
-        """One attempt: post the batch, or -- when earlier requests for some of it went unanswered --
-        first ask the ERP which of those landed. ``(None, rest)`` means the ledger was read: the
-        landed ones are finished and ``rest`` is to be posted right away."""
+                       attempt: int) -> tuple[ErpAnswer | None, list[_Copy], int | None]:
+        """One attempt: post the batch (returning the answer, the batch and its durable intent), or --
+        when earlier requests for some of it went unanswered -- first ask the ERP which of those landed.
+        ``(None, rest, None)`` means the ledger was read: the landed ones are finished and ``rest`` is to
+        be posted right away."""
         unsure = [c.key for c in items if c.key in uncertain]
         if unsure:
             found = await erp.posted_among(unsure)
             if found is None:
-                return ErpAnswer(False, landed=None, detail=f"{erp.kind}: ledger not readable"), items
+                return ErpAnswer(False, landed=None, detail=f"{erp.kind}: ledger not readable"), items, None
             uncertain.difference_update(unsure)
             landed = [c for c in items if c.key in found]
             if landed:
@@ -461,19 +482,23 @@ class Worker:
                     delivery.succeeded(copy.key, attempt, now)
                 await self._delivered(landed, erp.kind, delivery.processed, attempt, now,
                                       "in the ledger after an unanswered request")
-            return None, [c for c in items if c.key not in found]
-        self.keys.begin_many([c.key for c in items], self.clock.now())
+            return None, [c for c in items if c.key not in found], None
+        intent = self.keys.begin_batch([c.key for c in items], self.clock.now())
         bodies = [{"txn_id": c.key, "flow": c.event.flow, "plant": c.event.plant, "item": c.mapped.item,
                    "qty": c.mapped.qty, "unit": c.mapped.unit, "t_created": c.event.t_created} for c in items]
-        return await erp.post_batch(bodies), items
+        return await erp.post_batch(bodies), items, intent
 
     # ------------------------------------------------------------------------------ finishing
+    async def _ack(self, copies: list[_Copy]) -> None:
+        """Acknowledge every copy; a lost ack only means a redelivery, which the processed keys suppress."""
+        await _quietly(acknowledge(self.nc, [c.msg for c in copies]), timeout=5.0)
+
     async def _delivered(self, items: list[_Copy], kind: str, view: KeyView, attempt: int, now: float,
                          detail: str) -> None:
         """Keys durable first, then the delivery rows, then the acks."""
         view.commit(now)
         self.log.record_many([self._row(c, kind, attempt, DELIVERED, "", now, detail, mapped=True) for c in items])
-        await _ack(items)
+        await self._ack(items)
         self.stats.delivered += len(items)
         self.stats.batches += 1
         self.stats.by_target[kind] = self.stats.by_target.get(kind, 0) + len(items)
@@ -481,7 +506,7 @@ class Worker:
     async def _suppress(self, items: list[_Copy], kind: str, attempts: int) -> None:
         self.log.record_many([self._row(c, kind, attempts, DUPLICATE_SUPPRESSED, REASON_REDELIVERY,
                                         float("nan"), "", mapped=True) for c in items])
-        await _ack(items)
+        await self._ack(items)
         self.stats.suppressed += len(items)
 
     async def _dead_letter(self, entries: list[tuple[_Copy, str, int, str, str]]) -> None:
@@ -491,7 +516,7 @@ class Worker:
         nan = float("nan")
         self.log.record_many([self._row(copy, kind, attempts, DEAD_LETTERED, reason, nan, detail)
                               for copy, kind, attempts, reason, detail in entries])
-        await _ack([e[0] for e in entries])
+        await self._ack([e[0] for e in entries])
         self.stats.dead_lettered += len(entries)
 
     async def _store_dead_letter(self, copy: _Copy, reason: str, detail: str) -> None:
@@ -539,16 +564,6 @@ def _batch_cap(scenario: Scenario, kind: str, limit: int) -> int:
     return limit if not rate else max(1, min(limit, int(max(1.0, rate))))
 
 
-async def _ack(copies: list[_Copy]) -> None:
-    """Acknowledge every copy; a lost ack only means a redelivery, which the processed keys suppress."""
-    async def ack_all() -> None:
-        for copy in copies:
-            with contextlib.suppress(Exception):
-                await copy.msg.ack()
-
-    await _quietly(ack_all(), timeout=5.0)
-
-
 async def _note_error(exc: Exception) -> None:
     """One line per broker connection error instead of nats-py's default traceback."""
     print(f"worker: broker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -585,6 +600,16 @@ def parse_erp_urls(values: list[str]) -> dict[str, str]:
     return urls
 
 
+def _run_loop(coro):
+    """``asyncio.run`` on uvloop when installed (``uvicorn[standard]`` brings it): the worker is
+    I/O bound per message and uvloop halves the event loop's share of its CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def run_worker(config: WorkerConfig) -> WorkerStats:
     """Entry point of ``synctwin worker``: run until SIGTERM/SIGINT, print READY once consuming."""
     import signal
@@ -598,6 +623,6 @@ def run_worker(config: WorkerConfig) -> WorkerStats:
         await worker.run(stop)
         return worker.stats
 
-    stats = asyncio.run(main())
+    stats = _run_loop(main())
     print(json.dumps({"worker": "stopped", **stats.__dict__}), flush=True)
     return stats

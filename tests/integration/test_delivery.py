@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from integration.delivery import (
     CLOSED,
@@ -196,3 +198,23 @@ def test_whole_outage_cycle_drives_the_breaker_through_its_states():
     assert states[0] == OPEN and states[-1] == CLOSED
     assert HALF_OPEN in states
     assert d.breaker.state == CLOSED
+
+
+@given(
+    processed=st.sets(st.sampled_from("abcdef")),
+    keys=st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True),
+    idempotency=st.booleans(),
+    now=st.sampled_from([0.0, 10.0, 40.0]),
+)
+def test_offer_many_decides_as_offer_does_key_by_key(processed, keys, idempotency, now):
+    one, many = _delivery(idempotency, threshold=1), _delivery(idempotency, threshold=1)
+    for d in (one, many):
+        d.processed.update(processed)
+        d.failed("z", 1, 5.0, u=0.5)  # breaker open from 5.0 until 35.0
+    actions = [one.offer(k, 1, now, 0.5) for k in keys]
+    suppressed, action = many.offer_many(keys, 1, now, 0.5)
+    assert suppressed == [a.key for a in actions if isinstance(a, Suppress)]
+    others = [a for a in actions if not isinstance(a, Suppress)]
+    assert action == (others[0] if others else None)
+    assert all(type(a) is type(others[0]) for a in others)
+    assert many.breaker.state == one.breaker.state

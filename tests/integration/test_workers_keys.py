@@ -6,6 +6,7 @@ from pathlib import Path
 
 from integration.delivery import CircuitBreaker, Delivery, RetryPolicy, Suppress
 from integration.processed_keys import SqliteProcessedKeys
+from integration.worker_keys import BatchProcessedKeys
 
 
 def test_keys_survive_reopen_and_intents_stay_uncertain(tmp_path: Path):
@@ -29,3 +30,21 @@ def test_delivery_suppresses_keys_from_an_earlier_process(tmp_path: Path):
         Delivery(RetryPolicy(), CircuitBreaker(), keys).succeeded("T1", 1, now=0.0)
     with SqliteProcessedKeys(path) as keys:
         assert Delivery(RetryPolicy(), CircuitBreaker(), keys).offer("T1", 1, now=5.0) == Suppress("T1")
+
+
+def test_batch_intents_become_uncertain_keys_only_when_unanswered_or_left_behind(tmp_path: Path):
+    path = tmp_path / "keys.sqlite"
+    with BatchProcessedKeys(path) as keys:
+        ok = keys.begin_batch(["A1", "A2"], 1.0)
+        keys.add_many(["A1", "A2"], 2.0)
+        keys.answered(ok)  # landed and marked done
+        refused = keys.begin_batch(["R1"], 3.0)
+        keys.answered(refused)  # refused for sure: nothing to remember
+        lost = keys.begin_batch(["L1", "L2"], 4.0)
+        keys.unanswered(lost)  # timed out: may or may not have landed
+        keys.begin_batch(["D1", "A1"], 5.0)  # the process dies before the answer
+        assert keys.states(["A1", "L1", "L2", "R1", "D1"]) == {"A1": "done", "L1": "posting", "L2": "posting"}
+    with BatchProcessedKeys(path) as keys:
+        assert keys.states(["A1", "A2", "L1", "R1", "D1"]) == {
+            "A1": "done", "A2": "done", "L1": "posting", "D1": "posting"}
+        assert keys.uncertain("D1") and not keys.uncertain("A1") and not keys.uncertain("R1")

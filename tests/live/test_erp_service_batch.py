@@ -111,3 +111,11 @@ def test_batch_survives_kill_after_its_201(tmp_path):
     proc.kill()  # kill -9 straight after the 201
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*), SUM(qty) FROM ledger").fetchone() == (200, sum(range(200)))
+
+
+def test_batch_route_documents_its_body_and_names_bad_json(service):
+    spec = service.get("/openapi.json").json()["paths"]["/postings/batch"]["post"]["requestBody"]
+    schema = spec["content"]["application/json"]["schema"]
+    assert schema["items"] == {"$ref": "#/components/schemas/Posting"} and schema["minItems"] == 1
+    r = service.post("/postings/batch", content=b"[{", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
