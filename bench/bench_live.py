@@ -107,17 +107,21 @@ async def ingest_rate(url: str, key: str, seconds: float, batch: int, clients: i
 async def drive(url: str, key: str, rate: float, seconds: float, batch: int, clock: ScaledClock,
                 prefix: str = "LAT", total: int | None = None) -> dict[str, float]:
     """Post ``rate`` events/s in batches (or ``total`` events as fast as possible); return txn id →
-    wall time its batch was sent."""
+    wall time its batch was sent. Bodies are encoded before the clock starts (``t_created`` is the
+    batch's planned send time), so the load generator's share of the two cores stays small."""
     sent: dict[str, float] = {}
     interval = batch / rate
     n_batches = int(seconds / interval) if total is None else -(-total // batch)
+    sizes = [batch if total is None else min(batch, total - i * batch) for i in range(n_batches)]
+    start = time.monotonic() + 0.5
+    start_wall = time.time() + (start - time.monotonic())
+    bodies = [events(f"{prefix}-{i}", size, max(0.0, clock.to_scenario(start_wall + i * interval)))
+              for i, size in enumerate(sizes)]
     poster = Poster(url, key)
-    start = time.monotonic()
     tasks = []
-    for i in range(n_batches):
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    for i, (size, body) in enumerate(zip(sizes, bodies, strict=True)):
         await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
-        size = batch if total is None else min(batch, total - i * batch)
-        body = events(f"{prefix}-{i}", size, max(0.0, clock.now()))
         t_post = time.time()
         sent.update((f"{prefix}-{i}-{j}", t_post) for j in range(size))
         tasks.append(asyncio.create_task(poster.post(body)))
@@ -243,13 +247,15 @@ def main() -> None:
                 "synctwin.commands.live", "worker", "--nats", nats_url, "--scenario", str(scenario), "--erp",
                 f"legacy={erp_url}", "--run-dir", str(run_dir), "--lanes", str(args.lanes), *cargs))
             # 2. End-to-end capacity: how fast the worker turns a backlog into ERP postings.
-            t0, cpu0 = time.monotonic(), cpu_seconds(services)
-            asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
+            cpu0 = cpu_seconds(services)
+            sent = asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
             wait_posted(ledger, "CAP-", args.capacity_events, timeout=300)
-            capacity = args.capacity_events / (time.monotonic() - t0)
+            capacity = args.capacity_events / (time.time() - min(sent.values()))
             cpu = cpu_per_event(cpu0, cpu_seconds(services), args.capacity_events)
             print(f"end-to-end capacity (gateway → JetStream → worker → ERP): {capacity:,.0f} events/s")
             print(f"CPU per event (µs): {json.dumps(cpu)}")
+            demand = ingest / 2 * sum(cpu.values()) / 1e6
+            print(f"CPU the chain needs at half the ingest rate: {demand:.2f} cores of {psutil.cpu_count()}")
             # 3. Latency at half the ingest rate (the target's load), then at half the e2e capacity.
             phases = {}
             extra = [(f"R{r}", float(r)) for r in filter(None, args.rates.split(","))]
@@ -258,7 +264,7 @@ def main() -> None:
                 phases[name] = latency_phase(name, gateway, key, rate, args.seconds, batch, clock, ledger)
                 print(name, json.dumps(phases[name]))
     result = {"ingest_events_per_s": round(ingest, 1), "e2e_capacity_events_per_s": round(capacity, 1),
-              "capacity_cpu_us_per_event": cpu,
+              "capacity_cpu_us_per_event": cpu, "cores_needed_at_half_ingest": round(demand, 2),
               "speed": args.speed, "lanes": args.lanes, "half_ingest": phases["HALFINGEST"],
               "half_capacity": phases["HALFCAP"], **{k: v for k, v in phases.items() if k.startswith("R")}}
     print(json.dumps(result, indent=2))

@@ -39,7 +39,6 @@ import json
 import random
 import sys
 import zlib
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +154,7 @@ class WorkerConfig:
 class _Lane:
     """The copies waiting for one lane, oldest first; JetStream's ``max_ack_pending`` bounds them."""
 
-    items: deque = field(default_factory=deque)
+    items: list = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -217,7 +216,7 @@ class Worker:
         self.chunk = {kind: _batch_cap(config.scenario, kind, config.fetch_batch) for kind in config.erp_urls}
         self.rng = random.Random(config.seed)
         self.stats = WorkerStats()
-        self._held: dict[int, _Copy] = {}
+        self._held: set[_Copy] = set()  # fetched, not yet finished (kept alive by the heartbeat)
         self._probing: dict[str, bool] = {}
         self._on_ready = on_ready
         self.nc = self.js = None
@@ -276,9 +275,10 @@ class Worker:
         while True:
             msgs = await puller.next_batch()
             now, touched = loop.time(), set()
-            for copy in self._parse(msgs):
+            copies = self._parse(msgs)
+            self._held.update(copies)
+            for copy in copies:
                 copy.held_since = now
-                self._held[id(copy.msg)] = copy
                 event = copy.event
                 key = event.lot or event.correlation_id or event.txn_id if event else ""
                 i = zlib.crc32(key.encode()) % n if n > 1 else 0
@@ -312,18 +312,17 @@ class Worker:
                 lane.ready.clear()
                 await lane.ready.wait()
                 continue
-            batch = carry
-            while len(batch) < size and items:
-                batch.append(items.popleft())
+            take = size - len(carry)
+            batch = carry + items[:take]
+            del items[:take]
             try:
                 carry = await self._process(batch, view)
             except Exception as exc:  # noqa: BLE001 - e.g. a full disk: leave the batch to redelivery, go on
                 print(f"worker: batch of {len(batch)} failed ({type(exc).__name__}: {exc}); left for redelivery",
                       file=sys.stderr, flush=True)
                 carry = []
-            for copy in batch:
-                if copy not in carry:
-                    self._held.pop(id(copy.msg), None)
+            self._held.difference_update(batch)
+            self._held.update(carry)
 
     async def _settle(self, deadline: float) -> None:
         """Give copies already fetched a moment to finish, so a clean stop leaves few to redo."""
@@ -339,7 +338,7 @@ class Worker:
         while True:
             await asyncio.sleep(every / 2)
             now, busy = loop.time(), []
-            for copy in self._held.values():
+            for copy in self._held:
                 if now - copy.held_since >= every:
                     copy.held_since = now
                     busy.append(copy.msg)

@@ -29,6 +29,9 @@ def worker(
     epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
     speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
     lanes: int = typer.Option(2, min=1, max=1024, help="parallel lanes (one business key stays in one)"),
+    batch: int = typer.Option(1000, min=1, max=8192, help="messages per pull, and the largest ERP batch of a lane"),
+    consumer: str = typer.Option("erp-workers",
+                                 help="durable JetStream consumer; another name reads the stream anew, independently"),
 ) -> None:
     """Run an integration worker: EVENTS → mapping → routing → ERP postings, exactly once."""
     from integration.workers import WorkerConfig, parse_erp_urls, run_worker
@@ -39,7 +42,8 @@ def worker(
     try:
         spec = load_scenario(scenario)
         config = WorkerConfig(nats_url, spec, parse_erp_urls(erp), run_dir,
-                              time.time() if epoch is None else epoch, speed, lanes=lanes, seed=spec.run.seed)
+                              time.time() if epoch is None else epoch, speed, lanes=lanes, fetch_batch=batch,
+                              seed=spec.run.seed, consumer=consumer)
     except (ScenarioError, ValueError) as exc:
         _fail(str(exc))
     run_worker(config)
