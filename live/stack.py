@@ -132,6 +132,7 @@ class LiveStack:
         self.all_pids: list[int] = []
         self.ray_plants: RayPlants | None = None
         self.verdict = None  # reports.finalize.RunVerdict once evaluated
+        self.interrupted_at: float | None = None  # scenario time of a Ctrl-C during the run
 
     # ----------------------------------------------------------------------------------- the run
     def run(self) -> Path:
@@ -140,8 +141,15 @@ class LiveStack:
         started = time.time()
         try:
             self._start_all()
-            self._run_for_duration()
-            drained = self._drain()
+            try:
+                self._run_for_duration()
+            except KeyboardInterrupt:
+                self._interrupted()
+            try:
+                drained = self._drain()
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, report the rest as in flight
+                drained = False
+                self.log("  drain cut short; what is left is reported as in flight")
         finally:
             with _no_interrupts():  # a second Ctrl-C must not cut the cleanup short
                 self.services.stop_all(self.opts.stop_timeout)
@@ -276,6 +284,15 @@ class LiveStack:
                 next_at = min([a.at for a in pending] + [self.duration])
                 time.sleep(min(0.2, max(0.005, self.clock.wall_delay(next_at - self.clock.now()))))
 
+    def _interrupted(self) -> None:
+        """Ctrl-C while producing: the run ends here, and what was produced is drained and reported."""
+        assert self.clock is not None
+        self.interrupted_at = now = max(0.0, self.clock.now())
+        self.duration = min(self.duration, now)
+        self.events.append({"t": now, "event": "interrupted"})
+        self.log(f"  interrupted at {format_duration(now)} scenario time: draining what was produced "
+                 "(Ctrl-C again to stop waiting)")
+
     def _apply(self, action: FaultAction) -> None:
         assert self.clock is not None
         what = ", ".join(action.what)
@@ -345,7 +362,7 @@ class LiveStack:
             "wall_seconds": time.time() - started, "drained": drained, "plants": self.plants,
             "faults": faults, "waves": waves, "erp": self.erp_kinds,
             "services": {s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
-            "plant_host": self.opts.plant_host,
+            "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at,
             "ray_pids": self.ray_plants.pids if self.ray_plants else [],
             "events": self.events,
         }
