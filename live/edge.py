@@ -458,7 +458,7 @@ class _Handler:
         for (machine, kind), dv in items:
             stamp = dv.SourceTimestamp
             if isinstance(stamp, datetime):
-                t = to_scenario(stamp.timestamp())
+                t = max(0.0, to_scenario(stamp.timestamp()))  # values read during warm-up count from 0
             else:
                 now = self.clock.now() if now is None else now
                 t = now
@@ -514,7 +514,8 @@ class Edge:
             ready()
         try:
             while not stop.is_set():
-                self.process()
+                if self.clock.now() >= 0:  # during the warm-up the readings only queue up
+                    self.process()
                 await _wait(stop, self.tick)
         finally:
             stop.set()

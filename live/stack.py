@@ -109,6 +109,8 @@ class StackOptions:
     progress: bool = True
     finalize: bool = True
     plant_host: str = "ray"  # "ray": LivePlantActor per plant; "process": `synctwin opcua` per plant
+    # Wall seconds from launch to scenario time 0: start-up happens before the scenario, not inside it.
+    warmup: float = 20.0
 
 
 class LiveStack:
@@ -230,8 +232,11 @@ class LiveStack:
         (self.state / "processes.json").write_text(json.dumps(pids, indent=1))
 
     def _start_all(self) -> None:
-        self.clock = ScaledClock(time.time(), self.opts.speed)
-        self.log(f"starting the live stack in {self.run_dir} (speed {self.opts.speed:g}x)")
+        # Every process gets this epoch at launch; the plants idle until it, so faults and SLA windows
+        # count from the start of production rather than from the first process launch.
+        self.clock = ScaledClock(time.time() + self.opts.warmup, self.opts.speed)
+        self.log(f"starting the live stack in {self.run_dir} (speed {self.opts.speed:g}x; scenario time 0 in "
+                 f"{self.opts.warmup:g} s)")
         self._start_tier(["broker", *(f"erp-{k}" for k in self.erp_kinds)])
         self._start_tier(["gateway", "worker"])
         if self.opts.plant_host == "ray":
@@ -248,10 +253,11 @@ class LiveStack:
         self._start_tier([f"edge-{p}" for p in self.plants])
         started_at = self.clock.now()
         self.events.append({"t": started_at, "event": "all_started"})
-        if started_at > 0.25 * self.duration:
-            # Scenario time runs from the first process launch; a slow start eats into production.
-            self.log(f"  note: startup took {format_duration(started_at)} of the {format_duration(self.duration)} "
-                     "run; lengthen --duration or lower --speed for more production time")
+        if started_at > 0:
+            self.log(f"  note: start-up outlasted the {self.opts.warmup:g} s warm-up; production began at "
+                     f"{format_duration(started_at)} scenario time (raise --warmup to start it at 0)")
+        else:
+            self.log(f"  all up; scenario time 0 in {self.clock.wall_delay(-started_at):.1f} s")
 
     def _restart(self, name: str) -> None:
         """Start ``name`` again on its former port (dependants keep their URLs)."""
@@ -280,14 +286,17 @@ class LiveStack:
                 if dead:
                     tails = "\n".join(f"--- {n}:\n{self.services[n].tail()}" for n in dead)
                     raise StackError(f"service(s) died: {', '.join(dead)}\n{tails}")
-                progress.update(now, self._pending_at_edges())
+                progress.update(max(0.0, now), self._pending_at_edges())
                 next_at = min([a.at for a in pending] + [self.duration])
                 time.sleep(min(0.2, max(0.005, self.clock.wall_delay(next_at - self.clock.now()))))
 
     def _interrupted(self) -> None:
         """Ctrl-C while producing: the run ends here, and what was produced is drained and reported."""
         assert self.clock is not None
-        self.interrupted_at = now = max(0.0, self.clock.now())
+        now = self.clock.now()
+        if now <= 0:  # still warming up: nothing was produced, so there is nothing to report
+            raise KeyboardInterrupt
+        self.interrupted_at = now
         self.duration = min(self.duration, now)
         self.events.append({"t": now, "event": "interrupted"})
         self.log(f"  interrupted at {format_duration(now)} scenario time: draining what was produced "
@@ -362,7 +371,7 @@ class LiveStack:
             "wall_seconds": time.time() - started, "drained": drained, "plants": self.plants,
             "faults": faults, "waves": waves, "erp": self.erp_kinds,
             "services": {s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
-            "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at,
+            "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at, "warmup": self.opts.warmup,
             "ray_pids": self.ray_plants.pids if self.ray_plants else [],
             "events": self.events,
         }

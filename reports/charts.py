@@ -146,7 +146,7 @@ def backlog_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
     title = "Backlog per stage"
     ylabel = "transactions waiting (count)"
     ax.set(title=title, xlabel=CLOCK_LABEL, ylabel=ylabel)
-    ax.legend(fontsize=8, loc="upper right")
+    legend(ax, fontsize=8, loc="upper right")
     return Chart("backlog", title, CLOCK_LABEL, ylabel, fig,
                  "Sampled every {:.0f} s; means over replications.".format(s.grid[1] - s.grid[0]
                                                                            if s.grid.size > 1 else 0))
@@ -170,7 +170,7 @@ def retries_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
     title = f"Retries and circuit breaker ({s.width / 60:.0f}-min buckets)"
     ylabel = "retries per bucket (count)"
     top.set(title=title, ylabel=ylabel)
-    top.legend(fontsize=8, loc="upper right")
+    legend(top, fontsize=8, loc="upper right")
     _clock_axis(top)
     targets = sorted({str(b.get("target")) for b in s.breaker if b.get("replication", 0) == 0})
     for i, target in enumerate(targets):
@@ -184,7 +184,7 @@ def retries_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
     bottom.set_yticks([0, 0.5, 1.0], ["closed", "half-open", "open"], fontsize=7)
     bottom.set(ylabel="breaker (state)", xlabel=CLOCK_LABEL)
     if targets:
-        bottom.legend(fontsize=7, loc="upper right")
+        legend(bottom, fontsize=7, loc="upper right")
     decorate(bottom, meta, start, faults, label=False)
     _clock_axis(bottom)
     return Chart("retries", title, CLOCK_LABEL, ylabel, fig, "Breaker state of replication 0 per target.")
@@ -202,7 +202,7 @@ def erp_load_chart(s: Series, meta: dict[str, Any], start: datetime, faults: lis
     title = f"ERP load ({s.width / 60:.0f}-min buckets)"
     ylabel = "postings per second (1/s)"
     ax.set(title=title, xlabel=CLOCK_LABEL, ylabel=ylabel)
-    ax.legend(fontsize=8, loc="upper right")
+    legend(ax, fontsize=8, loc="upper right")
     return Chart("erp_load", title, CLOCK_LABEL, ylabel, fig)
 
 
@@ -259,7 +259,7 @@ def timeline_chart(meta: dict[str, Any], start: datetime, faults: list[dict[str,
     ylabel = "event (kind)"
     ax.set(title=title, xlabel=CLOCK_LABEL, ylabel=ylabel)
     if opens or waves:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return Chart("timeline", title, CLOCK_LABEL, ylabel, fig)
 
 
@@ -275,3 +275,9 @@ def run_charts(s: Series, sla: dict[str, Any], meta: dict[str, Any], start: date
         timeline_chart(meta, start, faults),
     ]
     return [c for c in charts if c is not None]
+
+
+def legend(ax: Axes, **options: Any) -> None:
+    """A legend when the axes have labelled artists (an empty run draws none, without a warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from reports import palette
 from reports.backlog import fault_windows
-from reports.charts import CLOCK_LABEL, Chart, _clock_axis, decorate, to_clock
+from reports.charts import CLOCK_LABEL, Chart, _clock_axis, decorate, legend, to_clock
 from reports.evaluate import evaluate_prepared
 from reports.html import render_template
 from reports.narrative import count, dur
@@ -109,7 +109,7 @@ def _finish(ax: Any, prep: Prepared, same: bool, title: str, xlabel: str, ylabel
     if same:
         decorate(ax, prep.run.meta, prep.run.start_clock, fault_windows(prep.run.meta))
         _clock_axis(ax)
-    ax.legend(fontsize=8, loc="upper right")
+    legend(ax, fontsize=8, loc="upper right")
 
 
 def overlay_charts(pa: Prepared, pb: Prepared, names: tuple[str, str]) -> list[Chart]:

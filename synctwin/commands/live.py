@@ -58,6 +58,7 @@ def up(
     drain_timeout: float = typer.Option(60.0, help="wall seconds to wait for the backlog to drain"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     plants: str = typer.Option("ray", help="how plants run: ray (LivePlantActor) or process (synctwin opcua)"),
+    warmup: float = typer.Option(20.0, help="wall seconds the processes get to start before scenario time 0"),
 ) -> None:
     """Run the whole live stack for SCENARIO as real processes, then write and evaluate the run folder."""
     from live.procs import ProcessError
@@ -78,11 +79,13 @@ def up(
         _fail("--speed: must be > 0, e.g. --speed 60")
     if seconds is not None and seconds <= 0:
         _fail("--duration: must be > 0, e.g. --duration 5m")
+    if warmup < 0:
+        _fail("--warmup: must be >= 0 wall seconds, e.g. --warmup 20")
     run_dir = out or Path("runs") / f"{spec.name}-live-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "run.json").exists():
         _fail(f"--out: {run_dir} already holds a run; choose another folder")
     options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=insecure,
-                           drain_timeout=drain_timeout, progress=progress, plant_host=plants)
+                           drain_timeout=drain_timeout, progress=progress, plant_host=plants, warmup=warmup)
     stack = LiveStack(spec, run_dir, options, log=typer.echo)
     try:
         stack.run()

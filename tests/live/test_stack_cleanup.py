@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +43,17 @@ def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180
     return poll(started, timeout, 0.1, "the stack did not start in time")
 
 
+def ledger_rows(db: Path) -> int:
+    """Rows in an ERP twin's ledger (0 before the service created it)."""
+    if not db.is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        try:
+            return conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
 def assert_all_gone(out: Path, timeout: float = 30.0) -> None:
     pids = [p for group in json.loads((out / "state" / "processes.json").read_text()).values() for p in group]
     assert len(pids) >= 7
@@ -55,6 +68,7 @@ def test_ctrl_c_stops_every_process_and_still_reports_what_ran(tmp_path: Path):
     try:
         pids = wait_for_all_started(proc, out)
         assert pids.get("ray"), "Ray plant hosts were not recorded"
+        poll(lambda: ledger_rows(out / "state" / "erp-legacy.sqlite") > 0, 120, 0.2, "no posting reached the ERP")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         _, err = proc.communicate(timeout=120)
     finally:

@@ -59,3 +59,8 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     assert meta["engine"] == "live" and meta["drained"]
     applied = {e["event"] for e in meta["events"]}
     assert {"erp_mode", "kill_restart"} <= applied  # the outage and the worker kill happened
+    # Start-up happens in the warm-up, before scenario time 0: production runs from (about) 0.
+    all_started = next(e["t"] for e in meta["events"] if e["event"] == "all_started")
+    assert trace["t_created"].min() >= 0
+    if all_started <= 0:
+        assert trace["t_created"].min() <= 600  # the first 5-minute reporting interval

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from live.clock import ScaledClock
 from live.stack import FaultAction, LiveStack, StackOptions, fault_timeline
@@ -54,3 +57,15 @@ def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
     assert gateway[gateway.index("--port") + 1] == "4"
     assert (tmp_path / "scenario.yaml").is_file()
     assert (tmp_path / "state" / "credentials.json").stat().st_mode & 0o077 == 0  # keys readable by owner only
+
+
+def test_ctrl_c_in_the_warm_up_aborts_and_during_production_ends_the_run_there(tmp_path: Path):
+    stack = LiveStack(parse_scenario(SPEC), tmp_path / "run", StackOptions(duration=6 * 3600.0), log=lambda _: None)
+    stack.clock = ScaledClock(time.time() + 60, 60.0)  # scenario time 0 is a minute away
+    with pytest.raises(KeyboardInterrupt):
+        stack._interrupted()
+    assert stack.interrupted_at is None and stack.duration == 6 * 3600.0
+    stack.clock = ScaledClock(time.time() - 30, 60.0)  # half a wall minute into production
+    stack._interrupted()
+    assert 1700 < stack.interrupted_at < 1900 and stack.duration == stack.interrupted_at
+    assert stack.events[-1]["event"] == "interrupted"
