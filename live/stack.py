@@ -37,6 +37,7 @@ from integration.gateway.settings import generate_credentials
 from integration.workers import CONSUMER, ErpRouter
 from live.clock import ScaledClock
 from live.collect import collect_run, pending_at_edges
+from live.partition import Relays
 from live.procs import ServiceSet, python_module
 from scenarios.loader import dump_scenario
 from scenarios.spec import FaultSpec, Scenario
@@ -45,7 +46,7 @@ from scenarios.units import format_duration
 SERVICES_MODULE = "synctwin.commands.live_services"
 PLANT_MODULE = "synctwin.commands.live_plant"
 WORKER_MODULE = "synctwin.commands.live"
-APPLIED_FAULTS = ("erp_outage", "erp_slow", "process_kill", "gateway_down")
+APPLIED_FAULTS = ("erp_outage", "erp_slow", "process_kill", "gateway_down", "wan_outage")
 
 
 class StackError(RuntimeError):
@@ -57,7 +58,7 @@ class FaultAction:
     """One step of the fault timeline: at scenario time ``at`` do ``action`` to ``what``."""
 
     at: float
-    action: str  # erp_mode | kill_restart | stop | restart
+    action: str  # erp_mode | kill_restart | stop | restart | partition | heal
     what: tuple[str, ...]
     payload: dict[str, Any] = field(default_factory=dict)
     index: int = 0
@@ -82,6 +83,9 @@ def fault_timeline(scenario: Scenario) -> tuple[list[FaultAction], list[str]]:
         elif f.kind == "gateway_down":
             actions += [FaultAction(f.at, "stop", ("gateway",), {}, i),
                         FaultAction(end, "restart", ("gateway",), {}, i)]
+        elif f.kind == "wan_outage":
+            cut = tuple(plants if f.plants == "all" else f.plants)
+            actions += [FaultAction(f.at, "partition", cut, {}, i), FaultAction(end, "heal", cut, {}, i)]
         else:
             notes.append(f"faults[{i}] {f.kind}: not injected by the live stack (virtual engine only)")
     actions.sort(key=lambda a: a.at)
@@ -133,6 +137,7 @@ class LiveStack:
         self.clock: ScaledClock | None = None
         self.all_pids: list[int] = []
         self.ray_plants: RayPlants | None = None
+        self.relays: Relays | None = None  # each plant's WAN link: edge → relay → gateway (wan_outage cuts it)
         self.verdict = None  # reports.finalize.RunVerdict once evaluated
         self.interrupted_at: float | None = None  # scenario time of a Ctrl-C during the run
 
@@ -155,6 +160,8 @@ class LiveStack:
         finally:
             with _no_interrupts():  # a second Ctrl-C must not cut the cleanup short
                 self.services.stop_all(self.opts.stop_timeout)
+                if self.relays is not None:
+                    self.relays.close()
                 if self.ray_plants is not None:
                     self.ray_plants.shutdown()
             self.all_pids = self.services.all_pids() + (self.ray_plants.pids if self.ray_plants else [])
@@ -210,7 +217,7 @@ class LiveStack:
         if name.startswith("edge-"):
             plant = name.removeprefix("edge-")
             return python_module(PLANT_MODULE, "edge", "--scenario", scen, "--plant", plant, "--opcua",
-                                 self.urls[f"opcua-{plant}"], "--gateway", self.urls["gateway"], "--api-key",
+                                 self.urls[f"opcua-{plant}"], "--gateway", self.urls[f"wan-{plant}"], "--api-key",
                                  self.credentials["plants"][plant], "--run-dir", run_dir, *clock, *insecure)
         raise ValueError(f"unknown service {name!r}")
 
@@ -250,6 +257,9 @@ class LiveStack:
                 self.log(f"  opcua-{plant:<8} {url}  (Ray actor)")
         else:
             self._start_tier([f"opcua-{p}" for p in self.plants])
+        self.relays = Relays()
+        for plant in self.plants:
+            self.urls[f"wan-{plant}"] = self.relays.add(plant, self.urls["gateway"])
         self._start_tier([f"edge-{p}" for p in self.plants])
         started_at = self.clock.now()
         self.events.append({"t": started_at, "event": "all_started"})
@@ -320,6 +330,9 @@ class LiveStack:
             elif action.action == "restart":
                 self._restart(name)
                 self._stopped.discard(name)
+            elif action.action in ("partition", "heal"):
+                assert self.relays is not None, "relays start with the edges"
+                (self.relays.cut if action.action == "partition" else self.relays.heal)(name)
 
     def _erp_mode(self, kind: str, mode: dict[str, Any]) -> None:
         """Switch an ERP twin's mode; a refusal is logged, not fatal (the run goes on without it)."""
@@ -340,6 +353,8 @@ class LiveStack:
         for name in list(self._stopped):  # a window still open at the end is closed for the drain
             self._restart(name)
         self._stopped.clear()
+        for plant in self.relays.relays if self.relays is not None else ():
+            self.relays.heal(plant)
         for kind in self.erp_kinds:
             self._erp_mode(kind, {"mode": "normal"})
         self._stopped.update(f"opcua-{p}" for p in self.plants)

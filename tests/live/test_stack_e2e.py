@@ -1,8 +1,8 @@
 """The whole live stack as real processes: two plants at speed 60 for about a minute of wall time.
 
 Acceptance of the live engine: every goods receipt reached the ERP ledger exactly once (lost 0,
-duplicates 0) through an ERP outage and a killed worker, sla.json is written, and every process
-the stack started is gone afterwards.
+duplicates 0) through an ERP outage, a WAN partition of one plant and a killed worker, sla.json is
+written, and every process the stack started is gone afterwards.
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["engine"] == "live" and meta["drained"]
     applied = {e["event"] for e in meta["events"]}
-    assert {"erp_mode", "kill_restart"} <= applied  # the outage and the worker kill happened
+    assert {"erp_mode", "kill_restart", "partition", "heal"} <= applied  # outage, worker kill, WAN cut
+    assert not [e for e in meta["events"] if e["event"] == "fault_skipped"]
+    # P02's link was cut from 28 to 38 min: what it created meanwhile reached the broker only after.
+    cut = trace[(trace["t_created"] >= 28 * 60 + 10) & (trace["t_created"] < 38 * 60 - 10)]
+    assert len(cut[cut["plant"] == "P02"]) > 0
+    assert (cut[cut["plant"] == "P02"]["t_broker"] >= 38 * 60 - 10).all()
+    assert (cut[cut["plant"] == "P01"]["t_broker"] < 38 * 60 - 10).any()  # P01 kept its link
     # Start-up happens in the warm-up, before scenario time 0: production runs from (about) 0.
     all_started = next(e["t"] for e in meta["events"] if e["event"] == "all_started")
     assert trace["t_created"].min() >= 0

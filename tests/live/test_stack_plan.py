@@ -22,6 +22,7 @@ SPEC = {
         {"kind": "gateway_down", "at": "3h", "duration": "10m"},
         {"kind": "wan_outage", "at": "4h", "duration": "10m"},
         {"kind": "process_kill", "at": "5h", "target": "erp", "erp": "cloud"},
+        {"kind": "broker_redelivery", "at": "6h", "duration": "10m"},
     ],
 }
 
@@ -34,9 +35,11 @@ def test_fault_timeline_orders_actions_and_names_what_it_skips():
         FaultAction(5400.0, "kill_restart", ("edge-P01",), {}, 1),
         FaultAction(10800.0, "stop", ("gateway",), {}, 2),
         FaultAction(11400.0, "restart", ("gateway",), {}, 2),
+        FaultAction(14400.0, "partition", ("P01", "P02"), {}, 3),
+        FaultAction(15000.0, "heal", ("P01", "P02"), {}, 3),
         FaultAction(18000.0, "kill_restart", ("erp-cloud",), {}, 4),
     ]
-    assert len(notes) == 1 and "wan_outage" in notes[0]
+    assert len(notes) == 1 and "broker_redelivery" in notes[0]
 
 
 def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
@@ -46,12 +49,13 @@ def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
     stack.clock = ScaledClock(1000.0, 60.0)
     stack.urls = {"broker": "nats://127.0.0.1:1", "erp-legacy": "http://127.0.0.1:2",
                   "erp-cloud": "http://127.0.0.1:3", "gateway": "http://127.0.0.1:4",
-                  "opcua-P01": "opc.tcp://127.0.0.1:5/synctwin/P01"}
+                  "opcua-P01": "opc.tcp://127.0.0.1:5/synctwin/P01", "wan-P01": "http://127.0.0.1:6"}
     worker = stack._command("worker")
     assert "legacy=http://127.0.0.1:2" in worker and "cloud=http://127.0.0.1:3" in worker
     assert worker[worker.index("--epoch") + 1] == "1000.0"
     edge = stack._command("edge-P01")
     assert edge[edge.index("--api-key") + 1] == stack.credentials["plants"]["P01"]
+    assert edge[edge.index("--gateway") + 1] == "http://127.0.0.1:6"  # through its WAN relay
     assert "--insecure" not in edge  # OPC UA is secured unless asked otherwise
     gateway = stack._command("gateway", port=4)  # a restart keeps the port its clients know
     assert gateway[gateway.index("--port") + 1] == "4"
