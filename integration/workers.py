@@ -78,6 +78,7 @@ from integration.trace import (
     ERP_POSTING_FLOWS,
     REASON_REDELIVERY,
 )
+from integration.worker_faults import AckLoss, fault_file
 from integration.worker_keys import BatchProcessedKeys, KeyView
 from live.clock import ScaledClock
 from scenarios.spec import Scenario
@@ -185,6 +186,7 @@ class WorkerStats:
     dead_lettered: int = 0
     failed_attempts: int = 0  # failed ERP requests (one per batch)
     batches: int = 0  # ERP batch requests answered 201
+    acks_withheld: int = 0  # injected ack loss (broker_redelivery fault)
     by_target: dict[str, int] = field(default_factory=dict)
 
 
@@ -215,6 +217,8 @@ class Worker:
                      for kind, url in config.erp_urls.items()}
         self.chunk = {kind: _batch_cap(config.scenario, kind, config.fetch_batch) for kind in config.erp_urls}
         self.rng = random.Random(config.seed)
+        self.ack_loss = AckLoss(fault_file(config.run_dir), random.Random(config.seed + 1))
+        self.ack_loss.refresh()
         self.stats = WorkerStats()
         self._held: set[_Copy] = set()  # fetched, not yet finished (kept alive by the heartbeat)
         self._probing: dict[str, bool] = {}
@@ -337,6 +341,7 @@ class Worker:
         every = self.cfg.ack_wait / 3
         while True:
             await asyncio.sleep(every / 2)
+            self.ack_loss.refresh()
             now, busy = loop.time(), []
             for copy in self._held:
                 if now - copy.held_since >= every:
@@ -489,8 +494,10 @@ class Worker:
 
     # ------------------------------------------------------------------------------ finishing
     async def _ack(self, copies: list[_Copy]) -> None:
-        """Acknowledge every copy; a lost ack only means a redelivery, which the processed keys suppress."""
-        await _quietly(acknowledge(self.nc, [c.msg for c in copies]), timeout=5.0)
+        """Acknowledge every copy (but an injected share); a lost ack only means a redelivery, which the
+        processed keys suppress."""
+        await _quietly(acknowledge(self.nc, [c.msg for c in self.ack_loss.keep(copies)]), timeout=5.0)
+        self.stats.acks_withheld = self.ack_loss.withheld
 
     async def _delivered(self, items: list[_Copy], kind: str, view: KeyView, attempt: int, now: float,
                          detail: str) -> None:

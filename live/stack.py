@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from integration.gateway.settings import generate_credentials
+from integration.worker_faults import write_ack_loss
 from integration.workers import CONSUMER, ErpRouter
 from live.clock import ScaledClock
 from live.collect import collect_run, pending_at_edges
@@ -46,7 +47,7 @@ from scenarios.units import format_duration
 SERVICES_MODULE = "synctwin.commands.live_services"
 PLANT_MODULE = "synctwin.commands.live_plant"
 WORKER_MODULE = "synctwin.commands.live"
-APPLIED_FAULTS = ("erp_outage", "erp_slow", "process_kill", "gateway_down", "wan_outage")
+APPLIED_FAULTS = ("erp_outage", "erp_slow", "process_kill", "gateway_down", "wan_outage", "broker_redelivery")
 
 
 class StackError(RuntimeError):
@@ -58,7 +59,7 @@ class FaultAction:
     """One step of the fault timeline: at scenario time ``at`` do ``action`` to ``what``."""
 
     at: float
-    action: str  # erp_mode | kill_restart | stop | restart | partition | heal
+    action: str  # erp_mode | kill_restart | stop | restart | partition | heal | ack_loss
     what: tuple[str, ...]
     payload: dict[str, Any] = field(default_factory=dict)
     index: int = 0
@@ -86,6 +87,9 @@ def fault_timeline(scenario: Scenario) -> tuple[list[FaultAction], list[str]]:
         elif f.kind == "wan_outage":
             cut = tuple(plants if f.plants == "all" else f.plants)
             actions += [FaultAction(f.at, "partition", cut, {}, i), FaultAction(end, "heal", cut, {}, i)]
+        elif f.kind == "broker_redelivery":  # acks lost on their way: JetStream delivers those messages again
+            actions += [FaultAction(f.at, "ack_loss", ("worker",), {"share": f.rate}, i),
+                        FaultAction(end, "ack_loss", ("worker",), {"share": 0.0}, i)]
         else:
             notes.append(f"faults[{i}] {f.kind}: not injected by the live stack (virtual engine only)")
     actions.sort(key=lambda a: a.at)
@@ -330,6 +334,8 @@ class LiveStack:
             elif action.action == "restart":
                 self._restart(name)
                 self._stopped.discard(name)
+            elif action.action == "ack_loss":
+                write_ack_loss(self.run_dir, action.payload["share"])
             elif action.action in ("partition", "heal"):
                 assert self.relays is not None, "relays start with the edges"
                 (self.relays.cut if action.action == "partition" else self.relays.heal)(name)
@@ -355,6 +361,7 @@ class LiveStack:
         self._stopped.clear()
         for plant in self.relays.relays if self.relays is not None else ():
             self.relays.heal(plant)
+        write_ack_loss(self.run_dir, 0.0)
         for kind in self.erp_kinds:
             self._erp_mode(kind, {"mode": "normal"})
         self._stopped.update(f"opcua-{p}" for p in self.plants)

@@ -19,6 +19,7 @@ import pytest
 
 from integration.broker import DLQ_STREAM, EmbeddedNats, ensure_streams, event_headers
 from integration.canonical import CanonicalEvent
+from integration.worker_faults import write_ack_loss
 from integration.workers import ErpClient, ErpRouter, Worker, WorkerConfig, parse_erp_urls
 from scenarios.loader import parse_scenario
 
@@ -346,3 +347,19 @@ async def test_erp_client_reads_chunked_answers_and_reconnects():
         server.close()
     answer = await ErpClient("legacy", f"http://127.0.0.1:{port}").post({"txn_id": "X"})
     assert (answer.ok, answer.landed) == (False, False)  # nothing listens any more: certainly not sent
+
+
+async def test_withheld_acks_are_redelivered_by_jetstream_and_suppressed(broker, erp, tmp_path: Path):
+    def suppressed() -> list[tuple]:
+        return [r for r in deliveries(tmp_path) if r[1] == "duplicate_suppressed"]
+
+    write_ack_loss(tmp_path, 1.0)  # every ack lost, as in a broker_redelivery fault window
+    async with running_worker(broker, erp, tmp_path, ack_wait=1.0) as worker:
+        await publish(broker.url, event("RD1"), event("RD2"))
+        await until(lambda: len(suppressed()) >= 2, what="redelivered copies")
+        write_ack_loss(tmp_path, 0.0)  # the window ends: the next copies are acknowledged for good
+        settled = len(deliveries(tmp_path))
+        await until(lambda: len(deliveries(tmp_path)) > settled, what="a last suppressed copy")
+        assert worker.stats.acks_withheld >= 4
+    assert erp.count("RD1") == 1 and erp.count("RD2") == 1  # posted once however often delivered
+    assert {r[2] for r in suppressed()} == {"broker_redelivery"}

@@ -1,0 +1,68 @@
+"""Injected acknowledgement loss for the live workers: the live form of the ``broker_redelivery`` fault.
+
+JetStream delivers a message again when its ack does not arrive within ``ack_wait``. For the fault's
+window the orchestrator writes ``{"ack_loss": share}`` to ``RUN_DIR/state/faults/worker.json``; the
+worker re-reads the file about once a second (a restarted worker at start) and withholds that share
+of its acks, so JetStream really redelivers those messages and the durable processed-key store has
+to suppress the copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def fault_file(run_dir: Path) -> Path:
+    """Where the orchestrator puts the workers' injected faults."""
+    return Path(run_dir) / "state" / "faults" / "worker.json"
+
+
+def write_ack_loss(run_dir: Path, share: float) -> None:
+    """Set the share of acks the workers withhold (0 ends the fault); atomic, so a reader never sees half."""
+    path = fault_file(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"ack_loss": share}))
+    os.replace(tmp, path)
+
+
+class AckLoss:
+    """The share of acks to withhold, as the fault file says."""
+
+    def __init__(self, path: Path, rng: random.Random):
+        self.path, self.rng = path, rng
+        self.share = 0.0
+        self.withheld = 0
+        self._seen: float | None = None
+
+    def refresh(self) -> None:
+        """Re-read the file when it changed; a missing or unreadable file means no loss."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            self.share, self._seen = 0.0, None
+            return
+        if mtime == self._seen:
+            return
+        self._seen = mtime
+        try:
+            self.share = min(1.0, max(0.0, float(json.loads(self.path.read_text())["ack_loss"])))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"worker: ignoring {self.path} ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+            self.share = 0.0
+
+    def keep(self, items: Sequence[T]) -> list[T]:
+        """The items whose ack goes out; the others are withheld (and counted)."""
+        if self.share <= 0.0:
+            return list(items)
+        kept = [item for item in items if self.rng.random() >= self.share]
+        self.withheld += len(items) - len(kept)
+        return kept
