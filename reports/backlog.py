@@ -3,11 +3,15 @@
 Backlog at time t = transactions with ``start <= t < end``, computed on a time grid from two sorted
 arrays with ``searchsorted`` (an event cumsum), never per row.
 
-Steady state, as used for recovery time: the median integration backlog over the hour before the
+Steady state, as used for recovery time: the usual integration backlog over the hour before the
 fault (or all time outside fault windows when the fault starts within the first grid steps). The
 backlog has recovered at the first grid time after the fault ends from which it stays at or below
 ``RECOVERY_FACTOR × baseline + RECOVERY_SLACK`` for ``RECOVERY_HOLD`` seconds (or to the end of the
-run). The slack keeps a near-zero baseline from turning one in-flight posting into "not recovered".
+run, or to the start of the next fault). The slack keeps a near-zero baseline from turning one
+in-flight posting into "not recovered". The baseline is the 99th percentile, not the median, of the
+backlog in that hour: a load that arrives in bursts (an edge posting once per reporting interval) is
+normal up to its routine peak. When the next fault starts before the backlog recovered, recovery is
+not measurable for this fault (``next_fault_first``); the next fault's recovery covers both.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ RECOVERY_FACTOR = 1.2
 RECOVERY_SLACK = 5.0  # transactions
 RECOVERY_HOLD = 300.0  # seconds the backlog must stay low to count as recovered
 BASELINE_WINDOW = 3600.0
+BASELINE_PERCENTILE = 99.0  # the usual peak: a bursty load is normal up to its routine bursts
 
 
 def grid_step(duration: float) -> float:
@@ -61,14 +66,19 @@ def fault_windows(meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _baseline(backlog: np.ndarray, grid: np.ndarray, start: float, faults: list[dict[str, Any]]) -> float:
+    """The usual peak backlog before a fault at ``start``: the hour before it, leaving out other faults
+    and the ``RECOVERY_HOLD`` after them; all quiet time of the run when too little of that hour is left."""
     step = grid[1] - grid[0] if grid.size > 1 else 1.0
     if start >= 2 * step:
         sel = (grid >= start - min(BASELINE_WINDOW, start)) & (grid < start)
-    else:
-        sel = np.ones(grid.size, dtype=bool)
         for f in faults:
-            sel &= ~((grid >= f["start"]) & (grid <= f["end"] + BASELINE_WINDOW))
-    return float(np.median(backlog[sel])) if sel.any() else 0.0
+            sel &= ~((grid >= f["start"]) & (grid <= f["end"] + RECOVERY_HOLD))
+        if sel.sum() >= 2:
+            return float(np.percentile(backlog[sel], BASELINE_PERCENTILE))
+    sel = np.ones(grid.size, dtype=bool)
+    for f in faults:
+        sel &= ~((grid >= f["start"]) & (grid <= f["end"] + BASELINE_WINDOW))
+    return float(np.percentile(backlog[sel], BASELINE_PERCENTILE)) if sel.any() else 0.0
 
 
 def recovery(backlog: np.ndarray, grid: np.ndarray, fault: dict[str, Any], faults: list[dict[str, Any]],
@@ -82,22 +92,28 @@ def recovery(backlog: np.ndarray, grid: np.ndarray, fault: dict[str, Any], fault
     threshold = RECOVERY_FACTOR * baseline + RECOVERY_SLACK
     step = grid[1] - grid[0] if grid.size > 1 else 1.0
     hold = max(1, int(math.ceil(RECOVERY_HOLD / step)))
+    # A later fault starting before recovery mixes its backlog into this one's: look only until then.
+    later = [f["start"] for f in faults if f["start"] >= fault["end"] and f["start"] > fault["start"]]
+    stop = int(np.searchsorted(grid, min(later))) if later else grid.size
     ok = (backlog <= threshold).astype(np.int64)
     cs = np.concatenate([[0], np.cumsum(ok)])
-    idx = np.arange(grid.size)
-    upto = np.minimum(idx + hold, grid.size)
+    idx = np.arange(stop)
+    upto = np.minimum(idx + hold, stop)
     stays = (cs[upto] - cs[idx]) == (upto - idx)
-    cand = np.nonzero(stays & (grid >= fault["end"]))[0]
-    window = (grid >= fault["start"]) & (grid <= (grid[cand[0]] if cand.size else grid[-1]))
+    cand = np.nonzero(stays & (grid[:stop] >= fault["end"]))[0]
+    last = grid[cand[0]] if cand.size else grid[max(stop, 1) - 1]
+    window = (grid >= fault["start"]) & (grid <= last)
     peak = float(backlog[window].max()) if window.any() else 0.0
     if cand.size == 0:
-        return {"recovered": False, "seconds": None, "lower_bound": float(grid[-1] - fault["end"]),
-                "baseline": baseline, "threshold": threshold, "peak_backlog": peak}
+        cut = stop < grid.size
+        until = float(grid[stop]) if cut else float(grid[-1])
+        return {"recovered": False, "seconds": None, "lower_bound": max(0.0, until - fault["end"]),
+                "next_fault_first": cut, "baseline": baseline, "threshold": threshold, "peak_backlog": peak}
     moment = float(grid[cand[0]])
     if starts is not None and ends is not None and cand[0] > 0:
         moment = _refine(starts, ends, max(float(grid[cand[0] - 1]), fault["end"]), moment, threshold)
     return {"recovered": True, "seconds": float(max(0.0, moment - fault["end"])), "lower_bound": None,
-            "baseline": baseline, "threshold": threshold, "peak_backlog": peak}
+            "next_fault_first": False, "baseline": baseline, "threshold": threshold, "peak_backlog": peak}
 
 
 def _refine(starts: np.ndarray, ends: np.ndarray, lo: float, hi: float, threshold: float) -> float:

@@ -119,7 +119,7 @@ def fault_line(fault: dict[str, Any], invariants: dict[str, Any], start: datetim
     title = fault_title(fault)
     queued = fault.get("queued") or 0
     if fault["end"] <= fault["start"]:  # an instant fault (process kill): nothing is created "during" it
-        text = f"After the {title} at {clock(start, fault['start'])}"
+        text = f"After the {title} at {clock(start, fault['start'])}, {plural(queued, 'posting')} waited"
     else:
         text = f"During the {title} at {clock(start, fault['start'])}, {plural(queued, 'posting')} queued"
     if queued and fault.get("queued_undelivered"):
@@ -131,6 +131,8 @@ def fault_line(fault: dict[str, Any], invariants: dict[str, Any], start: datetim
     rec = fault.get("recovery", {}).get("value")
     if fault.get("recovered_all") and rec is not None:
         text += f"; the backlog was back to normal {dur(rec)} after it"
+    elif fault.get("next_fault_first"):
+        text += "; the next fault began before the backlog was back to normal"
     elif not fault.get("recovered_all"):
         text += "; the backlog had not returned to normal by the end of the run"
     lost = invariants["lost"]["count"]
@@ -140,6 +142,12 @@ def fault_line(fault: dict[str, Any], invariants: dict[str, Any], start: datetim
     else:
         text += f"; over the run {plural(lost, 'transaction')} were lost and {count(dup)} posted more than once."
     return text
+
+
+def fault_lines(sla: dict[str, Any]) -> list[str]:
+    """One sentence per fault of an evaluated run (``sla.json``), for the command line."""
+    start = datetime.fromisoformat(str(sla["run"]["start_clock"]))
+    return [fault_line(f, sla["invariants"], start) for f in sla["faults"]]
 
 
 def breaches(sla: dict[str, Any]) -> list[str]:

@@ -96,6 +96,11 @@ def up(
         typer.echo("interrupted; every process of the run was stopped", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"run folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if stack.verdict is not None:
+        from reports.narrative import fault_lines
+
+        for line in fault_lines(stack.verdict.sla):
+            typer.echo(f"FAULT {line}")
     if stack.interrupted_at is not None:
         typer.echo(f"interrupted at {stack.interrupted_at:.0f} s scenario time; every process of the run was "
                    "stopped and the run folder covers what ran", err=True)

@@ -42,10 +42,13 @@ def load_or_exit(path: Path, overrides: dict[str, object] | None = None):
 def finish_run(run_dir: Path) -> None:
     """Evaluate SLAs, write sla.json and report.html, print the verdict and exit 0 or 1."""
     from reports.finalize import finalize_run
+    from reports.narrative import fault_lines
 
     verdict = finalize_run(run_dir)
     console.print(f"run folder: {run_dir}")
     console.print(f"report:     {run_dir / 'report.html'}")
+    for line in fault_lines(verdict.sla):
+        console.print(f"fault:      {line}", markup=False, highlight=False, soft_wrap=True)
     if verdict.passed:
         console.print("[green]PASS[/green] every SLA and invariant holds")
         return

@@ -43,6 +43,30 @@ def test_never_recovered_reports_a_lower_bound() -> None:
     assert res["lower_bound"] == pytest.approx(400.0)
 
 
+def test_routine_bursts_are_normal_so_a_bursty_load_recovers() -> None:
+    # An edge posts 30 events every 300 s, each burst delivered within 60 s; a fault keeps 100 waiting
+    # from 3600 to 4000 s, and after it ends at 3900 s the routine bursts go on.
+    grid = bl.time_grid(7200.0, 10.0)
+    curve = np.where(grid % 300 < 60, 30, 0)
+    curve = np.where((grid >= 3600) & (grid < 4000), 100, curve)
+    fault = {"start": 3600.0, "end": 3900.0}
+    res = bl.recovery(curve, grid, fault, [fault])
+    assert res["recovered"] and res["threshold"] >= 30  # the bursts are part of normal
+    assert res["seconds"] == pytest.approx(100.0, abs=10.0)
+
+
+def test_a_fault_cut_short_by_the_next_one_is_not_measured_on_its_own() -> None:
+    grid = bl.time_grid(3000.0, 10.0)
+    curve = np.where((grid >= 1000) & (grid < 2000), 80, 0)
+    first, second = {"start": 1000.0, "end": 1100.0}, {"start": 1300.0, "end": 1400.0}
+    res = bl.recovery(curve, grid, first, [first, second])
+    assert not res["recovered"] and res["next_fault_first"]
+    assert res["lower_bound"] == pytest.approx(200.0)
+    later = bl.recovery(curve, grid, second, [first, second])
+    assert later["recovered"] and not later["next_fault_first"]
+    assert later["seconds"] == pytest.approx(600.0, abs=10.0)
+
+
 def test_fault_windows_accept_start_end_or_at_duration() -> None:
     meta = {"faults": [{"kind": "erp_outage", "start": 10, "end": 70}, {"kind": "wan_outage", "at": 5,
                                                                          "duration": 30}]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from integration.trace import FLOWS
 from reports import palette
-from reports.narrative import count, dur, fault_title, plural
+from reports.narrative import count, dur, fault_lines, fault_title, plural
 
 
 def test_durations_never_round_up_to_a_threshold() -> None:
@@ -35,3 +35,20 @@ def test_every_flow_has_its_own_colour() -> None:
     colours = [palette.flow_color(f) for f in FLOWS]
     assert len(set(colours)) == len(FLOWS)
     assert palette.plant_color("P02", ["P02", "P01"]) == palette.plant_color("P02", ["P01", "P02"])
+
+
+def test_fault_lines_say_when_the_next_fault_came_first() -> None:
+    clean = {"lost": {"count": 0}, "duplicates_posted": {"transactions": 0}}
+    sla = {"run": {"start_clock": "2026-01-05 06:00:00"}, "invariants": clean, "faults": [
+        {"kind": "erp_outage", "erp": "legacy", "start": 1200.0, "end": 1500.0, "queued": 17.0,
+         "queued_undelivered": 0.0, "drained_within": 111.0, "recovered_all": False, "next_fault_first": True,
+         "recovery": {"value": 200.0}},
+        {"kind": "process_kill", "target": "worker", "start": 2400.0, "end": 2400.0, "queued": 14.0,
+         "queued_undelivered": 0.0, "drained_within": 35.0, "recovered_all": True, "next_fault_first": False,
+         "recovery": {"value": 35.0}},
+    ]}
+    first, kill = fault_lines(sla)
+    assert first.startswith("During the 5-minute ERP outage (legacy) at Mon 06:20, 17 postings queued")
+    assert "the next fault began before the backlog was back to normal" in first
+    assert kill.startswith("After the process kill (worker) at Mon 06:40, 14 postings waited")
+    assert "back to normal 35.0 s after it" in kill and kill.endswith("none was lost or posted twice.")
