@@ -1,6 +1,7 @@
 """Integration workers: JetStream ``EVENTS`` → mapping → routing → ERP postings, exactly once, in batches.
 
-One pull consumer fetches up to ``fetch_batch`` messages at a time and feeds *lanes*: every message
+One pull consumer (:class:`~integration.jspull.BulkPuller`: messages in bulk, acks in bulk) fetches up
+to ``fetch_batch`` messages at a time, validates them in one call and feeds *lanes*: every message
 goes to the lane of its business key (the lot, else the correlation id, else the transaction id). A
 lane takes whatever has queued up (at most ``fetch_batch``) as one batch and finishes it before the
 next, so postings of one lot reach the ERP in order while different lots proceed in parallel; copies
@@ -9,13 +10,14 @@ grow with the load: a lane waiting on the ERP collects the next batch meanwhile.
 
 Per batch: one query reads the durable processed-key store for all its keys; messages are mapped and
 routed; each target ERP gets the batch's postings in one ``POST /postings/batch`` (chunked to the
-target's API burst when it is rate limited); on the ERP's 201 the keys are marked processed in one
-transaction, the delivery rows are written with one ``executemany``, and only then are the messages
-acknowledged. A worker killed mid-way thus loses nothing: JetStream redelivers and the processed-key
-store suppresses what already landed.
+target's API burst when it is rate limited), after one durable intent row for the request; on the
+ERP's 201 the keys are marked processed in one transaction, the delivery rows are written with one
+``executemany``, and only then are the messages acknowledged. A worker killed mid-way thus loses
+nothing: JetStream redelivers and the processed-key store suppresses what already landed.
 
 The sans-IO :class:`~integration.delivery.Delivery` of the target decides, exactly as for a single
-message: ``offer`` per message (suppress / breaker wait / post); the ERP's answer is reported once
+message: ``offer_many`` per batch (suppress / breaker wait / post, the decisions ``offer`` makes per
+message); the ERP's answer is reported once
 per batch, so a batch succeeds or fails as a unit for the circuit breaker and every message of a
 failed batch gets the same retry action (backoff, breaker cooldown, 429 Retry-After) or dead letter.
 When the ERP refuses a whole batch for good (a 4xx), its postings are retried one by one, in order,
