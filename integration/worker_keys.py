@@ -23,12 +23,17 @@ class BatchProcessedKeys(SqliteProcessedKeys):
     per message on the hot path); only when its answer is lost do its keys get per-key posting states."""
 
     def states(self, keys: Iterable[str]) -> dict[str, str]:
-        """``{key: "done" | "posting"}`` for the keys the store knows (one indexed query)."""
+        """``{key: "done" | "posting"}`` for the keys the store knows (one indexed query). A key in a
+        request intent still open -- its batch failed in this process after the request went out -- is
+        *posting* too, so a redelivered copy is checked against the target before it is posted again."""
         cur = self._db.execute(
-            "SELECT key, state FROM processed_keys WHERE key IN (SELECT value FROM json_each(?))",
+            "WITH wanted(key) AS (SELECT value FROM json_each(?)) "
+            "SELECT j.value, 'posting' FROM batch_intents AS b, json_each(b.keys) AS j "
+            "WHERE j.value IN (SELECT key FROM wanted) "
+            "UNION ALL SELECT key, state FROM processed_keys WHERE key IN (SELECT key FROM wanted)",
             (json.dumps(list(keys)),),
         )
-        return dict(cur.fetchall())
+        return dict(cur.fetchall())  # processed_keys rows come last: "done" wins over an open intent
 
     def __init__(self, path: str | Path):
         super().__init__(path)

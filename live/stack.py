@@ -180,6 +180,7 @@ class LiveStack:
 
     def _prepare(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
+        write_ack_loss(self.run_dir, 0.0)  # no injected fault left over from an earlier, killed attempt
         resolved = self.scenario.model_copy(update={"run": self.scenario.run.model_copy(
             update={"duration": self.duration, "speed": self.opts.speed, "mode": "live"})})
         self.scenario_path = self.run_dir / "scenario.yaml"

@@ -43,8 +43,17 @@ def test_batch_intents_become_uncertain_keys_only_when_unanswered_or_left_behind
         lost = keys.begin_batch(["L1", "L2"], 4.0)
         keys.unanswered(lost)  # timed out: may or may not have landed
         keys.begin_batch(["D1", "A1"], 5.0)  # the process dies before the answer
-        assert keys.states(["A1", "L1", "L2", "R1", "D1"]) == {"A1": "done", "L1": "posting", "L2": "posting"}
+        assert keys.states(["A1", "L1", "L2", "R1", "D1"]) == {
+            "A1": "done", "L1": "posting", "L2": "posting", "D1": "posting"}
     with BatchProcessedKeys(path) as keys:
         assert keys.states(["A1", "A2", "L1", "R1", "D1"]) == {
             "A1": "done", "A2": "done", "L1": "posting", "D1": "posting"}
         assert keys.uncertain("D1") and not keys.uncertain("A1") and not keys.uncertain("R1")
+
+
+def test_an_open_intent_makes_its_keys_uncertain_in_the_same_process(tmp_path: Path):
+    with BatchProcessedKeys(tmp_path / "keys.sqlite") as keys:
+        keys.begin_batch(["X1", "X2"], 1.0)  # the request went out; the batch then failed (e.g. disk full)
+        assert keys.states(["X1", "X2", "X3"]) == {"X1": "posting", "X2": "posting"}
+        keys.add_many(["X1"], 2.0)  # marked done before the intent was cleared: done wins
+        assert keys.states(["X1", "X2"]) == {"X1": "done", "X2": "posting"}
