@@ -17,9 +17,9 @@ nothing: JetStream redelivers and the processed-key store suppresses what alread
 
 The sans-IO :class:`~integration.delivery.Delivery` of the target decides, exactly as for a single
 message: ``offer_many`` per batch (suppress / breaker wait / post, the decisions ``offer`` makes per
-message); the ERP's answer is reported once
-per batch, so a batch succeeds or fails as a unit for the circuit breaker and every message of a
-failed batch gets the same retry action (backoff, breaker cooldown, 429 Retry-After) or dead letter.
+message); the ERP's answer is reported once per batch, so a batch succeeds or fails as a unit for
+the circuit breaker and every message of a failed batch gets the same retry action (backoff, breaker
+cooldown, 429 Retry-After) or dead letter.
 When the ERP refuses a whole batch for good (a 4xx), its postings are retried one by one, in order,
 so only the offending ones are dead-lettered. When an answer is lost (timeout, dropped connection)
 the worker asks the ERP's ledger which of the batch's transactions landed (one lookup) before
@@ -281,7 +281,12 @@ class Worker:
         while True:
             msgs = await puller.next_batch()
             now, touched = loop.time(), set()
-            copies = self._parse(msgs)
+            try:
+                copies = self._parse(msgs)
+            except Exception as exc:  # noqa: BLE001 - never stop consuming: unacked copies come back
+                print(f"worker: {len(msgs)} messages not parsed ({type(exc).__name__}: {exc}); left for "
+                      "redelivery", file=sys.stderr, flush=True)
+                continue
             self._held.update(copies)
             for copy in copies:
                 copy.held_since = now
@@ -294,14 +299,19 @@ class Worker:
                 lanes[i].ready.set()
 
     def _parse(self, msgs: list) -> list[_Copy]:
-        """Validate all messages in one call; one by one only when some message is invalid."""
+        """Validate all messages in one call; one by one only when some message is invalid.
+
+        The joined array is trusted only when every body is one object (``{`` … ``}``) and the array has
+        one element per message, so an odd body can never shift events onto other messages."""
         times = [_broker_time(msg, self.clock) for msg in msgs]
-        try:
-            events = _EVENTS.validate_json(b"[" + b",".join(msg.data for msg in msgs) + b"]")
-            if len(events) == len(msgs):
-                return [_Copy(msg, event, t_broker=t) for msg, event, t in zip(msgs, events, times, strict=True)]
-        except ValidationError:
-            pass
+        datas = [msg.data for msg in msgs]
+        if all(d[:1] == b"{" and d[-1:] == b"}" for d in datas):
+            try:
+                events = _EVENTS.validate_json(b"[" + b",".join(datas) + b"]")
+                if len(events) == len(msgs):
+                    return [_Copy(m, e, t_broker=t) for m, e, t in zip(msgs, events, times, strict=True)]
+            except ValidationError:
+                pass
         copies = []
         for msg, t_broker in zip(msgs, times, strict=True):
             try:

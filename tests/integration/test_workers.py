@@ -363,3 +363,21 @@ async def test_withheld_acks_are_redelivered_by_jetstream_and_suppressed(broker,
         assert worker.stats.acks_withheld >= 4
     assert erp.count("RD1") == 1 and erp.count("RD2") == 1  # posted once however often delivered
     assert {r[2] for r in suppressed()} == {"broker_redelivery"}
+
+
+async def test_bodies_that_are_not_one_event_are_dead_lettered_and_the_rest_delivered(broker, erp, tmp_path: Path):
+    good, other = event("GOOD-1"), event("GOOD-2")
+    nc = await nats.connect(broker.url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    bodies = [(good.txn_id, good.model_dump_json().encode()), ("JUNK", b"not json"),
+              ("TWO", good.model_dump_json().encode() + b"," + other.model_dump_json().encode()),
+              (other.txn_id, other.model_dump_json().encode())]
+    for msg_id, body in bodies:
+        await js.publish("events.P01.goods_receipt", body, headers=event_headers(msg_id, msg_id))
+    await nc.close()
+    async with running_worker(broker, erp, tmp_path) as worker:
+        await until(lambda: worker.stats.dead_lettered == 2 and len(erp.ledger) == 2, what="the batch handled")
+    assert sorted(r["txn_id"] for r in erp.ledger) == ["GOOD-1", "GOOD-2"]  # each once, none shifted
+    dead = {r[0]: r[2] for r in deliveries(tmp_path) if r[1] == "dead_lettered"}
+    assert dead == {"JUNK": "invalid_event", "TWO": "invalid_event"}
