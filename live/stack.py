@@ -47,7 +47,6 @@ from scenarios.units import format_duration
 SERVICES_MODULE = "synctwin.commands.live_services"
 PLANT_MODULE = "synctwin.commands.live_plant"
 WORKER_MODULE = "synctwin.commands.live"
-APPLIED_FAULTS = ("erp_outage", "erp_slow", "process_kill", "gateway_down", "wan_outage", "broker_redelivery")
 
 
 class StackError(RuntimeError):
