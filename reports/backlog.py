@@ -11,7 +11,9 @@ run, or to the start of the next fault). The slack keeps a near-zero baseline fr
 in-flight posting into "not recovered". The baseline is the 99th percentile, not the median, of the
 backlog in that hour: a load that arrives in bursts (an edge posting once per reporting interval) is
 normal up to its routine peak. When the next fault starts before the backlog recovered, recovery is
-not measurable for this fault (``next_fault_first``); the next fault's recovery covers both.
+not measurable for this fault (``next_fault_first``); the next fault's recovery covers both. The
+curve is that of the postings the fault touches (:func:`affected_mask`): one plant's WAN outage is
+judged on that plant's backlog.
 """
 
 from __future__ import annotations

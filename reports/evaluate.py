@@ -52,8 +52,9 @@ def evaluate_prepared(prep: Prepared) -> dict[str, Any]:
         "faults": faults,
         "breaker": meta.get("breaker", []),
         "recovery_definition": (
-            f"backlog of ERP postings back at or below {bl.RECOVERY_FACTOR}x the median of the hour before "
-            f"the fault + {bl.RECOVERY_SLACK:.0f}, and staying there {bl.RECOVERY_HOLD:.0f} s"
+            f"backlog of the ERP postings a fault touches (its plants, its ERP) back at or below "
+            f"{bl.RECOVERY_FACTOR}x the {bl.BASELINE_PERCENTILE:.0f}th percentile of the hour before the fault "
+            f"+ {bl.RECOVERY_SLACK:.0f}, and staying there {bl.RECOVERY_HOLD:.0f} s (or until the next fault)"
         ),
         "problems": list(run.problems),
     }

@@ -146,7 +146,10 @@ def recovery_sla(prep: Prepared, spec: Any) -> tuple[dict[str, Any], list[dict[s
         for f, rec, mask in zip(faults, per_fault, affected, strict=True):
             m = mask[sl]
             effects = bl.fault_effects(starts[m], t_del[sl][m], ends[m], f)
-            res = {"replication": r, **bl.recovery(curve, grid, f, faults, starts, ends), **effects}
+            # Recovery on the backlog the fault touches: one plant's WAN outage is judged on that
+            # plant's postings, not diluted in the whole landscape's.
+            scoped = (curve, starts, ends) if m.all() else (bl.backlog_at(starts[m], ends[m], grid), starts[m], ends[m])
+            res = {"replication": r, **bl.recovery(scoped[0], grid, f, faults, scoped[1], scoped[2]), **effects}
             rec["replications"].append(res)
             if res["next_fault_first"]:
                 continue  # not measurable on its own: the next fault's recovery includes this backlog

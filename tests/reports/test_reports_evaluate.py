@@ -209,3 +209,15 @@ def test_recovery_threshold_without_faults_is_not_measured(tmp_path: Path) -> No
     assert verdict.passed
     assert verdict.sla["slas"]["recovery_time"]["status"] == "no_data"
     assert "no fault windows" in (run_dir / "report.html").read_text()
+
+
+def test_recovery_of_a_plant_scoped_fault_reads_that_plants_backlog(tmp_path: Path) -> None:
+    # In the fixture the outage queue drains one posting a second, P01's postings before P02's. Scoped
+    # to P01, the fault is over once P01's share has drained (~40 s), not the whole queue (~85 s).
+    run_dir, _ = build_run(tmp_path)
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["faults"][0] = {**meta["faults"][0], "kind": "wan_outage", "plants": ["P01"], "erp": "all"}
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    (fault,) = evaluate_run(run_dir)["faults"]
+    assert fault["queued"] == 45
+    assert 35.0 <= fault["recovery"]["value"] <= 45.0
