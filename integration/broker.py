@@ -200,6 +200,21 @@ class EmbeddedNats:
         self.stop()
 
 
+def can_write_raw(nc: Any) -> bool:
+    """Can pre-encoded protocol commands go straight into ``nc``'s write queue right now? nats-py 2.x
+    keeps one (ordering and reconnect buffering included); without it callers use the public API."""
+    return bool(nc.is_connected and hasattr(nc, "_send_command"))
+
+
+async def write_raw(nc: Any, commands: bytes) -> None:
+    """Queue pre-encoded ``PUB``/``HPUB`` commands and wake the writer (check :func:`can_write_raw` first).
+
+    The one place that touches nats-py's internal write queue: the gateway's batch publisher and the
+    workers' bulk acks go through here, so a client upgrade that changes it is mended once."""
+    await nc._send_command(commands)
+    await nc._flush_pending()
+
+
 async def ensure_streams(js: Any) -> None:
     """Create (or update) the ``EVENTS`` and ``DLQ`` streams: file storage, 2-minute duplicate window."""
     from nats.js.api import StorageType, StreamConfig

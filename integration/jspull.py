@@ -18,6 +18,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from integration.broker import can_write_raw, write_raw
+
 ACK = b""  # an empty payload on the ack subject is "+ACK"
 IN_PROGRESS = b"+WPI"
 
@@ -102,11 +104,9 @@ async def acknowledge(nc: Any, msgs: Sequence[Any], payload: bytes = ACK) -> Non
     replies = [m.reply for m in msgs if m.reply]
     if not replies:
         return
-    if nc.is_connected and hasattr(nc, "_send_command"):
-        # Fast path: nats-py 2.x's internal write queue keeps ordering and reconnect buffering.
+    if can_write_raw(nc):
         tail = b" %d\r\n%s\r\n" % (len(payload), payload)
-        await nc._send_command(b"".join(b"PUB " + r.encode() + tail for r in replies))
-        await nc._flush_pending()
+        await write_raw(nc, b"".join(b"PUB " + r.encode() + tail for r in replies))
         return
     for reply in replies:
         await nc.publish(reply, payload)

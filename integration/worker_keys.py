@@ -22,6 +22,14 @@ class BatchProcessedKeys(SqliteProcessedKeys):
     A batch request's intent is one row of ``batch_intents`` (a per-key row would cost an index write
     per message on the hot path); only when its answer is lost do its keys get per-key posting states."""
 
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS batch_intents (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, "
+                         "t REAL)")
+        # Intents a process left behind when it died mid-request: their keys are uncertain now.
+        for (intent,) in self._db.execute("SELECT id FROM batch_intents").fetchall():
+            self.unanswered(intent)
+
     def states(self, keys: Iterable[str]) -> dict[str, str]:
         """``{key: "done" | "posting"}`` for the keys the store knows (one indexed query). A key in a
         request intent still open -- its batch failed in this process after the request went out -- is
@@ -34,14 +42,6 @@ class BatchProcessedKeys(SqliteProcessedKeys):
             (json.dumps(list(keys)),),
         )
         return dict(cur.fetchall())  # processed_keys rows come last: "done" wins over an open intent
-
-    def __init__(self, path: str | Path):
-        super().__init__(path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS batch_intents (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, "
-                         "t REAL)")
-        # Intents a process left behind when it died mid-request: their keys are uncertain now.
-        for (intent,) in self._db.execute("SELECT id FROM batch_intents").fetchall():
-            self.unanswered(intent)
 
     def begin_batch(self, keys: list[str], t: float | None = None) -> int:
         """Record the intent to post ``keys`` in one request (one row, before the request goes out);

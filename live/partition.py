@@ -42,6 +42,7 @@ class TcpRelay:
             _abort(writer)
 
     def heal(self) -> None:
+        """Forward new connections again."""
         self.cut_now = False
 
     async def close(self) -> None:
@@ -110,6 +111,11 @@ class Relays:
     def heal(self, name: str) -> None:
         """Forward through relay ``name`` again; returns once it is healed."""
         self._call(_now(self.relays[name].heal))
+
+    def heal_all(self) -> None:
+        """Heal every relay (a partition still open when the run ends)."""
+        for name in self.relays:
+            self.heal(name)
 
     def close(self) -> None:
         """Close every relay and stop the loop (idempotent)."""

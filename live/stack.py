@@ -359,8 +359,8 @@ class LiveStack:
         for name in list(self._stopped):  # a window still open at the end is closed for the drain
             self._restart(name)
         self._stopped.clear()
-        for plant in self.relays.relays if self.relays is not None else ():
-            self.relays.heal(plant)
+        if self.relays is not None:
+            self.relays.heal_all()
         write_ack_loss(self.run_dir, 0.0)
         for kind in self.erp_kinds:
             self._erp_mode(kind, {"mode": "normal"})

@@ -148,8 +148,12 @@ def recovery_sla(prep: Prepared, spec: Any) -> tuple[dict[str, Any], list[dict[s
             effects = bl.fault_effects(starts[m], t_del[sl][m], ends[m], f)
             # Recovery on the backlog the fault touches: one plant's WAN outage is judged on that
             # plant's postings, not diluted in the whole landscape's.
-            scoped = (curve, starts, ends) if m.all() else (bl.backlog_at(starts[m], ends[m], grid), starts[m], ends[m])
-            res = {"replication": r, **bl.recovery(scoped[0], grid, f, faults, scoped[1], scoped[2]), **effects}
+            if m.all():
+                f_curve, f_starts, f_ends = curve, starts, ends
+            else:
+                f_starts, f_ends = starts[m], ends[m]
+                f_curve = bl.backlog_at(f_starts, f_ends, grid)
+            res = {"replication": r, **bl.recovery(f_curve, grid, f, faults, f_starts, f_ends), **effects}
             rec["replications"].append(res)
             if res["next_fault_first"]:
                 continue  # not measurable on its own: the next fault's recovery includes this backlog

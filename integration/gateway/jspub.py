@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID
+from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID, can_write_raw, write_raw
 
 
 @dataclass(slots=True)
@@ -131,7 +131,7 @@ class BatchPublisher:
         inflight, prefix = self._inflight, self._prefix
         numbers = []
         try:
-            if self.nc.is_connected and hasattr(self.nc, "_send_command"):
+            if can_write_raw(self.nc):
                 # Fast path: the whole batch as one pre-encoded buffer of HPUB commands. Uses the client's
                 # internal write queue (nats-py 2.x), which keeps its ordering and reconnect buffering.
                 commands = []
@@ -140,8 +140,7 @@ class BatchPublisher:
                     numbers.append(n)
                     inflight[n] = (acks, i)
                     commands.append(_hpub(m.subject, f"{prefix}{n}", m.txn_id, m.correlation_id, m.body))
-                await self.nc._send_command(b"".join(commands))
-                await self.nc._flush_pending()
+                await write_raw(self.nc, b"".join(commands))
             else:
                 for i, m in enumerate(messages):
                     n = next(self._counter)
