@@ -70,6 +70,7 @@ from integration.delivery import (
 )
 from integration.delivery_log import DELIVERY_COLUMNS, DeliveryLog
 from integration.erp_client import REASON_ERP_REJECTED, ErpAnswer, ErpClient
+from integration.gc_tuning import tune_gc
 from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
 from integration.mapping import Mapped, PlantMapping
 from integration.trace import (
@@ -641,6 +642,7 @@ def run_worker(config: WorkerConfig) -> WorkerStats:
         await worker.run(stop)
         return worker.stats
 
+    tune_gc()
     stats = _run_loop(main())
     print(json.dumps({"worker": "stopped", **stats.__dict__}), flush=True)
     return stats

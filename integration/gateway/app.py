@@ -20,6 +20,7 @@ from integration.gateway.lane import IngestLane
 from integration.gateway.metrics import GatewayMetrics
 from integration.gateway.publisher import DeadLetter, Publisher
 from integration.gateway.settings import GatewaySettings
+from integration.gc_tuning import tune_gc
 from live.clock import ScaledClock
 
 
@@ -192,5 +193,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory`` (settings from ``SYNCTWIN_GATEWAY_*`` variables)."""
-    return create_app(GatewaySettings())
+    """App factory for ``uvicorn --factory`` (settings from ``SYNCTWIN_GATEWAY_*`` variables); it runs
+    once in each uvicorn worker process, so it also tunes that process's garbage collector."""
+    app = create_app(GatewaySettings())
+    tune_gc()
+    return app

@@ -14,6 +14,8 @@ from typing import Any
 
 import uvicorn
 
+from integration.gc_tuning import tune_gc
+
 
 class _AnnouncingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, ready_line: str):
@@ -43,6 +45,7 @@ def serve(app: Any, name: str, port: int = 0, host: str = "127.0.0.1", log_level
     config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level=log_level, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, backlog=2048)
     server = _AnnouncingServer(config, f"READY {name} {url}")
+    tune_gc()
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler turns that into exit 0
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
