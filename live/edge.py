@@ -5,7 +5,8 @@ Three parts, each with one job:
 - :class:`EdgeAggregator` (sans-IO): counter values and downtime notices in, business events out.
   ``operation_confirmation`` (qty = good delta) and ``scrap`` per machine per confirmation interval,
   ``goods_receipt`` per completed lot of ``lot_size`` good units per line, ``downtime`` per breakdown,
-  and per-line telemetry aggregates per telemetry interval (kept at the edge, never sent to ERP).
+  per-line telemetry aggregates per telemetry interval (kept at the edge, never sent to ERP), and the
+  scenario's load bursts for the plant (:mod:`live.edge_bursts`).
   It works on absolute counter values, so a lost or coalesced notification loses nothing; a counter
   that goes down was reset (PLC reset or restart) and counts from zero again.
 - :class:`GatewayPoster`: posts pending outbox rows in batches to ``/v1/events`` or ``/v2/events``
@@ -31,8 +32,17 @@ import httpx
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from integration.trace import DOWNTIME, GOODS_RECEIPT, OPERATION_CONFIRMATION, SCRAP
+from integration.trace import (
+    BACKFLUSH,
+    DOWNTIME,
+    GOODS_RECEIPT,
+    INVENTORY_MOVE,
+    MATERIAL_ISSUE,
+    OPERATION_CONFIRMATION,
+    SCRAP,
+)
 from live.clock import ScaledClock
+from live.edge_bursts import BurstArrivals, plan_bursts
 from live.edge_store import EdgeStore, OutboxEvent
 from live.opcua_bulk import create_bulk_subscription
 from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
@@ -40,7 +50,8 @@ from scenarios.spec import Scenario
 
 log = logging.getLogger(__name__)
 
-FLOW_CODES = {OPERATION_CONFIRMATION: "OC", SCRAP: "SC", GOODS_RECEIPT: "GR", DOWNTIME: "DT"}
+FLOW_CODES = {OPERATION_CONFIRMATION: "OC", SCRAP: "SC", GOODS_RECEIPT: "GR", DOWNTIME: "DT",
+              MATERIAL_ISSUE: "MI", BACKFLUSH: "BF", INVENTORY_MOVE: "IM"}
 SIGNALS = {
     "GoodCount": "good",
     "ScrapCount": "scrap",
@@ -67,6 +78,7 @@ class EdgeConfig:
     overflow: str = "block"
     drain_rate: float = 500.0
     post_downtime: bool = True
+    bursts: tuple[BurstArrivals, ...] = ()
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> EdgeConfig:
@@ -88,6 +100,7 @@ class EdgeConfig:
             buffer=plant.edge.buffer,
             overflow=plant.edge.overflow,
             drain_rate=plant.edge.drain_rate,
+            bursts=plan_bursts(scenario, plant.id),
         )
 
     @property
@@ -127,6 +140,7 @@ class AggregatorState:
     next_confirm: float | None = None
     confirm_due: dict[str, float] = field(default_factory=dict)  # machine -> boundary time
     downtime: list[list] = field(default_factory=list)  # [machine, start, end] not yet emitted
+    burst_sent: list[int] = field(default_factory=list)  # arrivals stored so far, per planned burst
 
     @classmethod
     def fresh(cls, config: EdgeConfig) -> AggregatorState:
@@ -259,7 +273,22 @@ class EdgeAggregator:
             budget -= 1
         if not c.post_downtime:
             s.downtime.clear()
+        self._collect_bursts(now, budget, out)
         return out
+
+    def _collect_bursts(self, now: float, budget: float, out: list[OutboxEvent]) -> None:
+        """Burst arrivals due by ``now`` that were not stored yet, at most ``budget`` of them."""
+        sent = self.s.burst_sent
+        sent.extend([0] * (len(self.config.bursts) - len(sent)))
+        for k, burst in enumerate(self.config.bursts):
+            take = max(0, min(burst.due(now) - sent[k], budget))
+            for i in range(sent[k], sent[k] + int(take)):
+                line = burst.lines[i]
+                item = burst.item or self.config.item_of_line(line)
+                out.append(self._event(burst.flow, f"Line{line + 1:02d}", item, "", burst.qty[i], burst.unit,
+                                       burst.times[i]))
+            sent[k] += int(take)
+            budget -= take
 
     def telemetry_due(self, now: float) -> list[dict]:
         """Per-line telemetry aggregates of every interval that ended by ``now``."""
@@ -305,7 +334,7 @@ class EdgeAggregator:
         target: str = "ERP",
     ) -> OutboxEvent:
         code = FLOW_CODES[flow]
-        self.s.seq[code] += 1
+        self.s.seq[code] = self.s.seq.get(code, 0) + 1  # a state saved before a code existed lacks it
         txn = f"{self.config.plant}-{code}-{self.s.seq[code]:06d}"
         return OutboxEvent(
             txn_id=txn,

@@ -1,8 +1,8 @@
 """The whole live stack as real processes: two plants at speed 60 for about a minute of wall time.
 
 Acceptance of the live engine: every goods receipt reached the ERP ledger exactly once (lost 0,
-duplicates 0) through an ERP outage, a WAN partition of one plant and a killed worker, sla.json is
-written, and every process the stack started is gone afterwards.
+duplicates 0) through an ERP outage, a WAN partition of one plant, a killed worker and a burst,
+sla.json is written, and every process the stack started is gone afterwards.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     assert len(cut[cut["plant"] == "P02"]) > 0
     assert (cut[cut["plant"] == "P02"]["t_broker"] >= 38 * 60 - 10).all()
     assert (cut[cut["plant"] == "P01"]["t_broker"] < 38 * 60 - 10).any()  # P01 kept its link
+    # The scenario's burst: P01's edge posted material issues between minutes 8 and 14, each once.
+    issues = trace[trace["flow"] == "material_issue"]
+    assert set(issues["plant"]) == {"P01"} and len(issues) > 500  # about 720 drawn
+    assert issues["t_created"].between(8 * 60, 14 * 60).all()
+    issued = ledger[ledger["flow"] == "material_issue"]["txn_id"].value_counts()
+    assert set(issued.index) == set(issues["txn_id"]) and (issued == 1).all()
     # Start-up happens in the warm-up, before scenario time 0: production runs from (about) 0.
     all_started = next(e["t"] for e in meta["events"] if e["event"] == "all_started")
     assert trace["t_created"].min() >= 0
