@@ -263,6 +263,10 @@ def main() -> None:
                 batch = args.latency_batch or args.batch
                 phases[name] = latency_phase(name, gateway, key, rate, args.seconds, batch, clock, ledger)
                 print(name, json.dumps(phases[name]))
+            half = phases["HALFINGEST"]
+            verdict = "met" if half["p99_s"] is not None and half["p99_s"] < 1.0 else "missed"
+            print(f"target p99 < 1 s at half the batched ingest ({half['rate_events_per_s']:,.0f} events/s): "
+                  f"{verdict} (p99 {half['p99_s']} s; the chain needs {demand:.2f} cores there)")
     result = {"ingest_events_per_s": round(ingest, 1), "e2e_capacity_events_per_s": round(capacity, 1),
               "capacity_cpu_us_per_event": cpu, "cores_needed_at_half_ingest": round(demand, 2),
               "speed": args.speed, "lanes": args.lanes, "half_ingest": phases["HALFINGEST"],
