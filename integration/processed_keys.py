@@ -31,8 +31,10 @@ class SqliteProcessedKeys:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # WITHOUT ROWID: the rows live in the key's own B-tree, one tree to update per key instead of two.
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS processed_keys (key TEXT PRIMARY KEY, state TEXT NOT NULL, t REAL)"
+            "CREATE TABLE IF NOT EXISTS processed_keys (key TEXT PRIMARY KEY, state TEXT NOT NULL, t REAL) "
+            "WITHOUT ROWID"
         )
 
     def __contains__(self, key: str) -> bool:

@@ -87,8 +87,10 @@ class Ledger:
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # committed rows survive a process kill
+        # The ledger is append-only, so the plain rowid (max + 1) already gives consecutive ids that are
+        # never reused; AUTOINCREMENT would add a sqlite_sequence update to every posting (~1.5 µs).
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, "
             "txn_id TEXT NOT NULL, flow TEXT NOT NULL, plant TEXT NOT NULL, item TEXT NOT NULL, "
             "qty REAL NOT NULL, unit TEXT NOT NULL, erp TEXT NOT NULL, t_posted REAL NOT NULL)"
         )
