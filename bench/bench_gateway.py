@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from integration.broker import EVENTS_STREAM, EmbeddedNats, ensure_streams  # noqa: E402
-from integration.gateway.serve import ServiceProcess  # noqa: E402
+from live.procs import Service  # noqa: E402
 
 KEY = "bench-key-p01"
 
@@ -118,16 +118,14 @@ def settled_count(url: str, quiet_s: float = 1.0, deadline_s: float = 30.0) -> i
     return last
 
 
-def start_gateway(nats_url: str, creds: Path, workers: int, log: Path) -> ServiceProcess:
+def start_gateway(nats_url: str, creds: Path, workers: int, log_dir: Path) -> Service:
     """``synctwin gateway`` with ``workers`` uvicorn processes and no effective rate limit."""
-    proc = ServiceProcess(
-        [sys.executable, "-m", "synctwin.commands.live_services", "gateway", "--nats", nats_url,
-         "--credentials", str(creds), "--rate-limit", "1000000000/s", "--max-batch", "10000",
-         "--workers", str(workers)],
-        "gateway", log=log,
-    )
-    proc.start()
-    return proc
+    service = Service("gateway", [
+        sys.executable, "-m", "synctwin.commands.live_services", "gateway", "--nats", nats_url,
+        "--credentials", str(creds), "--rate-limit", "1000000000/s", "--max-batch", "10000",
+        "--workers", str(workers)], log_dir)
+    service.start()
+    return service
 
 
 def run_wrk(url: str, batch: int, connections: int, duration: int, workdir: Path) -> dict[str, float]:
@@ -189,7 +187,7 @@ def main() -> None:
         creds = work / "credentials.json"
         creds.write_text(json.dumps({"admin": "bench-admin", "plants": {"P01": KEY}}))
         with EmbeddedNats(work / "nats", sync_always=args.sync_always, die_with_parent=True) as broker:
-            handle = start_gateway(broker.url, creds, args.workers, work / "gateway.log")
+            handle = start_gateway(broker.url, creds, args.workers, work / "logs")
             url = handle.url
             try:
                 results = {}
