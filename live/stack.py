@@ -290,6 +290,10 @@ class LiveStack:
         for note in notes:
             self.log(f"  note: {note}")
             self.events.append({"t": 0.0, "event": "fault_skipped", "detail": note})
+        for burst in self.scenario.load.bursts:  # the edges post these themselves (live/edge_bursts.py)
+            plants = "every plant" if burst.plants == "all" else ", ".join(burst.plants)
+            self.log(f"  burst: {burst.rate:g}/s extra {burst.flow} at {plants} from {format_duration(burst.at)} "
+                     f"for {format_duration(burst.duration)}")
         pending = list(actions)
         progress = _Progress(self.duration, self.opts.progress)
         with progress:
