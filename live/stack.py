@@ -41,6 +41,7 @@ from live.collect import collect_run, pending_at_edges
 from live.partition import Relays
 from live.procs import ServiceSet, python_module
 from scenarios.loader import dump_scenario
+from scenarios.run_folder import burst_windows
 from scenarios.spec import FaultSpec, Scenario
 from scenarios.units import format_duration
 
@@ -395,7 +396,7 @@ class LiveStack:
             "duration": self.duration, "speed": self.opts.speed, "epoch": self.clock.epoch,
             "seed": self.scenario.run.seed, "start_clock": self.scenario.run.start_clock.isoformat(),
             "wall_seconds": time.time() - started, "drained": drained, "plants": self.plants,
-            "faults": faults, "waves": waves, "erp": self.erp_kinds,
+            "faults": faults, "waves": waves, "bursts": burst_windows(self.scenario), "erp": self.erp_kinds,
             "services": {s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
             "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at, "warmup": self.opts.warmup,
             "ray_pids": self.ray_plants.pids if self.ray_plants else [],

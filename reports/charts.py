@@ -70,12 +70,16 @@ def _clock_axis(ax: Axes) -> None:
 
 def decorate(ax: Axes, meta: dict[str, Any], start: datetime, faults: list[dict[str, Any]],
              label: bool = True) -> None:
-    """Shade fault windows and mark rollout waves on a clock-time axis."""
+    """Shade fault windows and load bursts, and mark rollout waves, on a clock-time axis."""
     min_width = float(meta.get("duration", 0.0)) / 400.0  # keep short faults visible on long runs
     for i, f in enumerate(faults):
         a, b = to_clock(start, f["start"]), to_clock(start, max(f["end"], f["start"] + min_width))
         ax.axvspan(float(a), float(b), color=palette.FAULT_SHADE, alpha=0.12, lw=0,
                    label="fault window" if label and i == 0 else None)
+    for i, burst in enumerate(meta.get("bursts", [])):
+        a, b = to_clock(start, burst["start"]), to_clock(start, max(burst["end"], burst["start"] + min_width))
+        ax.axvspan(float(a), float(b), color=palette.BURST_SHADE, alpha=0.15, lw=0,
+                   label="load burst" if label and i == 0 else None)
     for w in meta.get("waves", []):
         x = float(to_clock(start, float(w.get("at", 0.0))))
         ax.axvline(x, color=palette.WAVE_LINE, lw=1.0, ls="-.")
@@ -225,18 +229,21 @@ def plant_chart(per_plant: list[dict[str, Any]]) -> Chart | None:
 
 
 def timeline_chart(meta: dict[str, Any], start: datetime, faults: list[dict[str, Any]]) -> Chart | None:
-    """Fault windows, breaker openings and rollout waves on one clock axis (QA view)."""
-    if not faults and not meta.get("waves") and not meta.get("breaker"):
+    """Fault windows, load bursts, breaker openings and rollout waves on one clock axis (QA view)."""
+    bursts = meta.get("bursts", [])
+    if not faults and not bursts and not meta.get("waves") and not meta.get("breaker"):
         return None
-    fig = _new((10.0, 1.2 + 0.35 * (len(faults) + 2)))
+    fig = _new((10.0, 1.2 + 0.35 * (len(faults) + len(bursts) + 2)))
     ax = fig.subplots()
     labels = []
-    for i, f in enumerate(faults):
-        a = float(to_clock(start, f["start"]))
-        b = float(to_clock(start, max(f["end"], f["start"] + 60.0)))
-        ax.broken_barh([(a, b - a)], (i - 0.35, 0.7), color=palette.FAULT_SHADE, alpha=0.8)
-        labels.append(str(f.get("kind", "fault")).replace("_", " "))
-    row = len(faults)
+    windows = [(f, palette.FAULT_SHADE, str(f.get("kind", "fault")).replace("_", " ")) for f in faults]
+    windows += [(b, palette.BURST_SHADE, f"burst: {b['flow'].replace('_', ' ')} +{b['rate']:g}/s") for b in bursts]
+    for i, (w, color, text) in enumerate(windows):
+        a = float(to_clock(start, w["start"]))
+        b = float(to_clock(start, max(w["end"], w["start"] + 60.0)))
+        ax.broken_barh([(a, b - a)], (i - 0.35, 0.7), color=color, alpha=0.8)
+        labels.append(text)
+    row = len(windows)
     opens = [b for b in meta.get("breaker", []) if b.get("replication", 0) == 0]
     if opens:
         for state, color in palette.BREAKER_COLORS.items():

@@ -18,6 +18,7 @@ RUN_COLORS = ("#0072B2", "#D55E00")  # run A, run B in comparisons
 PERCENTILE_STYLES = {"p50": ":", "p95": "-", "p99": "--"}
 FAULT_SHADE = "#D55E00"
 WAVE_LINE = "#6A3D9A"
+BURST_SHADE = "#0072B2"
 PASS_COLOR, FAIL_COLOR, NEUTRAL_COLOR = "#1B7F3B", "#B3261E", "#5F6368"
 
 

@@ -110,7 +110,7 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
         datetime.fromisoformat(str(meta["start_clock"]))
     except ValueError:
         raise RunFolderError(f"{path}: field 'start_clock' must be ISO time like 2026-01-05T06:00:00") from None
-    for key in ("faults", "waves", "breaker", "plants"):
+    for key in ("faults", "waves", "bursts", "breaker", "plants"):
         if not isinstance(meta.get(key) or [], list):
             raise RunFolderError(f"{path}: field {key!r} must be a list")
         meta[key] = meta.get(key) or []

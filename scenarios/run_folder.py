@@ -150,10 +150,17 @@ def run_meta(scenario: Scenario, run_id: str, engine: str, replications: int, wa
         "faults": [{"kind": f.kind, "start": f.at, "end": f.at + f.duration, "erp": f.erp,
                     "plants": f.plants, "target": f.target} for f in scenario.faults],
         "waves": [{"name": w.name, "at": w.at, "plants": w.plants, "erp": w.erp} for w in scenario.rollout.waves],
+        "bursts": burst_windows(scenario),
         "breaker": breaker,
         "slas": scenario.slas.model_dump(mode="json"),
         **(extra or {}),
     }
+
+
+def burst_windows(scenario: Scenario) -> list[dict]:
+    """The scenario's load bursts as run metadata (scenario seconds), for the report's charts."""
+    return [{"flow": b.flow, "start": b.at, "end": b.at + b.duration, "rate": b.rate, "plants": b.plants}
+            for b in scenario.load.bursts]
 
 
 def write_run_folder(out: Path, scenario: Scenario, meta: dict, trace_t: pa.Table, ledger_t: pa.Table,
