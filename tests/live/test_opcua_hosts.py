@@ -30,6 +30,11 @@ async def read_state_and_good(url: str, plant: str, machine: str) -> tuple[str, 
         return state, good
 
 
+
+def unreachable_gateway(run_dir: Path) -> list[str]:
+    """Edge options pointing at a port nothing listens on (the edge must store, not lose, events)."""
+    return ["--gateway", "http://127.0.0.1:9", "--api-key", "k", "--run-dir", str(run_dir)]
+
 def test_live_plant_actor_serves_the_plant_and_stops(ray_cluster, tmp_path):
     handle = LivePlantHandle(load_scenario(SCENARIO), "P02", tmp_path, epoch=time.time(), speed=600, insecure=True)
     url = handle.start()
@@ -88,12 +93,7 @@ def test_edge_command_starts_stops_and_keeps_its_outbox(tmp_path):
                 "P01",
                 "--opcua",
                 url,
-                "--gateway",
-                "http://127.0.0.1:9",
-                "--api-key",
-                "k",
-                "--run-dir",
-                str(tmp_path),
+                *unreachable_gateway(tmp_path),
                 "--speed",
                 "600",
             ]
@@ -137,12 +137,7 @@ def test_edge_command_names_bad_input(tmp_path, args, message):
             "--scenario",
             str(SCENARIO),
             *flat,
-            "--gateway",
-            "http://127.0.0.1:9",
-            "--api-key",
-            "k",
-            "--run-dir",
-            str(tmp_path),
+            *unreachable_gateway(tmp_path),
         ],
         capture_output=True,
         text=True,
