@@ -281,14 +281,15 @@ class EdgeAggregator:
         sent = self.s.burst_sent
         sent.extend([0] * (len(self.config.bursts) - len(sent)))
         for k, burst in enumerate(self.config.bursts):
-            take = max(0, min(burst.due(now) - sent[k], budget))
-            for i in range(sent[k], sent[k] + int(take)):
+            due = burst.due(now)
+            end = due if math.isinf(budget) else min(due, sent[k] + int(budget))
+            for i in range(sent[k], end):
                 line = burst.lines[i]
                 item = burst.item or self.config.item_of_line(line)
                 out.append(self._event(burst.flow, f"Line{line + 1:02d}", item, "", burst.qty[i], burst.unit,
                                        burst.times[i]))
-            sent[k] += int(take)
-            budget -= take
+            budget -= end - sent[k]
+            sent[k] = end
 
     def telemetry_due(self, now: float) -> list[dict]:
         """Per-line telemetry aggregates of every interval that ended by ``now``."""
