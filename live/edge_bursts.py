@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from integration.trace import BACKFLUSH, MATERIAL_ISSUE
+from live.plant_host import find_plant
 from scenarios.spec import Scenario
 from twins.wms import poisson_times
 
@@ -45,9 +46,8 @@ class BurstArrivals:
 
 def plan_bursts(scenario: Scenario, plant_id: str) -> tuple[BurstArrivals, ...]:
     """Every burst of the scenario that names ``plant_id``, with its arrivals drawn."""
-    plants = scenario.landscape.all_plants
-    index = next(i for i, p in enumerate(plants) if p.id == plant_id)
-    plant, load = plants[index], scenario.load
+    index, plant = find_plant(scenario, plant_id)
+    load = scenario.load
     rng = np.random.default_rng(np.random.SeedSequence([scenario.run.seed, index, _STREAM]))
     plans = []
     for burst in load.bursts:
