@@ -291,10 +291,10 @@ class LiveStack:
         for note in notes:
             self.log(f"  note: {note}")
             self.events.append({"t": 0.0, "event": "fault_skipped", "detail": note})
-        for burst in self.scenario.load.bursts:  # the edges post these themselves (live/edge_bursts.py)
-            plants = "every plant" if burst.plants == "all" else ", ".join(burst.plants)
-            self.log(f"  burst: {burst.rate:g}/s extra {burst.flow} at {plants} from {format_duration(burst.at)} "
-                     f"for {format_duration(burst.duration)}")
+        for burst in burst_windows(self.scenario, self.duration):  # the edges post these (live/edge_bursts.py)
+            plants = "every plant" if burst["plants"] == "all" else ", ".join(burst["plants"])
+            self.log(f"  burst: {burst['rate']:g}/s extra {burst['flow']} at {plants} from "
+                     f"{format_duration(burst['start'])} for {format_duration(burst['end'] - burst['start'])}")
         pending = list(actions)
         progress = _Progress(self.duration, self.opts.progress)
         with progress:
@@ -396,7 +396,8 @@ class LiveStack:
             "duration": self.duration, "speed": self.opts.speed, "epoch": self.clock.epoch,
             "seed": self.scenario.run.seed, "start_clock": self.scenario.run.start_clock.isoformat(),
             "wall_seconds": time.time() - started, "drained": drained, "plants": self.plants,
-            "faults": faults, "waves": waves, "bursts": burst_windows(self.scenario), "erp": self.erp_kinds,
+            "faults": faults, "waves": waves, "bursts": burst_windows(self.scenario, self.duration),
+            "erp": self.erp_kinds,
             "services": {s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
             "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at, "warmup": self.opts.warmup,
             "ray_pids": self.ray_plants.pids if self.ray_plants else [],

@@ -157,10 +157,12 @@ def run_meta(scenario: Scenario, run_id: str, engine: str, replications: int, wa
     }
 
 
-def burst_windows(scenario: Scenario) -> list[dict]:
-    """The scenario's load bursts as run metadata (scenario seconds), for the report's charts."""
+def burst_windows(scenario: Scenario, until: float | None = None) -> list[dict]:
+    """The load bursts that begin before ``until`` (default: the run's end) as run metadata in scenario
+    seconds, for the report's charts; a burst planned after the run ended never happened."""
+    end = scenario.run.duration if until is None else until
     return [{"flow": b.flow, "start": b.at, "end": b.at + b.duration, "rate": b.rate, "plants": b.plants}
-            for b in scenario.load.bursts]
+            for b in scenario.load.bursts if b.at < end]
 
 
 def write_run_folder(out: Path, scenario: Scenario, meta: dict, trace_t: pa.Table, ledger_t: pa.Table,

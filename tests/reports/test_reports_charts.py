@@ -25,6 +25,12 @@ def test_burst_windows_are_scenario_seconds():
         {"flow": "backflush", "start": 14400.0, "end": 15600.0, "rate": 25.0, "plants": "all"}]
 
 
+def test_a_burst_planned_after_the_run_ended_is_not_listed():
+    spec = Scenario.model_validate({"name": "b", "run": {"duration": "3h"}, "landscape": {"plants": [{"id": "P01"}]},
+                                    "load": {"bursts": [BURST]}})
+    assert burst_windows(spec) == [] and len(burst_windows(spec, until=5 * 3600.0)) == 1
+
+
 def test_a_burst_is_shaded_and_labelled_on_time_charts():
     ax = Figure().subplots()
     decorate(ax, meta_with([BURST, {**BURST, "at": "6h"}]), START, faults=[])
