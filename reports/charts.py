@@ -72,14 +72,12 @@ def decorate(ax: Axes, meta: dict[str, Any], start: datetime, faults: list[dict[
              label: bool = True) -> None:
     """Shade fault windows and load bursts, and mark rollout waves, on a clock-time axis."""
     min_width = float(meta.get("duration", 0.0)) / 400.0  # keep short faults visible on long runs
-    for i, f in enumerate(faults):
-        a, b = to_clock(start, f["start"]), to_clock(start, max(f["end"], f["start"] + min_width))
-        ax.axvspan(float(a), float(b), color=palette.FAULT_SHADE, alpha=0.12, lw=0,
-                   label="fault window" if label and i == 0 else None)
-    for i, burst in enumerate(meta.get("bursts", [])):
-        a, b = to_clock(start, burst["start"]), to_clock(start, max(burst["end"], burst["start"] + min_width))
-        ax.axvspan(float(a), float(b), color=palette.BURST_SHADE, alpha=0.15, lw=0,
-                   label="load burst" if label and i == 0 else None)
+    shaded = ((faults, palette.FAULT_SHADE, 0.12, "fault window"),
+              (meta.get("bursts", []), palette.BURST_SHADE, 0.15, "load burst"))
+    for windows, color, alpha, name in shaded:
+        for i, w in enumerate(windows):
+            a, b = to_clock(start, w["start"]), to_clock(start, max(w["end"], w["start"] + min_width))
+            ax.axvspan(float(a), float(b), color=color, alpha=alpha, lw=0, label=name if label and i == 0 else None)
     for w in meta.get("waves", []):
         x = float(to_clock(start, float(w.get("at", 0.0))))
         ax.axvline(x, color=palette.WAVE_LINE, lw=1.0, ls="-.")
