@@ -29,7 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_live import SCENARIO, cpu_seconds  # noqa: E402
+from bench_live import SCENARIO, cpu_per_event, cpu_seconds  # noqa: E402
 
 from integration.broker import ensure_streams  # noqa: E402
 from integration.gateway.ingest import Message  # noqa: E402
@@ -113,7 +113,7 @@ def main() -> None:
                     wall = time.monotonic() - t0
                     cpu1 = cpu_seconds(services)
                     services[name].stop()
-                    per_event = {k: round((cpu1[k] - cpu0[k]) / args.events * 1e6, 1) for k in ("broker", "erp", name)}
+                    per_event = cpu_per_event(cpu0, cpu1, args.events)
                     row = {"config": label, "repeat": repeat, "events_per_s": round(args.events / wall),
                            "worker_us": per_event[name], "broker_us": per_event["broker"], "erp_us": per_event["erp"]}
                     results.append(row)
