@@ -29,12 +29,12 @@ import contextlib
 
 from yardstick_simpy import run_yardstick  # noqa: E402
 
-from actors.coordinator import window_ends  # noqa: E402
-from actors.hosts import HubHost, PlantHost  # noqa: E402
-from integration import batch as B  # noqa: E402
-from integration import trace as T  # noqa: E402
-from scenarios.engine import run_virtual  # noqa: E402
+from kernel import trace as T  # noqa: E402
 from scenarios.loader import load_scenario, parse_scenario  # noqa: E402
+from virtual import batch as B  # noqa: E402
+from virtual.coordinator import window_ends  # noqa: E402
+from virtual.engine import run_virtual  # noqa: E402
+from virtual.hosts import HubHost, PlantHost  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()

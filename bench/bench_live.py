@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration.gateway.settings import generate_credentials  # noqa: E402
 from integration.http1 import Http1Connection, Response  # noqa: E402
-from live.clock import ScaledClock  # noqa: E402
+from kernel.clock import ScaledClock  # noqa: E402
 from live.procs import ServiceSet, python_module  # noqa: E402
 
 SCENARIO = {

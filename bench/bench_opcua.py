@@ -50,7 +50,7 @@ def run(coro, use_uvloop: bool):
 async def serve(plants: list[str], machines: int, tick: float, secure: bool, run_dir: Path, write_path: str) -> None:
     from asyncua import ua
 
-    from live.clock import ScaledClock
+    from kernel.clock import ScaledClock
     from live.opcua_server import PlantOpcUaServer, access_for_run
     from twins.machines import MachineBank
 

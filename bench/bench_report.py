@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from integration.trace import ERP_POSTING_FLOWS, LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
+from kernel.trace import ERP_POSTING_FLOWS, LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 
 WEEK = 7 * 86400.0
 PLANTS = [f"P{i:02d}" for i in range(1, 13)]

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 
 EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"

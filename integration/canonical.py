@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integration.trace import FLOWS
+from kernel.trace import FLOWS
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from integration.trace import REASON_RETRIES_EXHAUSTED
+from kernel.trace import REASON_RETRIES_EXHAUSTED
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from integration.trace import REASON_UNKNOWN_UNIT, REASON_UNMAPPED_ITEM
+from kernel.trace import REASON_UNKNOWN_UNIT, REASON_UNMAPPED_ITEM
 from scenarios.spec import ItemSpec, PlantSpec
 
 

@@ -73,7 +73,10 @@ from integration.erp_client import REASON_ERP_REJECTED, ErpAnswer, ErpClient
 from integration.gc_tuning import tune_gc
 from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
 from integration.mapping import Mapped, PlantMapping
-from integration.trace import (
+from integration.worker_faults import AckLoss, fault_file
+from integration.worker_keys import BatchProcessedKeys, KeyView
+from kernel.clock import ScaledClock
+from kernel.trace import (
     DEAD_LETTERED,
     DELIVERED,
     DOWNTIME,
@@ -81,9 +84,6 @@ from integration.trace import (
     ERP_POSTING_FLOWS,
     REASON_REDELIVERY,
 )
-from integration.worker_faults import AckLoss, fault_file
-from integration.worker_keys import BatchProcessedKeys, KeyView
-from live.clock import ScaledClock
 from scenarios.spec import Scenario
 
 __all__ = [

@@ -3,7 +3,7 @@
 Inputs (all under ``RUN_DIR/state/``): the edges' outboxes ``edge-<plant>.sqlite`` (every source
 record and how far it got at the edge), the workers' ``deliveries.sqlite`` (one row per message
 copy: delivered, suppressed, dead-lettered) and the ERP ledgers ``erp-<kind>.sqlite``. Outputs:
-``trace.parquet``, ``ledger.parquet``, ``lots.parquet`` (schemas of :mod:`integration.trace`) and
+``trace.parquet``, ``ledger.parquet``, ``lots.parquet`` (schemas of :mod:`kernel.trace`) and
 ``run.json`` with ``engine: "live"``.
 
 A source record with no delivery row is not silently dropped: it becomes an ``in_flight`` trace row
@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from integration.trace import (
+from kernel.trace import (
     GOODS_RECEIPT,
     IN_FLIGHT,
     LEDGER_SCHEMA,

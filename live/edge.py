@@ -32,7 +32,8 @@ import httpx
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from integration.trace import (
+from kernel.clock import ScaledClock
+from kernel.trace import (
     BACKFLUSH,
     DOWNTIME,
     GOODS_RECEIPT,
@@ -41,7 +42,6 @@ from integration.trace import (
     OPERATION_CONFIRMATION,
     SCRAP,
 )
-from live.clock import ScaledClock
 from live.edge_bursts import BurstArrivals, plan_bursts
 from live.edge_store import EdgeStore, OutboxEvent
 from live.opcua_bulk import create_bulk_subscription

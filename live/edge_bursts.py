@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from integration.trace import BACKFLUSH, MATERIAL_ISSUE
+from kernel.trace import BACKFLUSH, MATERIAL_ISSUE
 from live.plant_host import find_plant
 from scenarios.spec import Scenario
 from twins.wms import poisson_times

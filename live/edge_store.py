@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from integration.trace import REASON_EDGE_OVERFLOW
+from kernel.trace import REASON_EDGE_OVERFLOW
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "drop_newest")
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"

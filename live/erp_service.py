@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from integration.gateway.ratelimit import TokenBucket
-from integration.trace import FLOWS
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
+from kernel.trace import FLOWS
 from scenarios.spec import ErpSpec, LatencySpec
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]

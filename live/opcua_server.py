@@ -38,7 +38,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 from live.opcua_batch import write_values
 from twins.machines import DOWN, STATE_NAMES, BankStep, MachineBank
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 from live.opcua_server import PlantOpcUaServer, access_for_run
 from scenarios.spec import PlantSpec, Scenario
 from twins.machines import DOWN, MachineBank

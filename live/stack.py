@@ -36,14 +36,14 @@ import httpx
 from integration.gateway.settings import generate_credentials
 from integration.worker_faults import write_ack_loss
 from integration.workers import CONSUMER, ErpRouter
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 from live.collect import collect_run, pending_at_edges
 from live.partition import Relays
 from live.procs import ServiceSet, python_module
 from scenarios.loader import dump_scenario
-from scenarios.run_folder import burst_windows
 from scenarios.spec import FaultSpec, Scenario
 from scenarios.units import format_duration
+from virtual.run_folder import burst_windows
 
 SERVICES_MODULE = "synctwin.commands.live_services"
 PLANT_MODULE = "synctwin.commands.live_plant"
@@ -434,7 +434,7 @@ class RayPlants:
         import psutil
         import ray
 
-        from actors.live_plant import LivePlantHandle
+        from live.plant_actor import LivePlantHandle
 
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from integration.trace import FLOWS
+from kernel.trace import FLOWS
 from reports import palette
 from reports.timeseries import Series
 

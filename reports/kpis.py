@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from integration.trace import DEAD_LETTERED, DUPLICATE_SUPPRESSED, SHIPMENT
+from kernel.trace import DEAD_LETTERED, DUPLICATE_SUPPRESSED, SHIPMENT
 from reports.invariants import erp_name
 from reports.prep import Prepared, in_plants, map_text
 from reports.stats import mean_ci, none_if_nan, percentile

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration.trace import FLOWS
+from kernel.trace import FLOWS
 
 # Colour-blind-friendly categorical colours (Okabe–Ito first, then Tableau), fixed per flow so a flow
 # has the same colour in every chart and every report.

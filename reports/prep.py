@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from integration.trace import (
+from kernel.trace import (
     DEAD_LETTERED,
     DELIVERED,
     ERP_POSTING_FLOWS,

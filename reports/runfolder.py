@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from integration.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
+from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.spec import Scenario, SlaSpec
 
@@ -74,7 +74,7 @@ def _read_table(path: Path, schema: pa.Schema, skip: tuple[str, ...] = ()) -> pd
     missing = [f.name for f in schema if f.name not in file_schema.names and f.name not in skip]
     if missing:
         raise RunFolderError(
-            f"{path}: missing column(s) {', '.join(missing)}; write it with integration.trace's schema"
+            f"{path}: missing column(s) {', '.join(missing)}; write it with kernel.trace's schema"
         )
     columns = [f.name for f in schema if f.name not in skip]
     dictionary = [c for c in columns if c in _CATEGORICAL and pa.types.is_string(file_schema.field(c).type)]

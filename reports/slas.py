@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from integration.trace import DEAD_LETTERED, ORDER_RELEASE, SHIPMENT
+from kernel.trace import DEAD_LETTERED, ORDER_RELEASE, SHIPMENT
 from reports import backlog as bl
 from reports.prep import Prepared
 from reports.stats import PERCENTILES, mean_ci, none_if_nan, percentile

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from integration.trace import DEAD_LETTERED, IN_FLIGHT, TELEMETRY
+from kernel.trace import DEAD_LETTERED, IN_FLIGHT, TELEMETRY
 from reports import backlog as bl
 from reports.invariants import erp_name
 from reports.prep import Prepared, map_text

@@ -8,7 +8,7 @@ import pytest
 import ray
 from hypothesis import settings
 
-from actors.remote import ensure_ray
+from actors.runtime import ensure_ray
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from integration.gateway.metrics import GatewayMetrics
 from integration.gateway.publisher import DeadLetter, Publisher
 from integration.gateway.settings import GatewaySettings
 from integration.gc_tuning import tune_gc
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 
 
 def _body_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:

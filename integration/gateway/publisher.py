@@ -26,7 +26,7 @@ from integration.broker import (
 )
 from integration.gateway.ingest import Message
 from integration.gateway.jspub import BatchPublisher
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 
 
 class BrokerUnavailable(RuntimeError):

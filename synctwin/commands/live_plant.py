@@ -77,7 +77,7 @@ def edge(
     batch_size: int = typer.Option(200, min=1, max=10_000, help="events per gateway post"),
 ) -> None:
     """Subscribe to PLANT's OPC UA server, turn counters into business events, forward them."""
-    from live.clock import ScaledClock
+    from kernel.clock import ScaledClock
     from live.edge import Edge, EdgeConfig
     from live.opcua_server import access_for_run
 

@@ -94,7 +94,7 @@ def erp(
 ) -> None:
     """Run the ERP twin service: postings into a durable ledger, with outage/slow/rate-limit behaviour."""
     from integration.gateway.serve import serve
-    from live.clock import ScaledClock
+    from kernel.clock import ScaledClock
     from live.erp_service import create_erp_app
     from scenarios.loader import ScenarioError, load_scenario
 

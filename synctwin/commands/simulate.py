@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Simulate SCENARIO in virtual time and check its SLAs (exit 0 pass, 1 breach, 2 bad input)."""
-        from scenarios.engine import run_virtual
+        from virtual.engine import run_virtual
 
         overrides = parse_sets(set_)
         if seed is not None:

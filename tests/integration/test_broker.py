@@ -25,7 +25,7 @@ from integration.broker import (
     find_nats_server,
 )
 from integration.canonical import CanonicalEvent
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from integration.delivery import (
     RetryPolicy,
     Suppress,
 )
-from integration.trace import REASON_RETRIES_EXHAUSTED
+from kernel.trace import REASON_RETRIES_EXHAUSTED
 
 
 # --------------------------------------------------------------------------------------- RetryPolicy

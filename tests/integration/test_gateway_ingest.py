@@ -14,7 +14,7 @@ from integration.canonical import CanonicalEvent, PayloadV1, PayloadV2, to_canon
 from integration.gateway.ingest import BodyError, parse_body, to_messages
 from integration.gateway.ratelimit import TokenBucket
 from integration.gateway.settings import GatewaySettings, generate_credentials, load_credentials
-from integration.trace import FLOWS
+from kernel.trace import FLOWS
 
 V2 = {"txn_id": "t1", "flow": "scrap", "item": "FG-100", "qty": 2, "unit": "EA", "t_created": 5.0}
 V1 = {"id": "a1", "type": "goods_receipt", "material": "FG-100", "quantity": 3, "uom": "EA", "timestamp": 1.5,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from integration.mapping import Mapped, PlantMapping, Unmappable
-from integration.trace import REASON_UNKNOWN_UNIT, REASON_UNMAPPED_ITEM
+from kernel.trace import REASON_UNKNOWN_UNIT, REASON_UNMAPPED_ITEM
 from scenarios.spec import ItemSpec, PlantSpec
 
 MASTER = {"FG-100": ItemSpec(unit="EA"), "RM-10": ItemSpec(unit="KG")}

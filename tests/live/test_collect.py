@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from integration.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from integration.workers import DeliveryLog
+from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from live.collect import collect_run, pending_at_edges
 from live.edge_store import EdgeStore, OutboxEvent
 from live.erp_service import Ledger, Posting

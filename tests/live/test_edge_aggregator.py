@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from integration.trace import DOWNTIME, GOODS_RECEIPT, OPERATION_CONFIRMATION, REASON_EDGE_OVERFLOW, SCRAP
+from kernel.trace import DOWNTIME, GOODS_RECEIPT, OPERATION_CONFIRMATION, REASON_EDGE_OVERFLOW, SCRAP
 from live.edge import EdgeAggregator, EdgeConfig, payload, retry_after
 from live.edge_store import EdgeStore, OutboxEvent
 from scenarios.spec import Scenario

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from integration.canonical import PayloadV1, PayloadV2
-from integration.trace import GOODS_RECEIPT, OPERATION_CONFIRMATION
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
+from kernel.trace import GOODS_RECEIPT, OPERATION_CONFIRMATION
 from live.edge import Edge, EdgeConfig
 from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from asyncua import ua
 
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 from live.edge import _Handler
 
 

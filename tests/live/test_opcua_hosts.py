@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from actors.live_plant import LivePlantHandle
 from live.opcua_server import namespace_uri
+from live.plant_actor import LivePlantHandle
 from scenarios.loader import load_scenario
 from tests.polling import poll
 

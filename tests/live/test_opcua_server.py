@@ -134,7 +134,7 @@ def test_downtime_fires_an_event_with_machine_and_times(tmp_path):
 
     async def main():
         bank, _ = build_bank(scenario(mtbf="2m"), "P01")
-        from live.clock import ScaledClock
+        from kernel.clock import ScaledClock
 
         server = PlantOpcUaServer("P01", bank, PER_LINE, ScaledClock(time.time(), 60), OpcUaAccess(True, tmp_path))
         url = await server.start()
@@ -164,7 +164,7 @@ def test_downtime_fires_an_event_with_machine_and_times(tmp_path):
 def test_server_writes_only_changed_values_after_the_first_pass(tmp_path):
     async def main():
         bank, _ = build_bank(scenario(), "P01")
-        from live.clock import ScaledClock
+        from kernel.clock import ScaledClock
 
         server = PlantOpcUaServer("P01", bank, PER_LINE, ScaledClock(time.time(), 60), OpcUaAccess(True, tmp_path))
         await server.start()
@@ -253,7 +253,7 @@ def test_anonymous_wrong_password_unencrypted_and_untrusted_clients_are_refused(
 
 def test_insecure_mode_is_refused_off_loopback(tmp_path):
     bank, _ = build_bank(scenario(), "P01")
-    from live.clock import ScaledClock
+    from kernel.clock import ScaledClock
 
     with pytest.raises(ValueError, match="loopback"):
         PlantOpcUaServer("P01", bank, PER_LINE, ScaledClock(0, 60), OpcUaAccess(True, tmp_path), host="0.0.0.0")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from live.clock import ScaledClock
+from kernel.clock import ScaledClock
 from live.stack import FaultAction, LiveStack, StackOptions, fault_timeline
 from scenarios.loader import parse_scenario
 

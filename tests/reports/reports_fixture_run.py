@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from integration.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
+from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 
 DURATION = 43200.0
 OUTAGE = (14400.0, 17100.0)  # 45 minutes

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from reports_fixture_run import OUTAGE, Expected, build_run
 
-from integration.trace import ERP_POSTING_FLOWS
+from kernel.trace import ERP_POSTING_FLOWS
 from reports.evaluate import evaluate_run
 from reports.finalize import RunVerdict, finalize_run
 from reports.runfolder import RunFolderError

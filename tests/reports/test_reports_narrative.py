@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration.trace import FLOWS
+from kernel.trace import FLOWS
 from reports import palette
 from reports.narrative import count, dur, fault_lines, fault_title, plural
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integration.store_forward import StoreAndForward
 from scenarios.generator import Windows
 from scenarios.spec import EdgeSpec
+from virtual.store_forward import StoreAndForward
 
 
 def _edge(outages=(), buffer: int = 1_000_000, overflow: str = "block",

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from actors.remote import RemoteHubHost, RemotePlantHost
-from integration import batch as B
+from actors.runtime import actor_class
 from scenarios.spec import Scenario
+from virtual import batch as B
+from virtual.hosts import HubHost, PlantHost
+
+RemotePlantHost = actor_class(PlantHost)
+RemoteHubHost = actor_class(HubHost)
 
 IN_FLIGHT_WINDOWS = 3  # windows submitted ahead of the one being collected
 

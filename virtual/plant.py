@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from integration import batch as B
-from integration import trace
 from integration.mapping import Mapped, PlantMapping
-from integration.store_forward import StoreAndForward
+from kernel import trace
 from scenarios.generator import FaultPlan, Routing, Vocabulary
 from scenarios.spec import PlantSpec, Scenario
 from twins import qms, wms
 from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
+from virtual import batch as B
+from virtual.store_forward import StoreAndForward
 
 F = B.FLOW_CODE
 LOT_LINE_BASE = 1_000_000  # lot code = line * LOT_LINE_BASE + number

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from integration import batch as B
-from integration import trace
+from kernel import trace
 from scenarios.generator import FaultPlan, Vocabulary
 from scenarios.loader import parse_scenario
-from twins.plant import LOT_LINE_BASE, PlantTwin
+from virtual import batch as B
+from virtual.plant import LOT_LINE_BASE, PlantTwin
 
 F = B.FLOW_CODE
 HOUR = 3600.0

@@ -1,4 +1,4 @@
-"""Plain classes that host twins and hubs; :mod:`actors.remote` wraps them as Ray actors.
+"""Plain classes that host plant twins and hubs; :mod:`virtual.coordinator` runs them as Ray actors.
 
 A plant host owns some plants for every replication (one SimPy environment and one seeded RNG per
 (replication, plant)), so results do not depend on how plants are spread over actors. A hub host
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from integration import batch as B
-from integration.hub import IntegrationHub
 from scenarios.generator import FaultPlan, Vocabulary, seeds
 from scenarios.spec import Scenario
-from twins.plant import PlantTwin, PlantWindow
+from virtual import batch as B
+from virtual.hub import IntegrationHub
+from virtual.plant import PlantTwin, PlantWindow
 
 WindowResult = dict[tuple[int, int], PlantWindow]  # (replication, plant index) -> window
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from integration import batch as B
-from integration import trace
 from integration.delivery import CLOSED, HALF_OPEN, OPEN, RetryPolicy
 from integration.mapping import Mapped, PlantMapping
+from kernel import trace
 from scenarios.generator import ERP_KINDS, FaultPlan, Routing, Vocabulary, Windows
 from scenarios.spec import Scenario
 from twins.erp import ErpPostingServer
+from virtual import batch as B
 
 OUT = B.OUTCOME_CODE
 R = B.REASON_CODE
@@ -175,7 +175,7 @@ class IntegrationHub:
     # --------------------------------------------------------------------------------------- step
     def step(self, window_end: float, incoming: list[tuple[int, B.Batch]]) -> B.Batch:
         """Take the plants' outbound batches of a window; return the rows it finished (the delivered
-        ones are the ERP's postings: :func:`integration.batch.postings`)."""
+        ones are the ERP's postings: :func:`virtual.batch.postings`)."""
         rows = B.concat([B.with_results(b, plant=p) for p, b in incoming])
         finished: list[B.Batch] = []
         if B.size(rows):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scenarios.engine import run_virtual
 from scenarios.loader import parse_scenario
+from virtual.engine import run_virtual
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 

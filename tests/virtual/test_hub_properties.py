@@ -11,10 +11,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.hosts import HubHost, PlantHost
-from integration import batch as B
-from integration import trace
+from kernel import trace
 from scenarios.loader import parse_scenario
+from virtual import batch as B
+from virtual.hosts import HubHost, PlantHost
 
 HOUR = 3600.0
 DURATION = 4 * HOUR

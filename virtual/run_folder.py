@@ -16,12 +16,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import synctwin
-from integration import batch as B
-from integration import trace
+from kernel import trace
 from scenarios.generator import Vocabulary
 from scenarios.loader import dump_scenario
 from scenarios.spec import Scenario
-from twins.plant import LOT_LINE_BASE
+from virtual import batch as B
+from virtual.plant import LOT_LINE_BASE
 
 # Which system creates each flow.
 FLOW_SOURCE = {

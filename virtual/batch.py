@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from integration import trace
+from kernel import trace
 
 Batch = dict[str, np.ndarray]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from integration import batch as B
-from integration import trace
-from integration.hub import IntegrationHub
+from kernel import trace
 from scenarios.generator import FaultPlan, Vocabulary
 from scenarios.loader import parse_scenario
+from virtual import batch as B
+from virtual.hub import IntegrationHub
 
 OUT = B.OUTCOME_CODE
 REASON = B.REASON_CODE

@@ -11,11 +11,11 @@ import ray
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from actors.coordinator import run_windows
-from actors.remote import ensure_ray
-from scenarios import run_folder
+from actors.runtime import ensure_ray
 from scenarios.spec import Scenario
 from scenarios.units import format_duration
+from virtual import run_folder
+from virtual.coordinator import run_windows
 
 
 def new_run_id(scenario: Scenario) -> str:

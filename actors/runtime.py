@@ -1,7 +1,10 @@
-"""Ray actor wrappers of the hosts, and the one place that starts or joins Ray.
+"""The one place that starts or joins Ray, and wraps plain host classes as Ray actors.
 
-Actors reserve no CPU slot: they alternate (plants, then the hub) rather than run flat out side by
-side, and a 2-core machine must still be able to place one per plant group.
+Both engines host their twins on Ray through this module: the virtual engine its plant groups and
+hubs (:mod:`virtual.coordinator`), the live engine its plants (:mod:`live.plant_actor`). Hosts are
+plain classes; :func:`actor_class` wraps one with ``ray.remote``. Actors reserve no CPU slot: they
+alternate (plants, then the hub) rather than run flat out side by side, and a 2-core machine must
+still be able to place one per plant group.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import os
 
 import ray
 
-from actors.hosts import HubHost, PlantHost
-
-RemotePlantHost = ray.remote(num_cpus=0)(PlantHost)
-RemoteHubHost = ray.remote(num_cpus=0)(HubHost)
-
 DEFAULT_OBJECT_STORE = 512 * 1024**2
+
+
+def actor_class(host: type, **options):
+    """``host`` as a Ray actor class that reserves no CPU slot (``options`` override)."""
+    return ray.remote(**({"num_cpus": 0} | options))(host)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import ray
 
+from actors.runtime import actor_class
 from live.plant_host import PlantHost
 from scenarios.spec import Scenario
 
-LivePlantActor = ray.remote(num_cpus=0)(PlantHost)
+LivePlantActor = actor_class(PlantHost)
 
 
 class LivePlantHandle:
