@@ -76,6 +76,7 @@ from integration.mapping import Mapped, PlantMapping
 from integration.worker_faults import AckLoss, fault_file
 from integration.worker_keys import BatchProcessedKeys, KeyView
 from kernel.clock import ScaledClock
+from kernel.routing import Routing
 from kernel.trace import (
     DEAD_LETTERED,
     DELIVERED,
@@ -87,42 +88,14 @@ from kernel.trace import (
 from scenarios.spec import Scenario
 
 __all__ = [
-    "CONSUMER", "DELIVERY_COLUMNS", "REASON_ERP_REJECTED", "DeliveryLog", "ErpAnswer", "ErpClient", "ErpRouter",
-    "Worker", "WorkerConfig", "WorkerStats", "parse_erp_urls", "run_worker",
+    "CONSUMER", "DELIVERY_COLUMNS", "REASON_ERP_REJECTED", "DeliveryLog", "ErpAnswer", "ErpClient", "Worker",
+    "WorkerConfig", "WorkerStats", "parse_erp_urls", "run_worker",
 ]
 
 CONSUMER = "erp-workers"
 REASON_INVALID_EVENT = "invalid_event"
 REASON_UNKNOWN_PLANT = "unknown_plant"
 _POSTING = "posting"
-
-
-# ------------------------------------------------------------------------------------------ routing
-@dataclass(frozen=True)
-class ErpRouter:
-    """Which ERP (``legacy``/``cloud``) serves a plant at a scenario time: the plant's own ``erp``
-    until a rollout wave naming it starts, then that wave's ERP."""
-
-    default: dict[str, str]
-    waves: tuple[tuple[float, frozenset[str], str], ...] = ()
-
-    @classmethod
-    def from_scenario(cls, scenario: Scenario) -> ErpRouter:
-        default = {p.id: p.erp for p in scenario.landscape.all_plants}
-        waves = sorted((w.at, frozenset(w.plants), w.erp) for w in scenario.rollout.waves)
-        return cls(default, tuple(waves))
-
-    def target(self, plant: str, t: float) -> str | None:
-        """The ERP kind for ``plant`` at scenario time ``t``; None for a plant the scenario lacks."""
-        kind = self.default.get(plant)
-        for at, plants, erp in self.waves:
-            if at <= t and plant in plants:
-                kind = erp
-        return kind
-
-    def kinds(self) -> set[str]:
-        """Every ERP kind some plant routes to at some time."""
-        return set(self.default.values()) | {erp for _, _, erp in self.waves}
 
 
 # ------------------------------------------------------------------------------------------ worker
@@ -146,7 +119,7 @@ class WorkerConfig:
     consumer: str = CONSUMER
 
     def __post_init__(self) -> None:
-        missing = ErpRouter.from_scenario(self.scenario).kinds() - set(self.erp_urls)
+        missing = Routing.of(self.scenario).kinds() - set(self.erp_urls)
         if missing:
             raise ValueError(f"--erp: the scenario routes plants to {', '.join(sorted(missing))} but no URL "
                              f"was given; add e.g. --erp {sorted(missing)[0]}=http://127.0.0.1:PORT")
@@ -199,7 +172,7 @@ class Worker:
     def __init__(self, config: WorkerConfig, on_ready: Callable[[], None] | None = None):
         self.cfg = config
         self.clock = ScaledClock(config.epoch, config.speed)
-        self.router = ErpRouter.from_scenario(config.scenario)
+        self.router = Routing.of(config.scenario)
         master = config.scenario.landscape.items
         plants = config.scenario.landscape.all_plants
         self.mappings = {p.id: PlantMapping.from_spec(p, master) for p in plants}

@@ -35,8 +35,9 @@ import httpx
 
 from integration.gateway.settings import generate_credentials
 from integration.worker_faults import write_ack_loss
-from integration.workers import CONSUMER, ErpRouter
+from integration.workers import CONSUMER
 from kernel.clock import ScaledClock
+from kernel.routing import Routing
 from live.collect import collect_run, pending_at_edges
 from live.partition import Relays
 from live.procs import ServiceSet, python_module
@@ -69,7 +70,7 @@ def fault_timeline(scenario: Scenario) -> tuple[list[FaultAction], list[str]]:
     """The scenario's faults as timed actions, plus a note for each fault the live stack cannot do."""
     actions: list[FaultAction] = []
     notes: list[str] = []
-    kinds = sorted(ErpRouter.from_scenario(scenario).kinds())
+    kinds = sorted(Routing.of(scenario).kinds())
     plants = [p.id for p in scenario.landscape.all_plants]
     for i, f in enumerate(scenario.faults):
         end = f.at + f.duration
@@ -133,7 +134,7 @@ class LiveStack:
         self.state = self.run_dir / "state"
         self.services = ServiceSet(self.run_dir / "logs")
         self.plants = [p.id for p in scenario.landscape.all_plants]
-        self.erp_kinds = sorted(ErpRouter.from_scenario(scenario).kinds())
+        self.erp_kinds = sorted(Routing.of(scenario).kinds())
         self._stopped: set[str] = set()  # services down on purpose (fault window, drain)
         self.log = log
         self.urls: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Turn a scenario into arrays: fault windows, routing by rollout wave, vocabularies and seeds.
+"""Turn a scenario into arrays: fault windows, vocabularies and seeds (rollout routing: :mod:`kernel.routing`).
 
 Everything random downstream draws from generators spawned here from
 ``numpy.random.SeedSequence(run.seed)``, one per (replication, plant) and one per replication for
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scenarios.spec import FaultSpec, PlantSpec, Scenario
+from scenarios.spec import FaultSpec, Scenario
 
 ERP_KINDS = ("legacy", "cloud")
 
@@ -95,28 +95,6 @@ class FaultPlan:
             },
             redelivery=Windows.of(by("broker_redelivery"), "rate"),
         )
-
-
-@dataclass(frozen=True)
-class Routing:
-    """Which ERP a plant posts to at each moment: its home ERP until its rollout wave moves it."""
-
-    switch_at: float  # inf when the plant never moves
-    before: str
-    after: str
-
-    @classmethod
-    def of(cls, scenario: Scenario, plant: PlantSpec) -> Routing:
-        waves = [w for w in scenario.rollout.waves if plant.id in w.plants]
-        if not waves:
-            return cls(float("inf"), plant.erp, plant.erp)
-        first = min(waves, key=lambda w: w.at)
-        return cls(first.at, plant.erp, first.erp)
-
-    def erp_code(self, t: np.ndarray) -> np.ndarray:
-        """0 for legacy, 1 for cloud, per time."""
-        before, after = ERP_KINDS.index(self.before), ERP_KINDS.index(self.after)
-        return np.where(np.asarray(t) >= self.switch_at, after, before).astype(np.int8)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import numpy as np
 from integration.delivery import CLOSED, HALF_OPEN, OPEN, RetryPolicy
 from integration.mapping import Mapped, PlantMapping
 from kernel import trace
-from scenarios.generator import ERP_KINDS, FaultPlan, Routing, Vocabulary, Windows
+from kernel.routing import Routing
+from scenarios.generator import ERP_KINDS, FaultPlan, Vocabulary, Windows
 from scenarios.spec import Scenario
 from twins.erp import ErpPostingServer
 from virtual import batch as B
@@ -82,10 +83,7 @@ class IntegrationHub:
         self.broker = integ.broker
         plants = scenario.landscape.all_plants
         self.mappings = [PlantMapping.from_spec(p, scenario.landscape.items) for p in plants]
-        routes = [Routing.of(scenario, p) for p in plants]
-        self.switch_at = np.array([r.switch_at for r in routes])
-        self.erp_before = np.array([ERP_KINDS.index(r.before) for r in routes], dtype=np.int8)
-        self.erp_after = np.array([ERP_KINDS.index(r.after) for r in routes], dtype=np.int8)
+        self.routing = Routing.of(scenario)
         self.erps = [ErpPostingServer(scenario.erp_for(k), faults.erp_slow[k], rng) for k in ERP_KINDS]
         self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
         cb = integ.circuit_breaker
@@ -161,8 +159,7 @@ class IntegrationHub:
         return a, attempts, dead
 
     def _route(self, rows: B.Batch) -> np.ndarray:
-        plant = rows["plant"]
-        return np.where(rows["t_broker"] >= self.switch_at[plant], self.erp_after[plant], self.erp_before[plant])
+        return self.routing.codes(rows["plant"], rows["t_created"])  # routed on t_created: kernel/routing.py
 
     def _copies(self, rows: B.Batch) -> B.Batch:
         """Broker redeliveries: some messages arrive a second time after the ack wait."""

@@ -17,7 +17,8 @@ import simpy
 
 from integration.mapping import Mapped, PlantMapping
 from kernel import trace
-from scenarios.generator import FaultPlan, Routing, Vocabulary
+from kernel.routing import Routing
+from scenarios.generator import FaultPlan, Vocabulary
 from scenarios.spec import PlantSpec, Scenario
 from twins import qms, wms
 from twins.machines import IntervalSteps, MachineBank
@@ -64,7 +65,7 @@ class PlantTwin:
         self.rng = rng
         self.load = scenario.load
         self.wan = faults.wan_outage[plant.id]
-        self.routing = Routing.of(scenario, plant)
+        self.routing = Routing.of(scenario)
         self.bank = MachineBank(plant.lines * plant.machines_per_line, plant.cycle_time, plant.scrap_rate,
                                 plant.mtbf, plant.mttr, rng, plant.machines_per_line)
         self.mes = Mes(plant.lines, self.bank.line_of, self.load.lot_size, rng)
@@ -194,7 +195,7 @@ class PlantTwin:
         lines = self.plant.lines
         t = wms.poisson_times(self.load.orders * lines, t_from, t_to, self.rng)
         line = self.rng.integers(0, lines, t.size).astype(np.int16)
-        erp = self.routing.erp_code(t)
+        erp = self.routing.plant_codes(self.index, t)
         released = t.copy()
         for code, kind in enumerate(("legacy", "cloud")):
             mask = erp == code
@@ -313,7 +314,7 @@ class PlantTwin:
         out["t_gate"][is_receipt] = receipts["t_gate"][at]
         lost = B.with_results(B.take(out, dropped), plant=self.index, attempts=0,
                               outcome=B.OUTCOME_CODE[trace.REJECTED], reason=B.REASON_CODE[trace.REASON_EDGE_OVERFLOW])
-        lost["target"] = self.routing.erp_code(lost["t_created"]).astype(np.int8)
+        lost["target"] = self.routing.plant_codes(self.index, lost["t_created"]).astype(np.int8)
         local = B.concat([local_orders, lost, *self._local])
         self._local = []
         lots = {k: np.concatenate([d[k] for d in self._lots]) for k in self._lots[0]} if self._lots else {}

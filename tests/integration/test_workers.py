@@ -20,7 +20,8 @@ import pytest
 from integration.broker import DLQ_STREAM, EmbeddedNats, ensure_streams, event_headers
 from integration.canonical import CanonicalEvent
 from integration.worker_faults import write_ack_loss
-from integration.workers import ErpClient, ErpRouter, Worker, WorkerConfig, parse_erp_urls
+from integration.workers import ErpClient, Worker, WorkerConfig, parse_erp_urls
+from kernel.routing import Routing
 from scenarios.loader import parse_scenario
 
 SPEED = 60.0
@@ -199,7 +200,7 @@ def deliveries(run_dir: Path) -> list[tuple]:
 def test_router_follows_rollout_waves():
     spec = dict(SCENARIO, landscape=dict(SCENARIO["landscape"], cloud_erp={"kind": "cloud"}),
                 rollout={"waves": [{"name": "w1", "at": "1h", "plants": ["P02"], "erp": "cloud"}]})
-    router = ErpRouter.from_scenario(parse_scenario(spec))
+    router = Routing.of(parse_scenario(spec))
     assert router.target("P02", 3599) == "legacy"
     assert router.target("P02", 3600) == "cloud"
     assert router.target("P01", 7200) == "legacy"
