@@ -4,7 +4,8 @@ Inputs (all under ``RUN_DIR/state/``): the edges' outboxes ``edge-<plant>.sqlite
 record and how far it got at the edge), the workers' ``deliveries.sqlite`` (one row per message
 copy: delivered, suppressed, dead-lettered) and the ERP ledgers ``erp-<kind>.sqlite``. Outputs:
 ``trace.parquet``, ``ledger.parquet``, ``lots.parquet`` (schemas of :mod:`kernel.trace`) and
-``run.json`` with ``engine: "live"``.
+``run.json`` (:class:`kernel.run_record.RunRecord` with ``engine: "live"``), written by the writer both
+engines use (:func:`kernel.run_folder.write_run_folder`).
 
 A source record with no delivery row is not silently dropped: it becomes an ``in_flight`` trace row
 (pending at the edge, or accepted by the gateway but not yet delivered) or a ``rejected`` one with
@@ -13,15 +14,14 @@ the edge's reason, so the invariants can list it.
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from kernel.run_folder import write_run_folder
+from kernel.run_record import RunRecord, run_record
 from kernel.trace import (
     GOODS_RECEIPT,
     IN_FLIGHT,
@@ -157,31 +157,26 @@ def build_lots(outbox: list[dict[str, Any]], scenario: Scenario, run_id: str) ->
     return pa.Table.from_pydict(cols, schema=LOTS_SCHEMA)
 
 
-def collect_run(run_dir: str | Path, scenario: Scenario, meta: dict[str, Any]) -> dict[str, int]:
-    """Write trace/ledger/lots Parquet and ``run.json`` (``meta`` plus ``engine: live``) into ``run_dir``.
+def live_run_record(scenario: Scenario, *, run_id: str, duration: float, wall_seconds: float = 0.0,
+                    **live_fields: Any) -> RunRecord:
+    """The ``run.json`` record of a live run: the shared fields from the scenario (faults and bursts that
+    began before ``duration``), plus what only the live stack knows (``speed``, ``epoch``, ``drained``,
+    ``services``, ``events``...)."""
+    return run_record(scenario, run_id=run_id, engine="live", duration=duration, wall_seconds=wall_seconds,
+                      **live_fields)
 
-    Returns row counts. ``meta`` must hold ``run_id`` and ``duration`` (scenario seconds)."""
+
+def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> dict[str, int]:
+    """Write trace/ledger/lots Parquet and ``run.json`` (``record`` plus the row counts) into ``run_dir``.
+
+    Returns row counts. ``scenario.yaml`` is already there (the stack writes it before launching)."""
     run_dir = Path(run_dir)
     state = run_dir / "state"
-    run_id = str(meta["run_id"])
     outbox = read_outboxes(state)
-    trace = build_trace(outbox, read_deliveries(state), run_id)
-    ledger = build_ledger(read_ledgers(state), run_id)
-    lots = build_lots(outbox, scenario, run_id)
-    pq.write_table(trace, run_dir / "trace.parquet")
-    pq.write_table(ledger, run_dir / "ledger.parquet")
-    pq.write_table(lots, run_dir / "lots.parquet")
+    trace = build_trace(outbox, read_deliveries(state), record.run_id)
+    ledger = build_ledger(read_ledgers(state), record.run_id)
+    lots = build_lots(outbox, scenario, record.run_id)
     counts = {"trace": trace.num_rows, "ledger": ledger.num_rows, "lots": lots.num_rows,
               "source_records": len(outbox)}
-    run_meta = {**meta, "engine": "live", "replications": 1, "counts": counts}
-    run_meta.setdefault("start_clock", scenario.run.start_clock.isoformat())
-    (run_dir / "run.json").write_text(json.dumps(run_meta, indent=2, default=_json_default) + "\n")
+    write_run_folder(run_dir, record.model_copy(update={"counts": counts}), trace, ledger, lots)
     return counts
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -38,13 +38,13 @@ from integration.worker_faults import write_ack_loss
 from integration.workers import CONSUMER
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
-from live.collect import collect_run, pending_at_edges
+from kernel.run_record import RunRecord, burst_windows
+from live.collect import collect_run, live_run_record, pending_at_edges
 from live.partition import Relays
 from live.procs import ServiceSet, python_module
 from scenarios.loader import dump_scenario
 from scenarios.spec import FaultSpec, Scenario
 from scenarios.units import format_duration
-from virtual.run_folder import burst_windows
 
 SERVICES_MODULE = "synctwin.commands.live_services"
 PLANT_MODULE = "synctwin.commands.live_plant"
@@ -386,24 +386,14 @@ class LiveStack:
         self.log("  drain deadline passed; what is left is reported as in flight")
         return False
 
-    def _meta(self, started: float, drained: bool) -> dict[str, Any]:
+    def _meta(self, started: float, drained: bool) -> RunRecord:
         assert self.clock is not None
-        # Only faults that started inside the run happened; the report judges recovery from these.
-        faults = [{**f.model_dump(mode="json"), "start": f.at, "end": f.at + f.duration}
-                  for f in self.scenario.faults if f.at < self.duration]
-        waves = [w.model_dump(mode="json") for w in self.scenario.rollout.waves]
-        return {
-            "run_id": self.run_dir.name or uuid.uuid4().hex[:8], "scenario": self.scenario.name,
-            "duration": self.duration, "speed": self.opts.speed, "epoch": self.clock.epoch,
-            "seed": self.scenario.run.seed, "start_clock": self.scenario.run.start_clock.isoformat(),
-            "wall_seconds": time.time() - started, "drained": drained, "plants": self.plants,
-            "faults": faults, "waves": waves, "bursts": burst_windows(self.scenario, self.duration),
-            "erp": self.erp_kinds,
-            "services": {s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
-            "plant_host": self.opts.plant_host, "interrupted_at": self.interrupted_at, "warmup": self.opts.warmup,
-            "ray_pids": self.ray_plants.pids if self.ray_plants else [],
-            "events": self.events,
-        }
+        return live_run_record(
+            self.scenario, run_id=self.run_dir.name or uuid.uuid4().hex[:8], duration=self.duration,
+            wall_seconds=time.time() - started, speed=self.opts.speed, epoch=self.clock.epoch, drained=drained,
+            services={s.name: {"pids": s.pids, "url": self.urls.get(s.name, "")} for s in self.services},
+            plant_host=self.opts.plant_host, interrupted_at=self.interrupted_at, warmup=self.opts.warmup,
+            ray_pids=self.ray_plants.pids if self.ray_plants else [], events=self.events)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from integration.workers import DeliveryLog
 from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
-from live.collect import collect_run, pending_at_edges
+from live.collect import collect_run, live_run_record, pending_at_edges
 from live.edge_store import EdgeStore, OutboxEvent
 from live.erp_service import Ledger, Posting
 from scenarios.loader import parse_scenario
@@ -45,7 +45,7 @@ def test_collect_joins_edge_deliveries_and_ledger(tmp_path: Path):
                         t_created=100.0), "legacy", 103.0)
     ledger.close()
 
-    counts = collect_run(tmp_path, SCENARIO, {"run_id": "r1", "duration": 3600.0})
+    counts = collect_run(tmp_path, SCENARIO, live_run_record(SCENARIO, run_id="r1", duration=3600.0))
 
     assert counts == {"trace": 5, "ledger": 1, "lots": 3, "source_records": 4}
     trace = pq.read_table(tmp_path / "trace.parquet")
@@ -68,6 +68,6 @@ def test_collect_joins_edge_deliveries_and_ledger(tmp_path: Path):
 
 
 def test_collect_of_an_empty_run_writes_empty_tables(tmp_path: Path):
-    counts = collect_run(tmp_path, SCENARIO, {"run_id": "empty", "duration": 60.0})
+    counts = collect_run(tmp_path, SCENARIO, live_run_record(SCENARIO, run_id="empty", duration=60.0))
     assert counts == {"trace": 0, "ledger": 0, "lots": 0, "source_records": 0}
     assert pq.read_table(tmp_path / "trace.parquet").num_rows == 0

@@ -1,0 +1,33 @@
+"""The one writer of a run folder, used by both engines: ``run.json``, the three Parquet tables and
+(optionally) ``scenario.yaml``. Every report reads what this writes (:mod:`reports.runfolder`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kernel.run_record import RunRecord
+from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
+from scenarios.loader import dump_scenario
+from scenarios.spec import Scenario
+
+
+def write_run_folder(out: str | Path, record: RunRecord, trace: pa.Table, ledger: pa.Table, lots: pa.Table,
+                     scenario: Scenario | None = None) -> Path:
+    """Write every file of a run folder into ``out`` (created if needed); ``scenario.yaml`` only when
+    ``scenario`` is given (the live stack writes it before launch). Tables must carry the
+    :mod:`kernel.trace` schemas."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table, schema in (("trace", trace, TRACE_SCHEMA), ("ledger", ledger, LEDGER_SCHEMA),
+                                ("lots", lots, LOTS_SCHEMA)):
+        if not table.schema.equals(schema):
+            raise ValueError(f"{name} table does not carry the {name} schema of kernel.trace")
+        pq.write_table(table, out / f"{name}.parquet", compression="zstd")
+    if scenario is not None:
+        (out / "scenario.yaml").write_text(dump_scenario(scenario))
+    (out / "run.json").write_text(json.dumps(record.json_dict(), indent=2) + "\n")
+    return out
