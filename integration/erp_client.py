@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pydantic_core
 
-from integration.http1 import Http1Connection, NotSent, Response
+from integration.http1 import Http1Connection, NotSent, Response, retry_after_seconds
 
 REASON_ERP_REJECTED = "erp_rejected"
 _NO_ANSWER = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -66,7 +66,7 @@ class ErpClient:
         if code in (200, 201):
             return ErpAnswer(True, landed=True)
         if code == 429:
-            return ErpAnswer(False, retry_after=_retry_after(response.headers),
+            return ErpAnswer(False, retry_after=retry_after_seconds(response.headers.get("retry-after"), 1.0),
                              retry_after_scenario=_scenario_wait(response.headers), detail=f"{self.kind}: 429")
         if code >= 500 or code == 408:
             return ErpAnswer(False, detail=f"{self.kind}: {code}")
@@ -110,14 +110,6 @@ class ErpClient:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
-
-
-def _retry_after(headers: dict[str, str]) -> float:
-    """Wall seconds to wait after a 429 (``Retry-After``, 1 s when missing or unreadable)."""
-    try:
-        return max(0.0, float(headers.get("retry-after", "1")))
-    except ValueError:
-        return 1.0
 
 
 def _scenario_wait(headers: dict[str, str]) -> float | None:

@@ -9,7 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+
+def retry_after_seconds(value: str | None, default: float, now: float | None = None) -> float:
+    """Wall seconds to wait from a ``Retry-After`` header value: delay-seconds or an HTTP date
+    (RFC 9110), never negative; ``default`` when the header is missing or unreadable.
+
+    ``now`` (epoch seconds, default the wall clock) is what an HTTP date counts from. The one parser of
+    the header for every client here: the workers' ERP client, the edges' gateway poster, benchmarks."""
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if moment.tzinfo is None:  # an obsolete date form without a zone: HTTP dates are GMT
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else default
 
 
 class NotSent(Exception):

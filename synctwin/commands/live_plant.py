@@ -47,7 +47,21 @@ def opcua(
     speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
     tick: float = typer.Option(0.5, min=0.05, max=10.0, help="wall seconds between publishing passes"),
 ) -> None:
-    """Serve PLANT's machine bank over OPC UA on the scaled clock."""
+    """Serve PLANT's machine bank over OPC UA on the scaled clock.
+
+    Third-party clients (UaExpert, SCADA, node-opcua):
+
+    \b
+    - Endpoint: opc.tcp://127.0.0.1:PORT/synctwin/PLANT (printed on the READY line).
+    - Policies: Basic256Sha256, modes Sign and SignAndEncrypt; user-name login only.
+    - No None endpoint: a None channel serves discovery only; a session on it is refused.
+    - The password must be encrypted (token policy Basic256Sha256, RSA-OAEP); clear text is refused.
+    - User and password: the "opcua" entry of RUN_DIR/state/credentials.json.
+    - Trust the client certificate: synctwin opcua-trust CERT --run-dir RUN_DIR (DER or PEM);
+      it is stored as DER in RUN_DIR/state/pki/trusted/ (DER or PEM files copied there work too).
+    - Server certificate: RUN_DIR/state/pki/own/server-PLANT-cert.der.
+    - --insecure: one anonymous SecurityPolicy None endpoint, on loopback only.
+    """
     from live.plant_host import PlantHost
 
     spec = _load(scenario, speed)
@@ -78,7 +92,7 @@ def edge(
 ) -> None:
     """Subscribe to PLANT's OPC UA server, turn counters into business events, forward them."""
     from kernel.clock import ScaledClock
-    from live.edge import Edge, EdgeConfig
+    from live.edge_host import Edge, EdgeConfig
     from live.opcua_server import access_for_run
 
     spec = _load(scenario, speed)

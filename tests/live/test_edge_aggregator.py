@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from kernel.trace import DOWNTIME, GOODS_RECEIPT, OPERATION_CONFIRMATION, REASON_EDGE_OVERFLOW, SCRAP
-from live.edge import EdgeAggregator, EdgeConfig, payload, retry_after
+from live.edge_aggregator import EdgeAggregator, EdgeConfig
+from live.edge_poster import payload
 from live.edge_store import EdgeStore, OutboxEvent
 from scenarios.spec import Scenario
 
@@ -183,13 +184,6 @@ def test_payloads_follow_the_plant_schema_version():
     )
     v2 = PayloadV2.model_validate(payload({**row, "schema_version": "v2"}))
     assert (v2.txn_id, v2.correlation_id, v2.item, v2.qty) == ("P01-GR-000001", "P01-L01-000001", "FG-100", 100.0)
-
-
-def test_retry_after_header_seconds_or_default():
-    import httpx
-
-    assert retry_after(httpx.Response(429, headers={"Retry-After": "3"}), 0.5) == 3.0
-    assert retry_after(httpx.Response(503), 0.5) == 0.5
 
 
 # --------------------------------------------------------------------------------------------- store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from kernel.trace import INVENTORY_MOVE, MATERIAL_ISSUE
-from live.edge import EdgeAggregator, EdgeConfig
+from live.edge_aggregator import EdgeAggregator, EdgeConfig
 from live.edge_bursts import plan_bursts
 from scenarios.spec import Scenario
 

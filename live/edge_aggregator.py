@@ -1,0 +1,327 @@
+"""The edge's sans-IO aggregator: counter values and downtime notices in, business events out.
+
+``operation_confirmation`` (qty = good delta) and ``scrap`` per machine per confirmation interval,
+``goods_receipt`` per completed lot of ``lot_size`` good units per line, ``downtime`` per breakdown,
+per-line telemetry aggregates per telemetry interval (kept at the edge, never sent to ERP), and the
+scenario's load bursts for the plant (:mod:`live.edge_bursts`).
+
+It works on absolute counter values, so a lost or coalesced notification loses nothing; a counter that
+goes down was reset (PLC reset or restart) and counts from zero again. No I/O and no clock: the host
+(:mod:`live.edge`) feeds observations with their scenario time and stores what :meth:`EdgeAggregator.collect`
+returns, with :meth:`EdgeAggregator.state`, in one commit of the :class:`~live.edge_store.EdgeStore`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kernel.trace import (
+    BACKFLUSH,
+    DOWNTIME,
+    GOODS_RECEIPT,
+    INVENTORY_MOVE,
+    MATERIAL_ISSUE,
+    OPERATION_CONFIRMATION,
+    SCRAP,
+)
+from live.edge_bursts import BurstArrivals, plan_bursts
+from live.edge_store import OutboxEvent
+from live.opcua_server import machine_path
+from scenarios.spec import Scenario
+
+FLOW_CODES = {OPERATION_CONFIRMATION: "OC", SCRAP: "SC", GOODS_RECEIPT: "GR", DOWNTIME: "DT",
+              MATERIAL_ISSUE: "MI", BACKFLUSH: "BF", INVENTORY_MOVE: "IM"}
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """What the edge of one plant needs from the scenario."""
+
+    plant: str
+    lines: int
+    machines_per_line: int
+    products: tuple[str, ...]
+    unit: str
+    schema_version: str
+    confirmation_interval: float
+    telemetry_interval: float
+    lot_size: int
+    buffer: int = 1_000_000
+    overflow: str = "block"
+    drain_rate: float = 500.0
+    post_downtime: bool = True
+    bursts: tuple[BurstArrivals, ...] = ()
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, plant_id: str) -> EdgeConfig:
+        """The edge settings of ``plant_id`` (error names the known plants)."""
+        from live.plant_host import find_plant
+
+        _, plant = find_plant(scenario, plant_id)
+        load = scenario.load
+        return cls(
+            plant=plant.id,
+            lines=plant.lines,
+            machines_per_line=plant.machines_per_line,
+            products=tuple(plant.products),
+            unit=plant.unit,
+            schema_version=plant.schema_version,
+            confirmation_interval=load.confirmation_interval,
+            telemetry_interval=load.telemetry_interval,
+            lot_size=load.lot_size,
+            buffer=plant.edge.buffer,
+            overflow=plant.edge.overflow,
+            drain_rate=plant.edge.drain_rate,
+            bursts=plan_bursts(scenario, plant.id),
+        )
+
+    @property
+    def machines(self) -> int:
+        return self.lines * self.machines_per_line
+
+    def item_of_line(self, line: int) -> str:
+        """The plant's local item code made on ``line`` (round robin over its products)."""
+        return self.products[line % len(self.products)]
+
+
+# ------------------------------------------------------------------------------------ aggregation
+@dataclass
+class _Telemetry:
+    """Running sums of one line's machine samples over one telemetry interval."""
+
+    samples: int = 0
+    temperature_sum: float = 0.0
+    temperature_max: float = -math.inf
+    speed_sum: float = 0.0
+    running: int = 0
+    alarms: int = 0
+
+
+@dataclass
+class AggregatorState:
+    """Everything the aggregator must remember across restarts (JSON-able)."""
+
+    last_good: list[int]
+    last_scrap: list[int]
+    pend_good: list[int]
+    pend_scrap: list[int]
+    lot_acc: list[int]  # good units toward the next lot, per line
+    lots_ready: list[list[float]]  # completion times of lots not yet emitted, per line
+    lot_seq: list[int]
+    seq: dict[str, int]
+    next_confirm: float | None = None
+    confirm_due: dict[str, float] = field(default_factory=dict)  # machine -> boundary time
+    downtime: list[list] = field(default_factory=list)  # [machine, start, end] not yet emitted
+    burst_sent: list[int] = field(default_factory=list)  # arrivals stored so far, per planned burst
+
+    @classmethod
+    def fresh(cls, config: EdgeConfig) -> AggregatorState:
+        n, lines = config.machines, config.lines
+        return cls(
+            [0] * n,
+            [0] * n,
+            [0] * n,
+            [0] * n,
+            [0] * lines,
+            [[] for _ in range(lines)],
+            [0] * lines,
+            dict.fromkeys(FLOW_CODES.values(), 0),
+        )
+
+
+class EdgeAggregator:
+    """Sans-IO: feed it observations with their scenario time, ask it for due events."""
+
+    def __init__(self, config: EdgeConfig, state: dict | None = None):
+        self.config = config
+        self.s = AggregatorState(**state) if state else AggregatorState.fresh(config)
+        self._tele = [_Telemetry() for _ in range(config.lines)]
+        self._tele_start: float | None = None
+        self._latest: dict[str, dict[int, object]] = {"state": {}, "temperature": {}, "speed": {}}
+
+    # ---------------------------------------------------------------------------------- inputs
+    def observe_counter(self, machine: int, kind: str, value: int, t: float) -> None:
+        """A counter (``good`` or ``scrap``) of ``machine`` read ``value`` at scenario time ``t``."""
+        last = self.s.last_good if kind == "good" else self.s.last_scrap
+        pend = self.s.pend_good if kind == "good" else self.s.pend_scrap
+        value = int(value)
+        previous = last[machine]
+        last[machine] = value
+        delta = value - previous if value >= previous else value  # a drop means the counter was reset
+        if delta <= 0:
+            return
+        pend[machine] += delta
+        if kind == "good":
+            line = machine // self.config.machines_per_line
+            acc = self.s.lot_acc[line] + delta
+            while acc >= self.config.lot_size:
+                acc -= self.config.lot_size
+                self.s.lots_ready[line].append(t)
+            self.s.lot_acc[line] = acc
+        self._schedule(t)
+
+    def observe_signal(self, machine: int, kind: str, value) -> None:
+        """The latest value of a non-counter signal (``state``, ``temperature``, ``speed``)."""
+        self._latest[kind][machine] = value
+
+    def sample(self, t: float) -> None:
+        """Add the latest signal values of every machine to the current telemetry interval."""
+        if self._tele_start is None:
+            self._tele_start = math.floor(t / self.config.telemetry_interval) * self.config.telemetry_interval
+        per_line = self.config.machines_per_line
+        state, speed = self._latest["state"], self._latest["speed"]
+        for m, temperature in self._latest["temperature"].items():
+            agg = self._tele[m // per_line]
+            agg.samples += 1
+            agg.temperature_sum += float(temperature)
+            agg.temperature_max = max(agg.temperature_max, float(temperature))
+            agg.speed_sum += float(speed.get(m, 0.0))
+            agg.running += state.get(m) == "running"
+            agg.alarms += state.get(m) == "down"
+
+    def observe_downtime(self, machine: int, start: float, end: float) -> None:
+        """A breakdown of ``machine`` from ``start`` to (expected) ``end`` in scenario seconds."""
+        self.s.downtime.append([machine, float(start), float(end)])
+
+    def _schedule(self, t: float) -> None:
+        if self.s.next_confirm is None:
+            interval = self.config.confirmation_interval
+            self.s.next_confirm = (math.floor(t / interval) + 1) * interval
+
+    # ---------------------------------------------------------------------------------- outputs
+    def collect(self, now: float, room: int | None = None) -> list[OutboxEvent]:
+        """Events due at scenario time ``now``; at most ``room`` of them (None: no limit).
+
+        What does not fit stays in the state (counter deltas, lots, downtime) and comes out later.
+        """
+        c, s = self.config, self.s
+        if s.next_confirm is not None and now >= s.next_confirm:
+            boundary = math.floor(now / c.confirmation_interval) * c.confirmation_interval
+            for m in range(c.machines):
+                if s.pend_good[m] or s.pend_scrap[m]:
+                    s.confirm_due[str(m)] = boundary
+            s.next_confirm = boundary + c.confirmation_interval
+        budget = math.inf if room is None else room
+        out: list[OutboxEvent] = []
+        for key in sorted(s.confirm_due, key=int):
+            m = int(key)
+            need = (s.pend_good[m] > 0) + (s.pend_scrap[m] > 0)
+            if need > budget:
+                break
+            t = s.confirm_due.pop(key)
+            line, machine = machine_path(m, c.machines_per_line)
+            item = c.item_of_line(m // c.machines_per_line)
+            if s.pend_good[m] > 0:
+                out.append(self._event(OPERATION_CONFIRMATION, line, item, "", s.pend_good[m], c.unit, t))
+            if s.pend_scrap[m] > 0:
+                out.append(self._event(SCRAP, line, item, "", s.pend_scrap[m], c.unit, t))
+            s.pend_good[m] = s.pend_scrap[m] = 0
+            budget -= need
+        for li in range(c.lines):
+            while s.lots_ready[li] and budget >= 1:
+                t = s.lots_ready[li].pop(0)
+                s.lot_seq[li] += 1
+                lot = f"{c.plant}-L{li + 1:02d}-{s.lot_seq[li]:06d}"
+                out.append(
+                    self._event(GOODS_RECEIPT, f"Line{li + 1:02d}", c.item_of_line(li), lot, c.lot_size, c.unit, t)
+                )
+                budget -= 1
+        while c.post_downtime and s.downtime and budget >= 1:
+            m, start, end = s.downtime.pop(0)
+            line, machine = machine_path(int(m), c.machines_per_line)
+            out.append(
+                self._event(
+                    DOWNTIME,
+                    line,
+                    f"{line}-{machine}",
+                    "",
+                    max(0.0, end - start),
+                    "s",
+                    start,
+                    source="PLC",
+                    target="MAINTENANCE",
+                )
+            )
+            budget -= 1
+        if not c.post_downtime:
+            s.downtime.clear()
+        self._collect_bursts(now, budget, out)
+        return out
+
+    def _collect_bursts(self, now: float, budget: float, out: list[OutboxEvent]) -> None:
+        """Burst arrivals due by ``now`` that were not stored yet, at most ``budget`` of them."""
+        sent = self.s.burst_sent
+        sent.extend([0] * (len(self.config.bursts) - len(sent)))
+        for k, burst in enumerate(self.config.bursts):
+            due = burst.due(now)
+            end = due if math.isinf(budget) else min(due, sent[k] + int(budget))
+            for i in range(sent[k], end):
+                line = burst.lines[i]
+                item = burst.item or self.config.item_of_line(line)
+                out.append(self._event(burst.flow, f"Line{line + 1:02d}", item, "", burst.qty[i], burst.unit,
+                                       burst.times[i]))
+            budget -= end - sent[k]
+            sent[k] = end
+
+    def telemetry_due(self, now: float) -> list[dict]:
+        """Per-line telemetry aggregates of every interval that ended by ``now``."""
+        if self._tele_start is None or now < self._tele_start + self.config.telemetry_interval:
+            return []
+        t_end = math.floor(now / self.config.telemetry_interval) * self.config.telemetry_interval
+        rows = []
+        for li, agg in enumerate(self._tele):
+            if agg.samples == 0:
+                continue
+            rows.append(
+                {
+                    "plant": self.config.plant,
+                    "line": f"Line{li + 1:02d}",
+                    "t_start": self._tele_start,
+                    "t_end": t_end,
+                    "samples": agg.samples,
+                    "temperature_mean": agg.temperature_sum / agg.samples,
+                    "temperature_max": agg.temperature_max,
+                    "speed_mean": agg.speed_sum / agg.samples,
+                    "running_share": agg.running / agg.samples,
+                    "alarms": agg.alarms,
+                }
+            )
+        self._tele = [_Telemetry() for _ in range(self.config.lines)]
+        self._tele_start = t_end
+        return rows
+
+    def state(self) -> dict:
+        """The JSON-able state to save with the events just collected."""
+        return dict(self.s.__dict__)
+
+    def _event(
+        self,
+        flow: str,
+        line: str,
+        item: str,
+        lot: str,
+        qty: float,
+        unit: str,
+        t: float,
+        source: str = "MES",
+        target: str = "ERP",
+    ) -> OutboxEvent:
+        code = FLOW_CODES[flow]
+        self.s.seq[code] = self.s.seq.get(code, 0) + 1  # a state saved before a code existed lacks it
+        txn = f"{self.config.plant}-{code}-{self.s.seq[code]:06d}"
+        return OutboxEvent(
+            txn_id=txn,
+            correlation_id=lot or txn,
+            flow=flow,
+            plant=self.config.plant,
+            line=line,
+            item=item,
+            lot=lot,
+            qty=float(qty),
+            unit=unit,
+            schema_version=self.config.schema_version,
+            t_created=float(t),
+            source=source,
+            target=target,
+        )

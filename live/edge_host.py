@@ -1,0 +1,200 @@
+"""A plant's edge gateway: OPC UA subscription in, business events out, store-and-forward between.
+
+The host joins three parts, each with one job: an asyncua client subscription (notifications queued
+by :class:`_Handler`), the sans-IO :class:`~live.edge_aggregator.EdgeAggregator` (observations in,
+events out), the :class:`~live.edge_store.EdgeStore` (outbox and aggregator state, one commit per
+tick) and the :class:`~live.edge_poster.GatewayPoster` (outbox to the gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+from kernel.clock import ScaledClock
+from live.edge_aggregator import EdgeAggregator, EdgeConfig
+from live.edge_poster import GatewayPoster, wait_or_stop
+from live.edge_store import EdgeStore
+from live.opcua_bulk import create_bulk_subscription
+from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
+
+__all__ = ["SIGNALS", "Edge", "EdgeConfig"]
+
+log = logging.getLogger(__name__)
+
+SIGNALS = {
+    "GoodCount": "good",
+    "ScrapCount": "scrap",
+    "State": "state",
+    "Temperature": "temperature",
+    "Speed": "speed",
+}
+
+
+class _Handler:
+    """Subscription callbacks: queue raw notifications for the processing loop.
+
+    Data changes arrive a whole PublishResponse at a time (:class:`~live.opcua_bulk.BulkSubscription`),
+    keyed ``(machine, signal kind)``; downtime events one by one.
+    """
+
+    def __init__(self, clock: ScaledClock, inbox: list):
+        self.clock, self.inbox = clock, inbox
+
+    def datachange_batch(self, items: list[tuple[tuple[int, str], ua.DataValue]]) -> None:
+        to_scenario, now = self.clock.to_scenario, None
+        for (machine, kind), dv in items:
+            stamp = dv.SourceTimestamp
+            if isinstance(stamp, datetime):
+                t = max(0.0, to_scenario(stamp.timestamp()))  # values read during warm-up count from 0
+            else:
+                now = self.clock.now() if now is None else now
+                t = now
+            value = dv.Value.Value if dv.Value is not None else None
+            self.inbox.append(("signal", machine, kind, value, t))
+
+    def event_notification(self, event) -> None:
+        machine, line = getattr(event, "Machine", None), getattr(event, "Line", None)
+        if machine is None or line is None:
+            return
+        self.inbox.append(("downtime", str(line), str(machine), float(event.DownStart), float(event.DownEnd)))
+
+
+class Edge:
+    """One plant's edge process: subscribe, aggregate, store, forward. ``run()`` until stopped."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        run_dir: Path,
+        opcua_url: str,
+        gateway_url: str,
+        api_key: str,
+        clock: ScaledClock,
+        access: OpcUaAccess,
+        tick: float = 0.25,
+        batch_size: int = 200,
+        publishing_interval_ms: int = 250,
+    ):
+        self.config, self.opcua_url, self.clock, self.access = config, opcua_url, clock, access
+        self.tick, self.publishing_interval_ms = tick, publishing_interval_ms
+        self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
+        self.aggregator = EdgeAggregator(config, self.store.load_state())
+        self.poster = GatewayPoster(
+            self.store,
+            gateway_url,
+            api_key,
+            config.schema_version,
+            clock,
+            batch_size,
+            wall_rate=config.drain_rate * clock.speed,
+        )
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.dropped = 0
+        self._inbox: list = []
+        self._machine_of = {machine_path(i, config.machines_per_line): i for i in range(config.machines)}
+
+    async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+        """Run the subscription, processing and posting loops until ``stop`` is set, then flush."""
+        tasks = [asyncio.create_task(self._opcua_loop(stop)), asyncio.create_task(self.poster.run(stop))]
+        if ready is not None:
+            ready()
+        try:
+            while not stop.is_set():
+                if self.clock.now() >= 0:  # during the warm-up the readings only queue up
+                    self.process()
+                await wait_or_stop(stop, self.tick)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.process()
+            self.store.close()
+
+    def process(self) -> int:
+        """Feed queued notifications to the aggregator; store due events and state in one commit."""
+        inbox, self._inbox[:] = list(self._inbox), []
+        for item in inbox:
+            if item[0] == "signal":
+                _, machine, kind, value, t = item
+                if kind in ("good", "scrap"):
+                    self.aggregator.observe_counter(machine, kind, value, t)
+                else:
+                    self.aggregator.observe_signal(machine, kind, value)
+            else:
+                _, line, machine, start, end = item
+                m = self._machine_of.get((line, machine))
+                if m is not None:
+                    self.aggregator.observe_downtime(m, start, end)
+        now = self.clock.now()
+        telemetry = self.aggregator.telemetry_due(now)  # close finished intervals before sampling
+        self.aggregator.sample(now)
+        events = self.aggregator.collect(now, self.store.room())
+        if events or telemetry or inbox:
+            self.dropped += self.store.add(events, now, self.aggregator.state(), telemetry)
+        return len(events)
+
+    async def _client(self) -> Client:
+        client = Client(self.opcua_url, timeout=10, watchdog_intervall=5.0)  # probes tolerate a busy host
+        if not self.access.insecure:
+            client.application_uri = f"urn:synctwin:edge:{self.config.plant}"
+            cert, key = await ensure_certificate(
+                self.access.pki_dir, f"edge-{self.config.plant}", client.application_uri, server=False
+            )
+            await client.set_security(
+                SecurityPolicyBasic256Sha256, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt
+            )
+            client.set_user(self.access.user)
+            client.set_password(self.access.password)
+        return client
+
+    async def _opcua_loop(self, stop: asyncio.Event) -> None:
+        """Connect, subscribe, watch the connection; reconnect with backoff when it drops."""
+        delay = 0.5
+        while not stop.is_set():
+            client = None
+            try:
+                client = await self._client()
+                await client.connect()
+                await self._subscribe(client)
+                self.connects += 1
+                self.connected.set()
+                delay = 0.5
+                while not stop.is_set():
+                    await wait_or_stop(stop, 1.0)
+                    await client.check_connection()
+            except Exception as exc:  # any failure: log, back off, reconnect
+                if not stop.is_set():
+                    log.warning(
+                        "OPC UA connection to %s lost (%s); reconnecting in %.1f s",
+                        self.opcua_url,
+                        exc,
+                        delay,
+                    )
+            finally:
+                self.connected.clear()
+                if client is not None:
+                    with contextlib.suppress(Exception):  # the server may already be gone
+                        await asyncio.wait_for(client.disconnect(), 5)
+            await wait_or_stop(stop, delay)
+            delay = min(5.0, delay * 2)
+
+    async def _subscribe(self, client: Client) -> None:
+        c = self.config
+        idx = await client.get_namespace_index(namespace_uri(c.plant))
+        nodes: dict[tuple[int, str], ua.NodeId] = {}
+        for i in range(c.machines):
+            line, machine = machine_path(i, c.machines_per_line)
+            for name, kind in SIGNALS.items():
+                nodes[(i, kind)] = ua.NodeId(f"{c.plant}.{line}.{machine}.{name}", idx)
+        sub = await create_bulk_subscription(client, self.publishing_interval_ms, _Handler(self.clock, self._inbox))
+        await sub.subscribe_keyed(nodes)
+        etype = await client.nodes.base_event_type.get_child([f"{idx}:{DOWNTIME_EVENT}"])
+        await sub.subscribe_events(client.get_node(ua.NodeId(c.plant, idx)), etype)
