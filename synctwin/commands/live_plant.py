@@ -92,7 +92,7 @@ def edge(
 ) -> None:
     """Subscribe to PLANT's OPC UA server, turn counters into business events, forward them."""
     from kernel.clock import ScaledClock
-    from live.edge_host import Edge, EdgeConfig
+    from live.edge import Edge, EdgeConfig
     from live.opcua_server import access_for_run
 
     spec = _load(scenario, speed)

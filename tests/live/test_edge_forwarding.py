@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from integration.canonical import PayloadV1, PayloadV2
 from kernel.clock import ScaledClock
 from kernel.trace import GOODS_RECEIPT, OPERATION_CONFIRMATION
-from live.edge_host import Edge, EdgeConfig
+from live.edge import Edge, EdgeConfig
 from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run
 from live.plant_host import PlantHost

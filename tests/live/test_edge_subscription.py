@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from asyncua import ua
 
 from kernel.clock import ScaledClock
-from live.edge_host import _Handler
+from live.edge import _Handler
 
 
 def test_batch_rows_carry_machine_kind_value_and_the_scenario_time_of_the_source_stamp():
