@@ -3,7 +3,9 @@
 One posting server per ERP (postings are served one at a time, each taking a service time drawn from
 the scenario's :class:`~scenarios.spec.ErpSpec`, scaled by the run's speed), an optional API rate limit
 counted in scenario time, and a mode switch for faults: ``normal``, ``outage`` (503) and ``slow``
-(service time times ``factor``). Like a real ERP it does **not** de-duplicate: the same ``txn_id``
+(service time times ``factor``), and the share-based modes of :mod:`live.erp_faults` (``throttle``: 429
+storms with Retry-After, ``errors``: 500s, ``lose_answer``: commit, then drop the connection unanswered).
+Like a real ERP it does **not** de-duplicate: the same ``txn_id``
 posted twice is two ledger rows; idempotency is the integration layer's job.
 
 Two posting routes: ``POST /postings`` (one posting) and ``POST /postings/batch`` (a JSON list of
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from integration.gateway.ratelimit import TokenBucket
 from kernel.clock import ScaledClock
 from kernel.trace import FLOWS
+from live.erp_faults import DROP, ErpApp, InjectedFaults, drop_connection, loses_answer, refusal
 from scenarios.spec import ErpSpec, LatencySpec
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
@@ -74,8 +77,10 @@ class ModeChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["normal", "outage", "slow"]
+    mode: Literal["normal", "outage", "slow", "throttle", "errors", "lose_answer"]
     factor: float = Field(5.0, ge=1, description="slow mode: service time multiplier")
+    share: float = Field(1.0, ge=0, le=1, description="throttle / errors / lose_answer: share of requests hit")
+    retry_after: float = Field(1.0, ge=0, description="throttle: Retry-After in wall seconds")
 
 
 class Ledger:
@@ -188,6 +193,9 @@ class ErpTwin:
     factor: float = 1.0
     server: asyncio.Lock = field(default_factory=asyncio.Lock)
     bucket: TokenBucket | None = None
+    share: float = 1.0
+    retry_after: float = 1.0
+    injected: InjectedFaults = field(default_factory=InjectedFaults)
 
     def __post_init__(self) -> None:
         if self.spec.rate_limit:
@@ -199,6 +207,9 @@ class ErpTwin:
             await asyncio.sleep(self.clock.wall_delay(self.spec.network_latency))
         if self.mode == "outage":
             return 503, {"detail": f"ERP {self.kind} is down (outage)"}, {"Retry-After": "1"}
+        refused = refusal(self.mode, self.share, self.retry_after, self.rng, self.kind, self.injected)
+        if refused is not None:
+            return refused
         if self.bucket is not None:
             wait = self.bucket.take(n, self.clock.now())
             if wait == math.inf:
@@ -231,6 +242,8 @@ class ErpTwin:
         async with self.server:
             t_posted = await self._serve(sample_service_time(self.spec.service, self.rng))
             posting_id = self.ledger.post(posting, self.kind, t_posted)
+        if loses_answer(self.mode, self.share, self.rng, self.injected):
+            return DROP, {}, {}
         return 201, {"txn_id": posting.txn_id, "posting_id": posting_id, "t_posted": t_posted}, {}
 
     async def post_batch(self, postings: list[Posting]) -> Answer:
@@ -241,6 +254,8 @@ class ErpTwin:
         async with self.server:
             t_posted = await self._serve(sample_service_times(self.spec.service, self.rng, len(postings)))
             first, last = self.ledger.post_many(postings, self.kind, t_posted)
+        if loses_answer(self.mode, self.share, self.rng, self.injected):
+            return DROP, {}, {}
         return 201, {"posted": len(postings), "first_posting_id": first, "last_posting_id": last,
                      "t_posted": t_posted}, {}
 
@@ -255,12 +270,14 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
         yield
         ledger.close()
 
-    app = FastAPI(title=f"synctwin ERP twin ({kind})", lifespan=lifespan)
+    app = ErpApp(title=f"synctwin ERP twin ({kind})", lifespan=lifespan)
     app.state.twin = twin
 
     @app.post("/postings", status_code=201, summary="Post one transaction to the ledger (no de-duplication)")
     async def post(posting: Posting, request: Request) -> JSONResponse:
         status, body, headers = await twin.post(posting)
+        if status == DROP and drop_connection(request):
+            return JSONResponse({}, 500)  # never sent: the connection is gone
         correlation = request.headers.get("X-Correlation-Id") or posting.correlation_id or posting.txn_id
         return JSONResponse(body, status, headers={"X-Correlation-Id": correlation, **headers})
 
@@ -278,6 +295,8 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
         status, body, headers = await twin.post_batch(postings)
+        if status == DROP and drop_connection(request):
+            return JSONResponse({}, 500)  # never sent: the connection is gone
         correlation = request.headers.get("X-Correlation-Id") or postings[0].correlation_id or postings[0].txn_id
         return JSONResponse(body, status, headers={"X-Correlation-Id": correlation, **headers})
 
@@ -293,15 +312,17 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
         rows = ledger.rows(since, after, limit, txn_id)
         return {"erp": kind, "rows": rows, "next_after": rows[-1]["id"] if rows else after}
 
-    @app.post("/admin/mode", summary="Switch normal / outage / slow")
+    @app.post("/admin/mode", summary="Switch normal / outage / slow / throttle / errors / lose_answer")
     async def set_mode(change: ModeChange) -> dict[str, Any]:
         twin.mode = change.mode
         twin.factor = change.factor if change.mode == "slow" else 1.0
-        return {"erp": kind, "mode": twin.mode, "factor": twin.factor}
+        twin.share, twin.retry_after = change.share, change.retry_after
+        return await get_mode()
 
     @app.get("/admin/mode")
     async def get_mode() -> dict[str, Any]:
-        return {"erp": kind, "mode": twin.mode, "factor": twin.factor}
+        return {"erp": kind, "mode": twin.mode, "factor": twin.factor, "share": twin.share,
+                "retry_after": twin.retry_after, "injected": twin.injected.as_json()}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
