@@ -105,10 +105,7 @@ def _group_rows(prep: Prepared, plants: list[str], t_from: float = -np.inf) -> d
 
 
 def _plant_erp(prep: Prepared) -> dict[str, str]:
-    # The virtual engine lists plants as objects, the live engine as bare ids.
-    plants = prep.run.meta.get("plants", [])
-    return {str(p.get("id")) if isinstance(p, dict) else str(p): str(p.get("erp", "")) if isinstance(p, dict) else ""
-            for p in plants}
+    return {p.id: p.erp for p in prep.run.record.plants}
 
 
 def _plant_index(series: pd.Series, plants: list[str]) -> np.ndarray:
@@ -163,13 +160,11 @@ def per_plant(prep: Prepared) -> list[dict[str, Any]]:
 def per_wave(prep: Prepared) -> list[dict[str, Any]]:
     """One row per rollout wave: its plants before and after their cutover time."""
     rows = []
-    for w in prep.run.meta.get("waves", []):
-        plants = [str(p) for p in w.get("plants", [])]
-        at = float(w.get("at", 0.0))
-        after = _group_rows(prep, plants, at)
-        before = _before(prep, plants, at)
-        rows.append({"wave": str(w.get("name", "")), "at": at, "erp": erp_name(w.get("erp", "")),
-                     "plants": plants, "after": after, "before": before})
+    for w in prep.run.record.waves:
+        after = _group_rows(prep, w.plants, w.at)
+        before = _before(prep, w.plants, w.at)
+        rows.append({"wave": w.name, "at": w.at, "erp": erp_name(w.erp), "plants": list(w.plants),
+                     "after": after, "before": before})
     return rows
 
 

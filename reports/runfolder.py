@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
+from kernel.run_record import RunRecord
 from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.spec import Scenario, SlaSpec
@@ -46,22 +48,23 @@ class RunData:
     ledger: pd.DataFrame
     lots: pd.DataFrame
     slas: SlaSpec
+    record: RunRecord  # run.json, typed; ``meta`` is its JSON form
     problems: list[str] = field(default_factory=list)  # non-fatal oddities shown in the report
 
     @property
     def duration(self) -> float:
         """Scenario seconds the run covered."""
-        return float(self.meta["duration"])
+        return self.record.duration
 
     @property
     def replications(self) -> int:
         """Number of replications (at least 1)."""
-        return max(1, int(self.meta.get("replications", 1)))
+        return self.record.replications
 
     @property
     def start_clock(self) -> datetime:
         """Wall-clock time of scenario second 0."""
-        return datetime.fromisoformat(str(self.meta["start_clock"]))
+        return self.record.start_clock
 
 
 def _read_table(path: Path, schema: pa.Schema, skip: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -86,35 +89,32 @@ def _read_table(path: Path, schema: pa.Schema, skip: tuple[str, ...] = ()) -> pd
     return frame
 
 
-def _read_meta(run_dir: Path) -> dict[str, Any]:
+def _read_record(run_dir: Path) -> RunRecord:
+    """``run.json`` through :class:`RunRecord`; a malformed one raises naming each bad field."""
     path = run_dir / "run.json"
     if not path.is_file():
         raise RunFolderError(f"{path}: file missing; is {run_dir} a run folder (runs/<run-id>/)?")
     try:
-        meta = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise RunFolderError(f"{path}: expected a JSON object with run_id, duration, start_clock, ...")
-    for key in ("run_id", "duration"):
-        if key not in meta:
-            raise RunFolderError(f"{path}: field {key!r} missing; the engine writes it at the end of a run")
+    if not isinstance(raw, dict):
+        raise RunFolderError(f"{path}: expected a JSON object with run_id, engine, duration, start_clock, ...")
     try:
-        meta["duration"] = float(meta["duration"])
-    except (TypeError, ValueError):
-        raise RunFolderError(f"{path}: field 'duration' must be scenario seconds, got {meta['duration']!r}") from None
-    if meta["duration"] <= 0:
-        raise RunFolderError(f"{path}: field 'duration' must be > 0 seconds")
-    meta.setdefault("start_clock", "2026-01-05T06:00:00")
-    try:
-        datetime.fromisoformat(str(meta["start_clock"]))
-    except ValueError:
-        raise RunFolderError(f"{path}: field 'start_clock' must be ISO time like 2026-01-05T06:00:00") from None
-    for key in ("faults", "waves", "bursts", "breaker", "plants"):
-        if not isinstance(meta.get(key) or [], list):
-            raise RunFolderError(f"{path}: field {key!r} must be a list")
-        meta[key] = meta.get(key) or []
-    return meta
+        return RunRecord.model_validate(raw)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {'; '.join(_field_problem(e) for e in exc.errors())} "
+                             "(kernel.run_record.RunRecord is the contract; the engine writes it at the end of a run)"
+                             ) from None
+
+
+def _field_problem(error: Any) -> str:
+    field_name = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "missing":
+        return f"field {field_name!r} missing"
+    if error["type"] == "extra_forbidden":
+        return f"field {field_name!r} is not part of run.json"
+    return f"field {field_name!r}: {error['msg']} (got {error.get('input')!r})"
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -122,7 +122,8 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder; pass a folder such as runs/<run-id>")
-    meta = _read_meta(run_dir)
+    record = _read_record(run_dir)
+    meta = record.json_dict()
     problems: list[str] = []
     scenario: Scenario | None = None
     scenario_path = run_dir / "scenario.yaml"
@@ -138,7 +139,7 @@ def load_run(run_dir: str | Path) -> RunData:
     trace = _read_table(run_dir / "trace.parquet", TRACE_SCHEMA, skip=_TRACE_SKIP)
     ledger = _read_table(run_dir / "ledger.parquet", LEDGER_SCHEMA)
     lots = _read_table(run_dir / "lots.parquet", LOTS_SCHEMA)
-    return RunData(run_dir, meta, scenario, scenario_text, trace, ledger, lots, slas, problems)
+    return RunData(run_dir, meta, scenario, scenario_text, trace, ledger, lots, slas, record, problems)
 
 
 def _slas(meta: dict[str, Any], scenario: Scenario | None, run_dir: Path) -> SlaSpec:

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from actors.runtime import ensure_ray
+from kernel.run_folder import write_run_folder
+from kernel.run_record import run_record
 from scenarios.spec import Scenario
 from scenarios.units import format_duration
 from virtual import run_folder
@@ -54,14 +56,16 @@ def run_virtual(scenario: Scenario, out: Path | None = None, replications: int |
         if we_started:
             ray.shutdown()
     wall = time.perf_counter() - started
+    if len(result.placement) > 1:
+        spread_over = ", ".join(f"{node[:8]}×{n}" for node, n in sorted(result.placement.items()))
+        console.print(f"  plant actors on {len(result.placement)} nodes: {spread_over}", highlight=False)
     trace_t = run_folder.trace_table(result.rows, scenario, run_id)
     notes = [f"faults[{i}] process_kill: acts in the live engine only (a killed process has no virtual twin)"
              for i, f in enumerate(scenario.faults) if f.kind == "process_kill"]
     for note in notes:
         console.print(f"  note: {note}", highlight=False)
-    meta = run_folder.run_meta(scenario, run_id, "virtual", reps, wall, result.breaker,
-                               {"transactions": trace_t.num_rows, "notes": notes})
-    run_folder.write_run_folder(out, scenario, meta, trace_t,
-                                run_folder.ledger_table(result.rows, scenario, run_id),
-                                run_folder.lots_table(result.lots, scenario, run_id))
+    record = run_record(scenario, run_id=run_id, engine="virtual", wall_seconds=wall, replications=reps,
+                        breaker=result.breaker, transactions=trace_t.num_rows, notes=notes)
+    write_run_folder(out, record, trace_t, run_folder.ledger_table(result.rows, scenario, run_id),
+                     run_folder.lots_table(result.lots, scenario, run_id), scenario=scenario)
     return out

@@ -1,4 +1,4 @@
-"""Write an engine's columnar results as the run folder every report reads.
+"""The virtual engine's columnar results as the run folder's tables (written by :mod:`kernel.run_folder`).
 
 Codes become text here, with Arrow kernels (no Python loop over rows): a week of a dozen plants is
 more than a million rows.
@@ -6,19 +6,12 @@ more than a million rows.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-import synctwin
 from kernel import trace
 from scenarios.generator import Vocabulary
-from scenarios.loader import dump_scenario
 from scenarios.spec import Scenario
 from virtual import batch as B
 from virtual.plant import LOT_LINE_BASE
@@ -128,50 +121,3 @@ def lots_table(lots: dict[str, np.ndarray], scenario: Scenario, run_id: str) -> 
         **{k: pa.array(v) for k, v in clip.items()},
         "shipped_while_held": pa.array(shipped_while_held),
     }, schema=trace.LOTS_SCHEMA)
-
-
-def run_meta(scenario: Scenario, run_id: str, engine: str, replications: int, wall_seconds: float,
-             breaker: list[dict], extra: dict | None = None) -> dict:
-    """The ``run.json`` content: what is needed to read and to repeat the run."""
-    plants = scenario.landscape.all_plants
-    return {
-        "run_id": run_id,
-        "scenario": scenario.name,
-        "engine": engine,
-        "version": synctwin.__version__,
-        "seed": scenario.run.seed,
-        "replications": replications,
-        "duration": scenario.run.duration,
-        "start_clock": scenario.run.start_clock.isoformat(),
-        "wall_seconds": round(wall_seconds, 3),
-        "created_at": datetime.now().isoformat(timespec="seconds"),
-        "plants": [{"id": p.id, "erp": p.erp, "lines": p.lines, "machines": p.lines * p.machines_per_line,
-                    "schema_version": p.schema_version} for p in plants],
-        "faults": [{"kind": f.kind, "start": f.at, "end": f.at + f.duration, "erp": f.erp,
-                    "plants": f.plants, "target": f.target} for f in scenario.faults],
-        "waves": [{"name": w.name, "at": w.at, "plants": w.plants, "erp": w.erp} for w in scenario.rollout.waves],
-        "bursts": burst_windows(scenario),
-        "breaker": breaker,
-        "slas": scenario.slas.model_dump(mode="json"),
-        **(extra or {}),
-    }
-
-
-def burst_windows(scenario: Scenario, until: float | None = None) -> list[dict]:
-    """The load bursts that begin before ``until`` (default: the run's end) as run metadata in scenario
-    seconds, for the report's charts; a burst planned after the run ended never happened."""
-    end = scenario.run.duration if until is None else until
-    return [{"flow": b.flow, "start": b.at, "end": b.at + b.duration, "rate": b.rate, "plants": b.plants}
-            for b in scenario.load.bursts if b.at < end]
-
-
-def write_run_folder(out: Path, scenario: Scenario, meta: dict, trace_t: pa.Table, ledger_t: pa.Table,
-                     lots_t: pa.Table) -> Path:
-    """Write every file of a run folder into ``out`` (created if needed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.yaml").write_text(dump_scenario(scenario))
-    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-    pq.write_table(trace_t, out / "trace.parquet", compression="zstd")
-    pq.write_table(ledger_t, out / "ledger.parquet", compression="zstd")
-    pq.write_table(lots_t, out / "lots.parquet", compression="zstd")
-    return out

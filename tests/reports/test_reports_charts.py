@@ -6,9 +6,9 @@ from datetime import datetime
 
 from matplotlib.figure import Figure
 
+from kernel.run_record import burst_windows
 from reports.charts import decorate, timeline_chart
 from scenarios.spec import Scenario
-from virtual.run_folder import burst_windows
 
 START = datetime(2026, 1, 5, 6, 0)
 BURST = {"at": "4h", "duration": "20m", "flow": "backflush", "rate": "25/s"}
