@@ -9,15 +9,15 @@ Node ids are strings (``ns=2;s=P01.Line01.M01.GoodCount``) so clients and tests 
 machine without browsing. Every breakdown fires one ``MachineDowntimeEventType`` event on the plant
 folder carrying the machine, the line and the scenario-time start and end of the downtime.
 
-Security: by default only Basic256Sha256 (Sign, SignAndEncrypt) endpoints with a username and
-password; certificates live under ``RUN_DIR/state/pki/``. Anonymous access over SecurityPolicy None
-exists only with ``insecure=True`` on a loopback address.
+Security: by default only Basic256Sha256 (Sign, SignAndEncrypt) endpoints with a username and an
+encrypted password, on a secured channel only (:mod:`live.opcua_security`); certificates live under
+``RUN_DIR/state/pki/``. Anonymous access over SecurityPolicy None exists only with ``insecure=True`` on
+a loopback address.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hmac
 import ipaddress
 import json
 import logging
@@ -32,14 +32,12 @@ from pathlib import Path
 
 import numpy as np
 from asyncua import Server, ua
-from asyncua.common.utils import ServiceError
 from asyncua.crypto import cert_gen
-from asyncua.crypto.permission_rules import User, UserRole
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kernel.clock import ScaledClock
 from live.opcua_batch import write_values
+from live.opcua_security import GuardedInternalServer, PasswordUsers, trusted_validator
 from twins.machines import DOWN, STATE_NAMES, BankStep, MachineBank
 
 log = logging.getLogger(__name__)
@@ -147,34 +145,6 @@ async def ensure_certificate(pki_dir: Path, name: str, app_uri: str, server: boo
     return cert, key
 
 
-class _PasswordUsers:
-    """Accepts exactly one user name and password (constant-time compare); everyone else is refused."""
-
-    def __init__(self, user: str, password: str):
-        self._user, self._password = user, password
-
-    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:
-        if username is None or password is None:
-            return None
-        if hmac.compare_digest(username, self._user) and hmac.compare_digest(str(password), self._password):
-            return User(role=UserRole.User, name=username)
-        return None
-
-
-def _trusted_validator(pki_dir: Path) -> Callable:
-    """A certificate validator that accepts only client certificates found in ``pki_dir/trusted``."""
-
-    async def validate(certificate, app_description) -> None:
-        der = certificate.public_bytes(Encoding.DER)
-        trusted = Path(pki_dir) / "trusted"
-        for path in trusted.glob("*.der") if trusted.exists() else ():
-            if path.read_bytes() == der:
-                return
-        raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
-
-    return validate
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A currently free TCP port on ``host`` (asyncua needs a concrete port in its endpoint URL)."""
     with socket.socket() as sock:
@@ -211,9 +181,10 @@ class PlantOpcUaServer:
         """Build the address space, listen, and return the endpoint URL."""
         port = self.port or free_port(self.host)
         self.url = f"opc.tcp://{self.host}:{port}/synctwin/{self.plant}"
-        server = Server()
-        if not self.access.insecure:
-            server.iserver.set_user_manager(_PasswordUsers(self.access.user, self.access.password))
+        if self.access.insecure:
+            server = Server()
+        else:
+            server = Server(iserver=GuardedInternalServer(PasswordUsers(self.access.user, self.access.password)))
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name(f"synctwin plant {self.plant}")
@@ -234,7 +205,7 @@ class PlantOpcUaServer:
                 ]
             )
             server.set_identity_tokens([ua.UserNameIdentityToken])
-            server.set_certificate_validator(_trusted_validator(self.access.pki_dir))
+            server.set_certificate_validator(trusted_validator(self.access.pki_dir))
         idx = await server.register_namespace(namespace_uri(self.plant))
         await self._build(server, idx)
         await server.start()

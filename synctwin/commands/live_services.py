@@ -1,4 +1,5 @@
-"""``synctwin broker``, ``synctwin gateway`` and ``synctwin erp``: the live engine's integration services.
+"""``synctwin broker``, ``synctwin gateway``, ``synctwin erp``: the live engine's integration services
+(and ``synctwin opcua-trust``, which trusts a third-party OPC UA client's certificate).
 
 Each runs in the foreground, prints ``READY <service> <url>`` once it accepts requests and stops
 cleanly on SIGTERM. Runnable on its own too: ``python -m synctwin.commands.live_services gateway ...``.
@@ -111,11 +112,31 @@ def erp(
     serve(app, f"erp-{kind}", port)
 
 
+def opcua_trust(
+    cert: Path = typer.Argument(..., help="the client's application certificate, DER or PEM"),
+    run_dir: Path = typer.Option(..., help="run folder; the certificate goes to RUN_DIR/state/pki/trusted/"),
+) -> None:
+    """Trust an OPC UA client's certificate (e.g. UaExpert's) on the plant servers of RUN_DIR.
+
+    Stored as DER in RUN_DIR/state/pki/trusted/, read on every new session (no restart needed).
+
+    The user and password are the "opcua" entry of RUN_DIR/state/credentials.json.
+    """
+    from live.opcua_security import trust_client_certificate
+
+    try:
+        target = trust_client_certificate(cert, run_dir / "state" / "pki")
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"trusted {cert} as {target}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``broker``, ``gateway`` and ``erp`` to ``app``."""
+    """Add ``broker``, ``gateway``, ``erp`` and ``opcua-trust`` to ``app``."""
     app.command("broker")(broker)
     app.command("gateway")(gateway)
     app.command("erp")(erp)
+    app.command("opcua-trust")(opcua_trust)
 
 
 if __name__ == "__main__":
