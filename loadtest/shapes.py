@@ -43,3 +43,26 @@ class StepShape(LoadTestShape):
         if users > self.max_users:
             return None
         return users, self.step_users
+
+
+class PlanShape(LoadTestShape):
+    """A :mod:`loadtest.plan` plan as Locust user counts: each user posts ``per_user_rate`` events/s,
+    so a stage of ``rate`` events/s runs ``ceil(rate / per_user_rate)`` users. Stops after the plan."""
+
+    plan: list = []
+    per_user_rate: float = 1.0
+
+    def tick(self) -> tuple[int, float] | None:
+        from loadtest.plan import rate_at, users_for
+
+        rate = rate_at(self.plan, self.get_run_time())
+        if rate is None:
+            return None
+        users = users_for(rate, self.per_user_rate)
+        return users, max(float(users), 1.0)  # the whole stage's users within a second
+
+
+def plan_shape(plan: list, per_user_rate: float) -> PlanShape:
+    """A :class:`PlanShape` instance for ``plan``."""
+    shape_cls = type("ScenarioPlanShape", (PlanShape,), {"plan": list(plan), "per_user_rate": per_user_rate})
+    return shape_cls()

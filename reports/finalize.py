@@ -10,6 +10,7 @@ from typing import Any
 from reports.charts import Chart, run_charts
 from reports.evaluate import evaluate_prepared
 from reports.html import render_report
+from reports.load import load_section
 from reports.prep import prepare
 from reports.runfolder import load_run
 from reports.timeseries import build_series
@@ -39,6 +40,11 @@ def finalize_run(run_dir: Path, pdf: bool = False) -> RunVerdict:
     write_json(run_dir / "sla.json", sla)
     view = build_view(sla)
     charts: list[Chart] = run_charts(build_series(prep), sla, run.meta, run.start_clock)
+    load = load_section(run_dir)  # a `synctwin load` run: Locust's statistics beside the chain's
+    if load is not None:
+        charts += load.charts
+        view.tables += load.tables
+        view.verdicts += [("neutral", line) for line in load.lines]
     (run_dir / "report.html").write_text(render_report(view, charts, run.scenario_text), encoding="utf-8")
     if pdf:
         from reports.pdf import write_pdf  # only runs that ask for a PDF pay for the PDF backend
