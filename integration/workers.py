@@ -528,7 +528,7 @@ class Worker:
              detail: str, mapped: bool = False) -> tuple:
         """The copy's delivery row in ``DELIVERY_COLUMNS`` order. Item, quantity and unit are the ERP's
         (mapped) ones for postings, so trace and ledger reconcile; otherwise the plant's as received."""
-        event, t_acked = copy.event, self.clock.now()
+        event, t_acked = copy.event, self.clock.now()  # outcome recorded now, broker ack next: kernel/trace.py
         if event is None:
             txn = (copy.msg.headers or {}).get(HEADER_MSG_ID, "")
             return (txn, copy.t_broker, t_delivered, attempts, outcome, reason, kind, None, None, None, None,

@@ -3,6 +3,45 @@
 One row per business transaction copy that reached the integration layer: its hop timestamps in
 scenario seconds (NaN where the hop was never reached), ids, flow, plant, quantities and outcome.
 A redelivered copy of a transaction is a second row with the same ``txn_id``.
+
+Hop times, column by column (V: virtual engine, ``virtual/plant.py`` + ``virtual/hub.py``;
+L: live engine, ``live/edge*.py`` + ``integration/workers.py``, collected by ``live/collect.py``).
+Every hop is NaN when not reached, and so is every hop after the run's end (the row is then in flight).
+
+``t_created``
+    When the source system created the record: the machine's count or the MES event (plant flows),
+    the ERP's release (orders), the QMS disposition (quality hold/release), the WMS movement.
+    V: drawn by the plant twin. L: the edge's reading of the OPC UA counters / event, or the burst time.
+``t_edge``
+    When the plant edge took the record into its store-and-forward outbox (= ``t_created`` for the
+    edge's own aggregates). NaN for flows that do not pass an edge (orders, quality messages).
+``t_broker``
+    When the message was stored in the broker (JetStream): after the WAN and broker latency; a WAN
+    outage holds it at the edge. V: computed from the edge's forward time. L: the stored timestamp
+    of the JetStream message. For orders, the ERP's release plus its network and broker latency.
+``t_delivered``
+    When the target accepted this copy: the ERP's acceptance of a posting (= the ledger's
+    ``t_posted``), the MES's receipt of an order, the WMS's receipt of a quality message, the hand-off
+    of telemetry and downtime to their analytics / maintenance consumers (V: at ``t_broker``; L: when
+    the worker recorded the hand-off). NaN for a copy that was
+    suppressed as a duplicate, dead-lettered, rejected or is still in flight: nothing was delivered.
+``t_acked``
+    When the flow is complete as its source sees it -- one meaning in both engines:
+
+    - postings delivered to an ERP: the integration layer has recorded the ERP's acceptance (the
+      broker ack of the message follows at once). V: = ``t_delivered``; L: the worker's clock when it
+      wrote the delivery row, just after ``t_delivered``. A goods receipt of a lot under inspection is
+      complete at the later of that and the lot's quality disposition (V only: the live stack runs no QMS);
+    - orders (ERP -> MES, V only): the MES's acknowledgement back at the ERP; NaN when the MES rejected it;
+    - flows to a consumer without an ack of its own (telemetry, downtime, quality messages to the WMS):
+      = ``t_delivered``;
+    - a copy suppressed as a duplicate or dead-lettered: when the integration layer finished with it and
+      acknowledged it to the broker (V: suppressed when handed out again after the ack wait; an
+      unmappable message at ``t_broker``; retries exhausted at the last failed attempt);
+    - rejected at the edge or still in flight: NaN.
+
+So ``t_acked >= t_delivered`` wherever both exist, and ``t_acked`` is the row's end for every copy the
+integration layer finished.
 """
 
 from __future__ import annotations

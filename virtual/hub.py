@@ -180,16 +180,18 @@ class IntegrationHub:
             reason = self._map(rows)
             bad = reason != 0
             if bad.any():
-                dlq = B.take(rows, bad)
-                dlq.update(outcome=np.full(bad.sum(), OUT[trace.DEAD_LETTERED], np.int8), reason=reason[bad])
+                dlq = B.take(rows, bad)  # the worker dead-letters an unmappable message as it takes it
+                dlq.update(outcome=np.full(bad.sum(), OUT[trace.DEAD_LETTERED], np.int8), reason=reason[bad],
+                           t_acked=dlq["t_broker"].copy())
                 finished.append(dlq)
             good = B.take(rows, ~bad)
             copies = self._copies(good)
             if self.idempotency and B.size(copies):
-                # The processed-key store (per-key ordering) acknowledges the copy and posts nothing.
+                # The processed-key store (per-key ordering) acknowledges the copy and posts nothing:
+                # nothing delivered (t_delivered NaN), acked when handed out again (kernel/trace.py).
                 redelivered = copies["t_broker"] + self.broker.ack_wait
                 copies.update(outcome=np.full(B.size(copies), OUT[trace.DUPLICATE_SUPPRESSED], np.int8),
-                              t_delivered=redelivered, t_acked=redelivered.copy())
+                              t_acked=redelivered)
                 finished.append(copies)
                 copies = B.empty(B.ALL_COLUMNS)
             moving = B.concat([good, copies])
@@ -199,7 +201,8 @@ class IntegrationHub:
             if dead.any():
                 lost = B.take(moving, dead)
                 lost.update(outcome=np.full(dead.sum(), OUT[trace.DEAD_LETTERED], np.int8),
-                            reason=np.full(dead.sum(), R[trace.REASON_RETRIES_EXHAUSTED], np.int8))
+                            reason=np.full(dead.sum(), R[trace.REASON_RETRIES_EXHAUSTED], np.int8),
+                            t_acked=arrive[dead])  # given up at its last failed attempt
                 finished.append(lost)
             alive = B.take(moving, ~dead)
             alive["t_arrive"] = arrive[~dead]
@@ -223,6 +226,8 @@ class IntegrationHub:
             part = B.take(part, order)
             posted = erp.serve(part["t_arrive"])
             part["t_delivered"] = posted
+            # Complete as the source sees it (kernel/trace.py): the ERP's acceptance recorded, and for a
+            # goods receipt of a lot under inspection, its quality disposition too.
             part["t_acked"] = np.fmax(posted, part["t_gate"])
             part["outcome"] = np.full(posted.size, OUT[trace.DELIVERED], np.int8)
             done.append(part)

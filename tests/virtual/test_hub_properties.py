@@ -113,6 +113,14 @@ def test_no_posting_is_lost_or_duplicated_with_idempotency_on(scenario):
     assert np.all(np.isin(_keys(copy_rows), source))
     assert np.all(copy_rows["reason"] == B.REASON_CODE[trace.REASON_REDELIVERY])
 
+    # t_acked (kernel/trace.py): every copy the hub finished is acked, at or after it reached the broker;
+    # a suppressed copy or a dead letter was delivered nowhere.
+    finished = B.take(hub_rows, hub_rows["outcome"] != OUT[trace.IN_FLIGHT])
+    assert not np.any(np.isnan(finished["t_acked"]))
+    assert np.all(finished["t_acked"] >= finished["t_broker"])
+    undelivered = finished["outcome"] != OUT[trace.DELIVERED]
+    assert np.all(np.isnan(finished["t_delivered"][undelivered]))
+
     # The ledger holds one posting per delivered transaction and nothing else.
     ledger_keys = _keys(ledger)
     assert np.unique(ledger_keys).size == ledger_keys.size
