@@ -358,6 +358,12 @@ class FaultProxies:
         """Proxy ``name`` as Toxiproxy's JSON."""
         return self.run(self.relays[name].as_json)
 
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """Answer one Toxiproxy-API request (as :mod:`live.faultproxy_api` would): (status, JSON)."""
+        from live.faultproxy_api import answer
+
+        return self._call(answer(self, method, path, body))
+
     def serve_api(self, port: int = 0) -> str:
         """Start the Toxiproxy-shaped HTTP control API (:mod:`live.faultproxy_api`); returns its URL."""
         from live.faultproxy_api import start_api

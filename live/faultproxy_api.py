@@ -47,13 +47,8 @@ async def start_api(proxies: FaultProxies, port: int = 0) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             method, path, body = await _read_request(reader)
-            try:
-                status, answer = await route(proxies, method, path, body)
-            except ApiError as exc:
-                status, answer = exc.status, {"error": str(exc), "status": exc.status}
-            except ToxicError as exc:
-                status, answer = 400, {"error": str(exc), "status": 400}
-            payload = b"" if status == 204 else json.dumps(answer).encode()
+            status, reply = await answer(proxies, method, path, body)
+            payload = b"" if status == 204 else json.dumps(reply).encode()
             head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
             writer.write(head.encode() + payload)
@@ -65,6 +60,16 @@ async def start_api(proxies: FaultProxies, port: int = 0) -> asyncio.Server:
                 writer.close()
 
     return await asyncio.start_server(handle, "127.0.0.1", port)
+
+
+async def answer(proxies: FaultProxies, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """:func:`route` with its errors as Toxiproxy-style JSON answers."""
+    try:
+        return await route(proxies, method, path, body)
+    except ApiError as exc:
+        return exc.status, {"error": str(exc), "status": exc.status}
+    except ToxicError as exc:
+        return 400, {"error": str(exc), "status": 400}
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.chaos import chaos_section
 from reports.charts import Chart, run_charts
 from reports.evaluate import evaluate_prepared
 from reports.html import render_report
@@ -45,6 +46,10 @@ def finalize_run(run_dir: Path, pdf: bool = False) -> RunVerdict:
         charts += load.charts
         view.tables += load.tables
         view.verdicts += [("neutral", line) for line in load.lines]
+    chaos = chaos_section(run_dir, sla)  # a `synctwin chaos` run: hypothesis, activities, recovery per fault
+    if chaos is not None:
+        view.tables = chaos.tables + view.tables
+        view.verdicts += chaos.lines
     (run_dir / "report.html").write_text(render_report(view, charts, run.scenario_text), encoding="utf-8")
     if pdf:
         from reports.pdf import write_pdf  # only runs that ask for a PDF pay for the PDF backend

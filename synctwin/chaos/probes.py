@@ -1,0 +1,174 @@
+"""Chaos Toolkit probes on a live stack: ``provider: {type: python, module: synctwin.chaos.probes, func: ...}``.
+
+Counts "so far" read the stack's durable state while it runs: the edges' outboxes and the workers'
+delivery log under ``RUN_DIR/state`` and the ERP ledgers' read API. Probes that a hypothesis checks
+after a fault take ``wait_s``: they poll until the value is good (0 lost, 0 backlog) or that many wall
+seconds passed, and return the last value -- recovery is part of what the hypothesis asserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from synctwin.chaos.settings import Target, target
+
+__all__ = ["backlog", "dead_letters", "duplicate_ids", "duplicates_so_far", "erp_state", "gateway_health",
+           "link_state", "lost_ids", "lost_so_far", "posting_delay", "process_state"]
+
+
+def _poll(read, good, wait_s: float) -> Any:
+    end, pause = time.monotonic() + wait_s, threading.Event()
+    while True:
+        value = read()
+        if good(value) or time.monotonic() >= end:
+            return value
+        pause.wait(0.5)
+
+
+def _rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:  # table not created yet: no traffic yet
+        return []
+    finally:
+        db.close()
+
+
+# ------------------------------------------------------------------------------------ backlog
+def backlog(wait_s: float = 0.0, configuration: dict[str, Any] | None = None) -> int:
+    """Events not finished yet: pending in the edges' outboxes plus the workers' backlog at the broker
+    (-1 when the broker cannot be read, e.g. while it is down)."""
+    cfg = target(configuration)
+    return _poll(lambda: _backlog(cfg), lambda n: n == 0, wait_s)
+
+
+def _backlog(cfg: Target) -> int:
+    from live.stack import consumer_backlog
+
+    edges = sum(n for p in cfg.state.glob("edge-*.sqlite")
+                for (n,) in _rows(p, "SELECT count(*) FROM outbox WHERE status = 'pending'"))
+    broker = asyncio.run(consumer_backlog(cfg.need("broker")))
+    return -1 if broker < 0 else edges + broker
+
+
+# --------------------------------------------------------------------------------- lost events
+def lost_ids(older_than_s: float = 120.0, configuration: dict[str, Any] | None = None) -> list[str]:
+    """Events an edge sent (gateway answered 202) at least ``older_than_s`` scenario seconds ago that no
+    worker has finished (posted, suppressed or dead-lettered) and no ERP ledger holds."""
+    cfg = target(configuration)
+    cutoff = cfg.now() - older_than_s
+    sent = {t for p in cfg.state.glob("edge-*.sqlite")
+            for (t,) in _rows(p, "SELECT txn_id FROM outbox WHERE status = 'sent' AND t_sent <= ?", (cutoff,))}
+    if not sent:
+        return []
+    done = {t for (t,) in _rows(cfg.state / "deliveries.sqlite", "SELECT DISTINCT txn_id FROM deliveries")}
+    missing = sent - done
+    if missing:
+        missing -= set(_ledger_counts(cfg))
+    return sorted(missing)
+
+
+def lost_so_far(older_than_s: float = 120.0, wait_s: float = 0.0,
+                configuration: dict[str, Any] | None = None) -> int:
+    """How many events :func:`lost_ids` lists (polled up to ``wait_s`` wall seconds until 0)."""
+    return _poll(lambda: len(lost_ids(older_than_s, configuration)), lambda n: n == 0, wait_s)
+
+
+# --------------------------------------------------------------------------------- duplicates
+_LEDGERS: dict[str, tuple[int, Counter]] = {}  # ERP URL -> (last row id read, postings per txn id)
+_LEDGER_LOCK = threading.Lock()
+
+
+def _ledger_counts(cfg: Target) -> Counter:
+    """Postings per txn id over every ERP ledger, read incrementally through ``GET /ledger``."""
+    total: Counter = Counter()
+    with _LEDGER_LOCK:
+        for url in cfg.erps.values():
+            after, counts = _LEDGERS.get(url, (0, Counter()))
+            while True:
+                page = httpx.get(f"{url}/ledger", params={"after": after, "limit": 50_000}, timeout=30).json()
+                rows = page.get("rows", [])
+                counts.update(r["txn_id"] for r in rows)
+                if not rows or page.get("next_after", after) == after:
+                    break
+                after = page["next_after"]
+            _LEDGERS[url] = (after, counts)
+            total.update(counts)
+    return total
+
+
+def duplicate_ids(configuration: dict[str, Any] | None = None) -> list[str]:
+    """Transactions the ERP ledgers hold more than once (the ERP twin does not de-duplicate)."""
+    return sorted(t for t, n in _ledger_counts(target(configuration)).items() if n > 1)
+
+
+def duplicates_so_far(configuration: dict[str, Any] | None = None) -> int:
+    """How many transactions were posted more than once so far."""
+    return len(duplicate_ids(configuration))
+
+
+# ------------------------------------------------------------------------------------ latency
+def posting_delay(flow: str = "all", quantile: float = 0.99, window_s: float = 600.0,
+                  configuration: dict[str, Any] | None = None) -> float:
+    """The ``quantile`` of posting delay (``t_delivered - t_created``, scenario seconds) of ``flow`` (or
+    all flows) over postings delivered in the last ``window_s`` scenario seconds; infinity when none
+    was delivered in that window (a stalled flow must not pass for a fast one)."""
+    cfg = target(configuration)
+    since = cfg.now() - window_s
+    sql = "SELECT t_delivered - t_created FROM deliveries WHERE outcome = 'delivered' AND t_delivered >= ?"
+    args: tuple = (since,)
+    if flow != "all":
+        sql += " AND flow = ?"
+        args += (flow,)
+    delays = [d for (d,) in _rows(cfg.state / "deliveries.sqlite", sql, args) if d is not None]
+    return float(np.quantile(delays, quantile)) if delays else float("inf")
+
+
+def dead_letters(reason: str | None = None, configuration: dict[str, Any] | None = None) -> int:
+    """Copies the workers dead-lettered so far (of one ``reason``)."""
+    sql, args = "SELECT count(*) FROM deliveries WHERE outcome = 'dead_lettered'", ()
+    if reason:
+        sql, args = sql + " AND reason = ?", (reason,)
+    rows = _rows(target(configuration).state / "deliveries.sqlite", sql, args)
+    return int(rows[0][0]) if rows else 0
+
+
+# ------------------------------------------------------------------------------- services, links
+def gateway_health(configuration: dict[str, Any] | None = None) -> str:
+    """``ok`` when the gateway answers ``/health`` with 200, else ``down`` (or the status it gave)."""
+    try:
+        reply = httpx.get(f"{target(configuration).need('gateway')}/health", timeout=3)
+    except httpx.HTTPError:
+        return "down"
+    return "ok" if reply.status_code == 200 else f"status {reply.status_code}"
+
+
+def process_state(name: str, configuration: dict[str, Any] | None = None) -> str:
+    """``running``, ``killed``, ``restarting`` or ``dead`` for a process of the stack (by name or role)."""
+    cfg = target(configuration)
+    return httpx.get(f"{cfg.need('control')}/processes/{name}", timeout=10).json()["state"]
+
+
+def link_state(link: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The link as Toxiproxy shows a proxy: ``enabled``, ``toxics`` (plus ``connections``, ``refused``)."""
+    cfg = target(configuration)
+    return httpx.get(f"{cfg.need('control')}/proxies/{link}", timeout=10).json()
+
+
+def erp_state(erp: str = "", configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An ERP twin's mode and what its fault modes injected so far (``injected.answers_lost`` ...)."""
+    cfg = target(configuration)
+    kind = erp or next(iter(cfg.erps))
+    return httpx.get(f"{cfg.erps[kind]}/admin/mode", timeout=10).json()

@@ -1,0 +1,172 @@
+"""``synctwin chaos``'s run: the live stack for the experiment's scenario, the experiment while the plants
+produce, then drain, stop and a run folder with the experiment's journal and fault timeline.
+
+The stack runs on a thread of its own and chaostoolkit-lib on the main thread (it installs signal
+handlers, which only the main thread may). The experiment starts once production has begun; when it
+ends, whatever it left (a link down, an ERP mode, a killed process) is rolled back, production stops and
+the stack drains as after its scenario duration. The control API's timeline becomes the run's fault
+windows (``run.json``), so the report measures recovery per fault like for scheduled faults.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synctwin.chaos.control import StackControl
+from synctwin.chaos.experiment import SCENARIO_KEY, LoadedExperiment
+from synctwin.chaos.stack_host import LiveStackHost
+from synctwin.chaos.timeline import fault_windows
+
+JOURNAL = "journal.json"
+CHAOS_FILE = "chaos.json"
+
+
+@dataclass
+class ChaosOutcome:
+    """How a chaos run ended: the journal's verdict, the invariants and one line per failure."""
+
+    run_dir: Path
+    journal: dict[str, Any]
+    before: bool | None
+    after: bool | None
+    failures: list[str] = field(default_factory=list)
+    sla: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def run_chaos(loaded: LoadedExperiment, run_dir: Path, speed: float | None = None, warmup: float = 8.0,
+              log: Callable[[str], None] = print) -> ChaosOutcome:
+    """Run ``loaded`` against a live stack started for its scenario; every process is gone afterwards."""
+    from live.stack import LiveStack, StackError, StackOptions
+    from scenarios.loader import load_scenario
+
+    scenario = load_scenario(loaded.scenario_path)
+    options = StackOptions(speed=speed or scenario.run.speed, insecure=True, progress=False, finalize=False,
+                           plant_host="process", warmup=warmup)
+    stack = LiveStack(scenario, run_dir, options, log=log)
+    host = LiveStackHost(stack)
+    failed: list[BaseException] = []
+
+    def run_stack() -> None:
+        try:
+            stack.run()
+        except BaseException as exc:  # noqa: BLE001 - reported on the main thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run_stack, name="live-stack")
+    thread.start()
+    control: StackControl | None = None
+    journal: dict[str, Any] = {}
+    configuration: dict[str, Any] = {}
+    try:
+        _wait_for_production(stack, thread, failed)
+        control = StackControl(host, run_dir, lambda: dict(stack.urls),
+                               {"epoch": stack.clock.epoch, "speed": stack.clock.speed, "plants": stack.plants})
+        log(f"chaos control API {control.start()}; experiment: {loaded.experiment['title']}")
+        experiment = copy.deepcopy(loaded.experiment)
+        configuration = experiment.setdefault("configuration", {})
+        configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url})
+        configuration.pop(SCENARIO_KEY, None)
+        journal = _run_experiment(experiment)
+    finally:
+        if control is not None:
+            _roll_back(configuration, log)
+        host.end_run()
+        thread.join()
+        if control is not None:
+            control.close()
+    if failed:
+        raise StackError(f"the live stack failed: {failed[0]}") from failed[0]
+    timeline = control.timeline if control is not None else []
+    return _finish(run_dir, loaded, journal, timeline, stack.duration)
+
+
+def _wait_for_production(stack: Any, thread: threading.Thread, failed: list[BaseException]) -> None:
+    from live.stack import StackError
+
+    pause = threading.Event()
+    while not (stack.clock is not None and stack.relays is not None
+               and any(e["event"] == "all_started" for e in stack.events) and stack.clock.now() >= 0):
+        if failed or not thread.is_alive():
+            raise StackError(f"the live stack did not start: {failed[0] if failed else 'it ended'}")
+        pause.wait(0.1)
+
+
+def _run_experiment(experiment: dict[str, Any]) -> dict[str, Any]:
+    import logging
+
+    from chaoslib.experiment import run_experiment
+
+    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
+    return run_experiment(experiment, settings={})
+
+
+def _roll_back(configuration: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Leave no fault behind before the drain (the experiment's own rollbacks have run already)."""
+    from synctwin.chaos.actions import rollback_all
+
+    try:
+        done = rollback_all(configuration)
+        if done["restarted"]:
+            log(f"  rolled back: restarted {', '.join(done['restarted'])}")
+    except Exception as exc:  # noqa: BLE001 - the drain still restores links and ERP modes
+        log(f"  warning: rollback failed: {exc}")
+
+
+def _finish(run_dir: Path, loaded: LoadedExperiment, journal: dict[str, Any], timeline: list[dict[str, Any]],
+            duration: float) -> ChaosOutcome:
+    from reports.finalize import finalize_run
+
+    (run_dir / JOURNAL).write_text(json.dumps(journal, indent=1, default=str))
+    windows = fault_windows(timeline, duration)
+    meta_path = run_dir / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["faults"] = list(meta.get("faults") or []) + [w["record"] for w in windows]
+    meta_path.write_text(json.dumps(meta, indent=1))
+    steady = journal.get("steady_states") or {}
+    before = (steady.get("before") or {}).get("steady_state_met")
+    after = (steady.get("after") or {}).get("steady_state_met")
+    chaos = {"experiment": str(loaded.path), "title": loaded.experiment.get("title"),
+             "description": loaded.experiment.get("description"), "status": journal.get("status"),
+             "deviated": journal.get("deviated"), "hypothesis_before": before, "hypothesis_after": after,
+             "timeline": timeline, "faults": windows, "written": time.time()}
+    (run_dir / CHAOS_FILE).write_text(json.dumps(chaos, indent=1, default=str))
+    sla = finalize_run(run_dir).sla
+    return ChaosOutcome(run_dir, journal, before, after, _failures(journal, before, after, sla), sla)
+
+
+def _failures(journal: dict[str, Any], before: bool | None, after: bool | None, sla: dict[str, Any]) -> list[str]:
+    out = []
+    if before is not True:
+        out.append(f"steady-state hypothesis before the method: {_probe_failures(journal, 'before') or 'not met'}")
+    if after is not True and before is True:
+        out.append(f"steady-state hypothesis after the method: {_probe_failures(journal, 'after') or 'not met'}")
+    if journal.get("status") not in ("completed", None) and before is True and after is True:
+        out.append(f"experiment {journal.get('status')}: {_run_errors(journal) or 'see journal.json'}")
+    for name, inv in (sla.get("invariants") or {}).items():
+        if not inv.get("passed", True):
+            ids = ", ".join(map(str, inv.get("ids", [])[:10]))
+            out.append(f"invariant {name}: {inv.get('count')} ({ids})")
+    return out
+
+
+def _probe_failures(journal: dict[str, Any], when: str) -> str:
+    probes = ((journal.get("steady_states") or {}).get(when) or {}).get("probes") or []
+    bad = [p for p in probes if not p.get("tolerance_met", True)]
+    return "; ".join(f"{p['activity']['name']} gave {p.get('output')!r} (tolerance "
+                     f"{p['activity'].get('tolerance')!r})" for p in bad)
+
+
+def _run_errors(journal: dict[str, Any]) -> str:
+    return "; ".join(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
+                     for r in journal.get("run", []) if r.get("status") == "failed")

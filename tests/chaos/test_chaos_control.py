@@ -1,0 +1,92 @@
+"""The control API with real processes and a real fault proxy, driven through the Chaos Toolkit actions and
+probes: kill -9 with and without restart, link down and toxics, and every change on the timeline."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from live.faultproxy import FaultProxies
+from live.procs import ServiceSet, pid_alive
+from synctwin.chaos import actions, probes
+from synctwin.chaos.control import StackControl
+from tests.polling import poll
+
+SLEEPER = [sys.executable, "-c", "import time; print('READY sleeper http://127.0.0.1:9', flush=True); time.sleep(600)"]
+
+
+class ServicesHost:
+    """Real processes (a ServiceSet) and real fault proxies as the control's process host."""
+
+    def __init__(self, services: ServiceSet, links: FaultProxies):
+        self.services, self.links = services, links
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+    def kill(self, name: str) -> None:
+        self.services[name].kill()
+
+    def restart(self, name: str) -> None:
+        self.services[name].start()
+
+    def pid(self, name: str) -> int | None:
+        return self.services[name].pid
+
+    def alive(self, name: str) -> bool:
+        return self.services[name].alive()
+
+    def now(self) -> float:
+        return 0.0
+
+    def proxies(self):
+        return self.links
+
+
+@pytest.fixture()
+def control(tmp_path: Path):
+    links = FaultProxies()
+    with ServiceSet(tmp_path / "logs") as services:
+        services.start_many({"worker": SLEEPER, "edge-P01": SLEEPER})
+        links.add("P01", "http://127.0.0.1:9")
+        ctl = StackControl(ServicesHost(services, links), tmp_path, lambda: {"worker": "", "edge-P01": ""})
+        ctl.start()
+        yield ctl, {"synctwin_run_dir": str(tmp_path)}
+        ctl.close()
+    links.close()
+
+
+def test_kill_with_restart_after_a_delay_and_without(control):
+    ctl, cfg = control
+    first = actions.kill_process("worker", restart_after=0.5, configuration=cfg)
+    assert first["state"] == "restarting" and not pid_alive(first["pid"])
+    poll(lambda: probes.process_state("worker", configuration=cfg) == "running", 15, message="no restart")
+    state = ctl.process("worker")
+    assert state["pid"] != first["pid"] and pid_alive(state["pid"]) and (state["kills"], state["restarts"]) == (1, 1)
+
+    killed = actions.kill_process("edge", configuration=cfg)  # a role: the first edge
+    assert killed["name"] == "edge-P01" and probes.process_state("edge-P01", configuration=cfg) == "killed"
+    assert actions.restart_process("edge-P01", configuration=cfg)["state"] == "running"
+    with pytest.raises(RuntimeError, match="no process 'gateway'; known: worker, edge-P01"):
+        actions.kill_process("gateway", configuration=cfg)
+    events = [(e["event"], e["what"]) for e in ctl.timeline]
+    assert events == [("process_kill", "worker"), ("process_restart", "worker"), ("process_kill", "edge-P01"),
+                      ("process_restart", "edge-P01")]
+
+
+def test_links_through_the_control_api_show_in_the_link_probe(control):
+    ctl, cfg = control
+    actions.link_down("wan-P01", configuration=cfg)
+    assert probes.link_state("wan-P01", configuration=cfg)["enabled"] is False
+    actions.link_up("wan-P01", configuration=cfg)
+    actions.add_toxic("wan-P01", "latency", attributes={"latency": 100, "jitter": 10}, configuration=cfg)
+    assert [t["type"] for t in probes.link_state("wan-P01", configuration=cfg)["toxics"]] == ["latency"]
+    with pytest.raises(RuntimeError, match="400 .*attributes.rate"):
+        actions.add_toxic("wan-P01", "latency", name="bad", attributes={"rate": 1}, configuration=cfg)
+    actions.reset_links(configuration=cfg)
+    assert probes.link_state("wan-P01", configuration=cfg)["toxics"] == []
+    assert [e["event"] for e in ctl.timeline] == ["link_down", "link_up", "toxic_added", "links_reset"]
+    assert all(not math.isnan(e["t"]) for e in ctl.timeline)
