@@ -7,14 +7,14 @@ pipeline the calls; one Ray call per actor per window, never one per event.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import ray
 
-from actors.runtime import actor_class
+from actors.runtime import actor_class, spread
 from scenarios.spec import Scenario
 from virtual import batch as B
 from virtual.hosts import HubHost, PlantHost
@@ -30,6 +30,7 @@ class EngineResult:
     rows: B.Batch  # every finished trace row; the ERP ledger is batch.postings(rows)
     lots: dict[str, np.ndarray]
     breaker: list[dict]
+    placement: dict[str, int]  # Ray node id -> plant actors it hosted
 
 
 def window_ends(duration: float, window: float) -> np.ndarray:
@@ -48,10 +49,14 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
                 on_window: Callable[[float], None] | None = None) -> EngineResult:
     """Simulate the scenario on Ray actors; ``on_window`` is told each finished window's end time."""
     n_plants = len(scenario.landscape.all_plants)
-    plant_hosts = [RemotePlantHost.remote(scenario, group, replications)
-                   for group in split(list(range(n_plants)), plant_actors)]
-    hub_hosts = [RemoteHubHost.remote(scenario, group, replications)
-                 for group in split(list(range(replications)), hub_actors)]
+    plant_groups = split(list(range(n_plants)), plant_actors)
+    hub_groups = split(list(range(replications)), hub_actors)
+    # Plant groups go round-robin over the cluster's nodes; hubs start on the nodes after them.
+    where = spread(len(plant_groups) + len(hub_groups))
+    plant_hosts = [RemotePlantHost.options(**opts).remote(scenario, group, replications)
+                   for group, opts in zip(plant_groups, where, strict=False)]
+    hub_hosts = [RemoteHubHost.options(**opts).remote(scenario, group, replications)
+                 for group, opts in zip(hub_groups, where[len(plant_groups):], strict=False)]
     rows: list[B.Batch] = []
     lots: list[dict] = []
     pending: deque = deque()
@@ -65,6 +70,7 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
             on_window(t_end)
 
     try:
+        placement = dict(Counter(ray.get([host.ray_node_id.remote() for host in plant_hosts])))
         for t_end in window_ends(scenario.run.duration, scenario.run.window):
             plant_refs = [host.step.remote(float(t_end)) for host in plant_hosts]
             pending.append((t_end, [hub.step.remote(float(t_end), *plant_refs) for hub in hub_hosts]))
@@ -78,4 +84,4 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
         for actor in plant_hosts + hub_hosts:
             ray.kill(actor)
     merged_lots = {k: np.concatenate([d[k] for d in lots]) for k in lots[0]} if lots else {}
-    return EngineResult(B.concat(rows), merged_lots, breaker)
+    return EngineResult(B.concat(rows), merged_lots, breaker, placement)
