@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from synctwin.commands import live, reports, simulate
+from synctwin.commands import live, onboard, reports, simulate
+from synctwin.commands import load as load_command
 
 app = typer.Typer(
     name="synctwin",
@@ -17,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (simulate, reports, live):
+for module in (simulate, reports, live, onboard, load_command):
     module.register(app)
 
 
