@@ -11,11 +11,14 @@ the vectorised engine applies exactly the same backoff to a million transactions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from kernel.trace import REASON_RETRIES_EXHAUSTED
+
+if TYPE_CHECKING:
+    from scenarios.spec import BreakerSpec, RetrySpec
 
 
 @dataclass(frozen=True)
@@ -43,43 +46,76 @@ class RetryPolicy:
         """True when ``attempt`` failed attempts exhaust the policy."""
         return attempt >= self.max_attempts
 
+    @classmethod
+    def from_spec(cls, spec: RetrySpec) -> RetryPolicy:
+        """The policy of a scenario's ``landscape.integration.retry`` (scenario seconds)."""
+        return cls(spec.initial, spec.multiplier, spec.max_delay, spec.max_attempts, spec.jitter)
+
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 @dataclass
 class CircuitBreaker:
-    """Per-target breaker: opens after ``failure_threshold`` consecutive failures, probes after
-    ``cooldown``; one successful probe closes it, a failed probe re-opens it."""
+    """Per-target breaker: opens after ``failure_threshold`` consecutive failures, half-opens after
+    ``cooldown``; half-open admits one request at a time (the probe), one successful probe closes it,
+    a failed probe re-opens it with a fresh cooldown.
+
+    Every transition happens in here; callers only ask :meth:`admit` before a request and report its
+    verdict (:meth:`record_success`, :meth:`record_failure`) or that it ended without one
+    (:meth:`release_probe`).
+    """
 
     failure_threshold: int = 5
     cooldown: float = 30.0
     state: str = CLOSED
     failures: int = 0
     opened_at: float = float("-inf")
+    probing: bool = False  # half-open with the probe out: the other requests wait for its verdict
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
-    def allows(self, now: float) -> bool:
-        """May a request go to the target at ``now``? Moves open → half-open when the cooldown is over."""
+    @classmethod
+    def from_spec(cls, spec: BreakerSpec) -> CircuitBreaker:
+        """A closed breaker with a scenario's ``landscape.integration.circuit_breaker`` settings."""
+        return cls(spec.failure_threshold, spec.cooldown)
+
+    def admit(self, now: float) -> bool:
+        """May a request go to the target at ``now``? Moves open → half-open when the cooldown is over;
+        while half-open, admits the one probe and refuses the others until its verdict."""
         if self.state == OPEN and now >= self.opened_at + self.cooldown:
             self._enter(HALF_OPEN, now)
-        return self.state != OPEN
+        if self.state == OPEN:
+            return False
+        if self.state == HALF_OPEN:
+            if self.probing:
+                return False
+            self.probing = True
+        return True
 
     def next_probe_at(self) -> float:
         """Earliest time a request may go out while open."""
         return self.opened_at + self.cooldown if self.state == OPEN else float("-inf")
 
     def record_success(self, now: float) -> None:
+        """The target answered a request well: closed (from any state), failures forgotten."""
         self.failures = 0
+        self.probing = False
         if self.state != CLOSED:
             self._enter(CLOSED, now)
 
     def record_failure(self, now: float) -> None:
+        """The target failed a request: opens at the threshold, or at once when half-open."""
         self.failures += 1
+        self.probing = False
         if self.state == HALF_OPEN or self.failures >= self.failure_threshold:
             self.opened_at = now
             if self.state != OPEN:
                 self._enter(OPEN, now)
+
+    def release_probe(self) -> None:
+        """The probe ended without a verdict on the target's health (busy 429, a refused posting, a lost
+        answer checked in the ledger): the next request may probe."""
+        self.probing = False
 
     def _enter(self, state: str, now: float) -> None:
         self.state = state
@@ -149,6 +185,7 @@ class Delivery:
     breaker: CircuitBreaker
     processed: ProcessedKeys
     idempotency: bool = True
+    holds_probe: bool = False  # this machine's last admitted request is the breaker's half-open probe
 
     def offer(self, key: str, attempt: int, now: float, u: float = 0.5) -> Action:
         """A message (first try has ``attempt`` 1) is ready to go at ``now``."""
@@ -168,12 +205,23 @@ class Delivery:
         return suppressed, self._admit(next(k for k in keys if k not in skip), attempt, now, u)
 
     def _admit(self, key: str, attempt: int, now: float, u: float) -> Post | RetryAt:
-        if not self.breaker.allows(now):
-            # Waiting for the breaker is not an attempt against the target.
+        # Waiting for the breaker is not an attempt against the target.
+        if not self.breaker.admit(now):
+            if self.breaker.state == HALF_OPEN:  # another request is the probe: look again about `initial` later
+                return RetryAt(key, attempt, now + self.policy.initial * (0.5 + u))
             return RetryAt(key, attempt, max(self.breaker.next_probe_at(), now) + self.policy.initial * u)
+        self.holds_probe = self.breaker.state == HALF_OPEN
         return Post(key, attempt)
 
+    def release(self) -> None:
+        """The admitted request ended without an answer to report (e.g. the ERP's ledger was read
+        instead, or the request was never sent): a half-open probe it held goes back to the breaker."""
+        if self.holds_probe:
+            self.holds_probe = False
+            self.breaker.release_probe()
+
     def succeeded(self, key: str, attempt: int, now: float) -> Action:
+        self.holds_probe = False
         self.breaker.record_success(now)
         if self.idempotency:
             self.processed.add(key)
@@ -182,10 +230,13 @@ class Delivery:
     def failed(self, key: str, attempt: int, now: float, u: float, retry_after: float | None = None,
                permanent_reason: str | None = None) -> Action:
         """The target refused or failed. ``permanent_reason`` dead-letters at once (e.g. a 4xx)."""
+        if permanent_reason is not None or retry_after is not None:
+            self.release()  # an answer, but no verdict on the target's health
+        else:
+            self.holds_probe = False
+            self.breaker.record_failure(now)
         if permanent_reason is not None:
             return DeadLetter(key, attempt, permanent_reason)
-        if retry_after is None:  # a 429 says the target is alive, only busy: do not trip the breaker
-            self.breaker.record_failure(now)
         if self.policy.gives_up_after(attempt):
             return DeadLetter(key, attempt, REASON_RETRIES_EXHAUSTED)
         wait = self.policy.delay(attempt, u)

@@ -5,7 +5,7 @@ scenario seconds (NaN where the hop was never reached), ids, flow, plant, quanti
 A redelivered copy of a transaction is a second row with the same ``txn_id``.
 
 Hop times, column by column (V: virtual engine, ``virtual/plant.py`` + ``virtual/hub.py``;
-L: live engine, ``live/edge*.py`` + ``integration/workers.py``, collected by ``live/collect.py``).
+L: live engine, ``live/edge*.py`` + ``integration/workers/``, collected by ``live/collect.py``).
 Every hop is NaN when not reached, and so is every hop after the run's end (the row is then in flight).
 
 ``t_created``

@@ -1,4 +1,9 @@
-"""Fixtures shared across the test packages."""
+"""Fixtures shared across the test packages.
+
+How the tests share things: fixtures live in ``conftest.py`` files (this one, or the package's own);
+plain helpers (functions, constants, stand-in servers) live in helper modules that are not test
+modules -- ``tests/polling.py``, ``tests/integration/workers_support.py`` -- imported by their
+``tests.`` path. No test module imports from another test module, nor from a conftest."""
 
 from __future__ import annotations
 
@@ -9,6 +14,12 @@ import ray
 from hypothesis import settings
 
 from actors.runtime import ensure_ray
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Tests marked ``anyio`` run on asyncio (the loop every service here runs on)."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="module")

@@ -19,3 +19,16 @@ def poll(check: Callable[[], Any], deadline_s: float = 10.0, every_s: float = 0.
         if time.monotonic() > end:
             raise AssertionError(message or f"condition not met within {deadline_s} s: {check}")
         pause.wait(every_s)
+
+
+async def until(check: Callable[[], Any], deadline_s: float = 15.0, what: str = "condition") -> Any:
+    """:func:`poll` inside an event loop: await ``check`` being truthy, yielding to the loop meanwhile;
+    fail naming ``what`` after ``deadline_s`` wall seconds."""
+    import asyncio
+
+    end = time.monotonic() + deadline_s
+    while not (result := check()):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return result

@@ -78,7 +78,7 @@ class IntegrationHub:
         self.vocab = vocab
         self.faults = faults
         self.rng = rng
-        self.policy = RetryPolicy(**integ.retry.model_dump())
+        self.policy = RetryPolicy.from_spec(integ.retry)
         self.idempotency = integ.idempotency
         self.broker = integ.broker
         plants = scenario.landscape.all_plants

@@ -1,4 +1,5 @@
-"""Shared fixtures for the integration tests: one broker per module, gateway processes, NATS clients."""
+"""Shared fixtures for the integration tests: one broker per module (or a fresh one per test), gateway
+processes, NATS clients, a stand-in ERP."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from integration.broker import EVENTS_STREAM, EmbeddedNats, read_messages
 from live.procs import Service
+from tests.integration.workers_support import ErpStub
 from tests.polling import poll
 
 CREDENTIALS = {"admin": "admin-key", "plants": {"P01": "key-p01", "P02": "key-p02", "P03": "key-p03"}}
@@ -53,6 +55,20 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def jetstream(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A JetStream server of its own for one test: empty streams, no consumer yet (the worker tests)."""
+    with EmbeddedNats(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def erp() -> Iterator[ErpStub]:
+    """A stand-in ERP on 127.0.0.1 for one test (see ``ErpStub`` for what it can be told to do)."""
+    with ErpStub() as stub:
+        yield stub
 
 
 @pytest.fixture(scope="module")

@@ -61,10 +61,10 @@ def test_breaker_opens_after_threshold_consecutive_failures():
     breaker = CircuitBreaker(failure_threshold=3, cooldown=30.0)
     for t in (1.0, 2.0):
         breaker.record_failure(t)
-        assert breaker.state == CLOSED and breaker.allows(t)
+        assert breaker.state == CLOSED and breaker.admit(t)
     breaker.record_failure(3.0)
     assert breaker.state == OPEN
-    assert not breaker.allows(10.0)
+    assert not breaker.admit(10.0)
     assert breaker.next_probe_at() == 33.0
     assert breaker.transitions == [(3.0, OPEN)]
 
@@ -83,8 +83,8 @@ def test_a_success_resets_the_consecutive_count():
 def test_half_open_after_cooldown_then_closed_on_success():
     breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
     breaker.record_failure(0.0)
-    assert not breaker.allows(9.999)
-    assert breaker.allows(10.0)
+    assert not breaker.admit(9.999)
+    assert breaker.admit(10.0)
     assert breaker.state == HALF_OPEN
     breaker.record_success(10.5)
     assert breaker.state == CLOSED and breaker.failures == 0
@@ -96,12 +96,42 @@ def test_failed_probe_reopens_with_a_fresh_cooldown():
     breaker = CircuitBreaker(failure_threshold=5, cooldown=10.0)
     for t in range(5):
         breaker.record_failure(float(t))
-    assert breaker.allows(14.0) and breaker.state == HALF_OPEN
+    assert breaker.admit(14.0) and breaker.state == HALF_OPEN
     breaker.record_failure(14.5)  # one failure is enough in half-open
     assert breaker.state == OPEN
-    assert not breaker.allows(20.0)
+    assert not breaker.admit(20.0)
     assert breaker.next_probe_at() == 24.5
     assert [s for _, s in breaker.transitions] == [OPEN, HALF_OPEN, OPEN]
+
+
+def test_half_open_admits_one_probe_until_its_verdict():
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
+    breaker.record_failure(0.0)
+    assert breaker.admit(10.0) and breaker.probing  # the probe
+    assert not breaker.admit(10.1) and not breaker.admit(10.2)  # the others wait for its verdict
+    breaker.release_probe()  # it ended without one (e.g. a 429)
+    assert breaker.state == HALF_OPEN and breaker.admit(10.3)  # the next request probes
+    breaker.record_success(10.4)
+    assert breaker.state == CLOSED and breaker.admit(10.5) and breaker.admit(10.5)  # closed: no limit
+
+
+def test_failed_probe_refuses_everyone_until_the_next_cooldown():
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
+    breaker.record_failure(0.0)
+    assert breaker.admit(10.0)
+    breaker.record_failure(11.0)
+    assert breaker.state == OPEN and not breaker.probing
+    assert not breaker.admit(20.9)
+    assert breaker.admit(21.0) and not breaker.admit(21.0)
+
+
+def test_policy_and_breaker_come_from_the_scenario():
+    from scenarios.spec import BreakerSpec, RetrySpec
+
+    spec = RetrySpec(initial=2.0, multiplier=3.0, max_delay=90.0, max_attempts=7, jitter=0.1)
+    assert RetryPolicy.from_spec(spec) == RetryPolicy(2.0, 3.0, 90.0, 7, 0.1)
+    breaker = CircuitBreaker.from_spec(BreakerSpec(failure_threshold=4, cooldown=12.0))
+    assert (breaker.failure_threshold, breaker.cooldown, breaker.state) == (4, 12.0, CLOSED)
 
 
 # ------------------------------------------------------------------------------------------ Delivery
@@ -173,6 +203,23 @@ def test_open_breaker_defers_offers_without_spending_attempts():
     assert d.breaker.state == CLOSED
 
 
+def test_lanes_sharing_a_half_open_breaker_send_one_probe():
+    """Two delivery machines over one breaker (the worker's lanes): one probes, the other waits for it."""
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    policy = RetryPolicy(initial=1.0, jitter=0.0)
+    a, b = Delivery(policy, breaker, set()), Delivery(policy, breaker, set())
+    a.failed("x", 1, 0.0, u=0.0)
+    assert a.offer("a1", 1, 30.0) == Post("a1", 1) and a.holds_probe
+    assert b.offer("b1", 1, 30.0, u=0.5) == RetryAt("b1", 1, 31.0)  # look again about `initial` later
+    a.failed("a1", 1, 30.5, u=0.0, retry_after=2.0)  # busy: alive, no verdict, the probe is free again
+    assert breaker.state == HALF_OPEN and not a.holds_probe
+    assert b.offer("b1", 1, 31.0) == Post("b1", 1) and b.holds_probe
+    b.release()  # answer lost, the ledger was read instead: no verdict either
+    assert a.offer("a1", 2, 32.0) == Post("a1", 2)
+    a.succeeded("a1", 2, 32.1)
+    assert breaker.state == CLOSED and b.offer("b2", 1, 32.2) == Post("b2", 1) and not b.holds_probe
+
+
 def test_whole_outage_cycle_drives_the_breaker_through_its_states():
     """Drive the state machine against a target that is down in [0, 100)."""
     d = _delivery(max_attempts=50, threshold=3, cooldown=20.0)
@@ -216,5 +263,8 @@ def test_offer_many_decides_as_offer_does_key_by_key(processed, keys, idempotenc
     assert suppressed == [a.key for a in actions if isinstance(a, Suppress)]
     others = [a for a in actions if not isinstance(a, Suppress)]
     assert action == (others[0] if others else None)
-    assert all(type(a) is type(others[0]) for a in others)
+    if one.breaker.state == HALF_OPEN and others:  # key by key, the first is the probe and the rest wait for it
+        assert isinstance(others[0], Post) and all(isinstance(a, RetryAt) for a in others[1:])
+    else:
+        assert all(type(a) is type(others[0]) for a in others)
     assert many.breaker.state == one.breaker.state

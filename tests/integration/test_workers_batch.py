@@ -8,26 +8,20 @@ from pathlib import Path
 import pytest
 
 from integration.processed_keys import SqliteProcessedKeys
-from integration.workers import _batch_cap
+from integration.workers.config import batch_cap
 from scenarios.loader import parse_scenario
-from tests.integration import test_workers as workers_kit
-from tests.integration.test_workers import SCENARIO, deliveries, event, publish, running_worker, until
+from tests.integration.workers_support import SCENARIO, deliveries, event, publish, running_worker
+from tests.polling import until
 
 pytestmark = pytest.mark.anyio
 
 
-# The worker tests' fixtures: a JetStream server and a stand-in ERP per test, asyncio for anyio.
-anyio_backend = workers_kit.anyio_backend
-broker = workers_kit.broker
-erp = workers_kit.erp
-
-
-async def test_batch_with_an_already_processed_key_posts_only_the_others(broker, erp, tmp_path: Path):
+async def test_batch_with_an_already_processed_key_posts_only_the_others(jetstream, erp, tmp_path: Path):
     with SqliteProcessedKeys(tmp_path / "state" / "worker-keys.sqlite") as keys:
         keys.add("OLD")  # posted by an earlier worker process
     # Published before the worker starts, so one fetch sees them all; one lane makes them one batch.
-    await publish(broker.url, event("N1"), event("OLD"), event("N2"), event("N3"))
-    async with running_worker(broker, erp, tmp_path, lanes=1) as worker:
+    await publish(jetstream.url, event("N1"), event("OLD"), event("N2"), event("N3"))
+    async with running_worker(jetstream, erp, tmp_path, lanes=1) as worker:
         await until(lambda: len(deliveries(tmp_path)) == 4, what="four copies handled")
     assert [r["txn_id"] for r in erp.ledger] == ["N1", "N2", "N3"]
     assert sum(erp.batches) == 3 and erp.requests == len(erp.batches)
@@ -36,11 +30,11 @@ async def test_batch_with_an_already_processed_key_posts_only_the_others(broker,
     assert (worker.stats.delivered, worker.stats.suppressed, worker.stats.batches) == (3, 1, 1)
 
 
-async def test_failing_batch_is_retried_as_a_unit_and_posts_each_once(broker, erp, tmp_path: Path):
+async def test_failing_batch_is_retried_as_a_unit_and_posts_each_once(jetstream, erp, tmp_path: Path):
     erp.answers.extend([503, 503])  # the breaker threshold is 3: two failures leave it closed
     txns = [f"R{i}" for i in range(40)]
-    await publish(broker.url, *(event(t) for t in txns))
-    async with running_worker(broker, erp, tmp_path, lanes=1) as worker:
+    await publish(jetstream.url, *(event(t) for t in txns))
+    async with running_worker(jetstream, erp, tmp_path, lanes=1) as worker:
         await until(lambda: len(deliveries(tmp_path)) == 40, what="40 deliveries")
     assert sorted(r["txn_id"] for r in erp.ledger) == sorted(txns)
     assert [r["txn_id"] for r in erp.ledger] == txns  # stream order kept through the retries
@@ -53,29 +47,29 @@ async def test_failing_batch_is_retried_as_a_unit_and_posts_each_once(broker, er
     assert worker.deliveries["legacy"].breaker.state == "closed"
 
 
-async def test_breaker_counts_a_failed_batch_once(broker, erp, tmp_path: Path):
+async def test_breaker_counts_a_failed_batch_once(jetstream, erp, tmp_path: Path):
     erp.answers.append(503)  # one failed request for 30 messages must not trip a threshold of 3
-    await publish(broker.url, *(event(f"B{i}") for i in range(30)))
-    async with running_worker(broker, erp, tmp_path, lanes=1) as worker:
+    await publish(jetstream.url, *(event(f"B{i}") for i in range(30)))
+    async with running_worker(jetstream, erp, tmp_path, lanes=1) as worker:
         await until(lambda: len(erp.ledger) == 30, what="30 postings")
     assert worker.deliveries["legacy"].breaker.transitions == []
     assert worker.deliveries["legacy"].breaker.failures == 0
 
 
-async def test_lost_answer_to_a_batch_is_checked_in_one_lookup(broker, erp, tmp_path: Path):
+async def test_lost_answer_to_a_batch_is_checked_in_one_lookup(jetstream, erp, tmp_path: Path):
     erp.swallow = 1  # the whole batch lands, its answer is lost
-    await publish(broker.url, *(event(f"LA{i}") for i in range(10)))
-    async with running_worker(broker, erp, tmp_path, lanes=1):
+    await publish(jetstream.url, *(event(f"LA{i}") for i in range(10)))
+    async with running_worker(jetstream, erp, tmp_path, lanes=1):
         await until(lambda: len(deliveries(tmp_path)) == 10, what="10 deliveries")
     assert sorted(r["txn_id"] for r in erp.ledger) == sorted(f"LA{i}" for i in range(10))  # none twice
     assert erp.lookups == 1  # one ledger lookup for the whole unanswered batch
     assert {r[1] for r in deliveries(tmp_path)} == {"delivered"}
 
 
-async def test_refused_batch_dead_letters_only_the_offending_posting(broker, erp, tmp_path: Path):
+async def test_refused_batch_dead_letters_only_the_offending_posting(jetstream, erp, tmp_path: Path):
     erp.reject.add("BAD")
-    await publish(broker.url, event("G1", lot="LOT"), event("BAD", lot="LOT"), event("G2", lot="LOT"))
-    async with running_worker(broker, erp, tmp_path, lanes=1) as worker:
+    await publish(jetstream.url, event("G1", lot="LOT"), event("BAD", lot="LOT"), event("G2", lot="LOT"))
+    async with running_worker(jetstream, erp, tmp_path, lanes=1) as worker:
         await until(lambda: len(deliveries(tmp_path)) == 3, what="three copies handled")
     assert [r["txn_id"] for r in erp.ledger] == ["G1", "G2"]  # order of the lot kept while narrowing down
     outcomes = {r[0]: (r[1], r[2]) for r in deliveries(tmp_path)}
@@ -83,10 +77,10 @@ async def test_refused_batch_dead_letters_only_the_offending_posting(broker, erp
     assert worker.stats.dead_lettered == 1 and worker.stats.delivered == 2
 
 
-async def test_two_copies_in_one_batch_post_once(broker, erp, tmp_path: Path):
-    await publish(broker.url, event("TWICE"), event("OTHER"))
-    await publish(broker.url, event("TWICE"), msg_id_suffix=":copy")  # past the broker's de-duplication
-    async with running_worker(broker, erp, tmp_path, lanes=1):
+async def test_two_copies_in_one_batch_post_once(jetstream, erp, tmp_path: Path):
+    await publish(jetstream.url, event("TWICE"), event("OTHER"))
+    await publish(jetstream.url, event("TWICE"), msg_id_suffix=":copy")  # past the jetstream's de-duplication
+    async with running_worker(jetstream, erp, tmp_path, lanes=1):
         await until(lambda: len(deliveries(tmp_path)) == 3, what="three copies handled")
     assert erp.count("TWICE") == 1 and erp.count("OTHER") == 1
     assert sorted(r[1] for r in deliveries(tmp_path) if r[0] == "TWICE") == ["delivered", "duplicate_suppressed"]
@@ -94,7 +88,7 @@ async def test_two_copies_in_one_batch_post_once(broker, erp, tmp_path: Path):
 
 def test_batches_fit_the_erp_rate_limit():
     limited = dict(SCENARIO, landscape=dict(SCENARIO["landscape"], erp={"rate_limit": "20/s"}))
-    assert _batch_cap(parse_scenario(limited), "legacy", 500) == 20
-    assert _batch_cap(parse_scenario(SCENARIO), "legacy", 500) == 500
+    assert batch_cap(parse_scenario(limited), "legacy", 500) == 20
+    assert batch_cap(parse_scenario(SCENARIO), "legacy", 500) == 500
     slow = dict(SCENARIO, landscape=dict(SCENARIO["landscape"], erp={"rate_limit": "0.1/s"}))
-    assert _batch_cap(parse_scenario(slow), "legacy", 500) == 1
+    assert batch_cap(parse_scenario(slow), "legacy", 500) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from integration.workers import DeliveryLog
+from integration.delivery_log import DeliveryLog
 from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from live.collect import collect_run, live_run_record, pending_at_edges
 from live.edge_store import EdgeStore, OutboxEvent

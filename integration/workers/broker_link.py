@@ -1,0 +1,65 @@
+"""The worker's side of the broker: its connection, its durable pull consumer, quiet acks and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from integration.broker import EVENTS_STREAM, EVENTS_SUBJECTS, ensure_streams
+from integration.jspull import BulkPuller
+from integration.workers.config import WorkerConfig
+
+
+async def connect(url: str) -> Any:
+    """A connection that reconnects for ever and reports losses in one line each."""
+    return await nats.connect(url, name="synctwin-worker", max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                              connect_timeout=5, error_cb=_note_error,
+                              disconnected_cb=_note("broker connection lost; reconnecting"),
+                              reconnected_cb=_note("broker connection back"))
+
+
+async def subscribe(nc: Any, cfg: WorkerConfig) -> BulkPuller:
+    """Create the durable pull consumer unless it exists (a restarted worker resumes it); start pulling."""
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        durable_name=cfg.consumer, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+        ack_wait=cfg.ack_wait, max_deliver=-1, max_ack_pending=cfg.max_ack_pending, filter_subject=EVENTS_SUBJECTS,
+    )
+    await ensure_streams(js)  # idempotent; the worker may start before the gateway
+    try:
+        await js.consumer_info(EVENTS_STREAM, cfg.consumer)
+    except NotFoundError:
+        await js.add_consumer(EVENTS_STREAM, config)
+    puller = BulkPuller(nc, EVENTS_STREAM, cfg.consumer, cfg.fetch_batch, cfg.fetch_wait)
+    await puller.start()
+    return puller
+
+
+async def quietly(awaitable: Awaitable[Any], timeout: float | None = None) -> None:
+    """Await ``awaitable`` ignoring its failure: used for acks and shutdown, where the broker may be
+    gone and JetStream's redelivery is the recovery path."""
+    try:
+        if timeout is None:
+            await awaitable
+        else:
+            await asyncio.wait_for(awaitable, timeout)
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - see docstring
+        pass
+
+
+async def _note_error(exc: Exception) -> None:
+    """One line per broker connection error instead of nats-py's default traceback."""
+    print(f"worker: broker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+
+def _note(text: str) -> Callable[[], Awaitable[None]]:
+    async def callback() -> None:
+        print(f"worker: {text}", file=sys.stderr, flush=True)
+
+    return callback

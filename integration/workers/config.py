@@ -1,0 +1,71 @@
+"""What one worker process is told: its configuration, the ERP URLs of the command line, its counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernel.routing import Routing
+from scenarios.spec import Scenario
+
+CONSUMER = "erp-workers"
+
+
+@dataclass
+class WorkerConfig:
+    """Everything one worker process needs; ``erp_urls`` maps ERP kind to base URL."""
+
+    nats_url: str
+    scenario: Scenario
+    erp_urls: dict[str, str]
+    run_dir: Path
+    epoch: float
+    speed: float
+    lanes: int = 2
+    fetch_batch: int = 1000  # messages per pull request, and the largest batch a lane handles at once
+    fetch_wait: float = 0.5  # wall seconds a pull request lingers when the stream is empty
+    # Fetched-but-unacknowledged messages JetStream allows the consumer: this bounds what the lanes hold.
+    max_ack_pending: int = 8192
+    ack_wait: float = 5.0  # wall seconds; held messages are kept alive with in-progress acks
+    seed: int = 0
+    consumer: str = CONSUMER
+
+    def __post_init__(self) -> None:
+        missing = Routing.of(self.scenario).kinds() - set(self.erp_urls)
+        if missing:
+            raise ValueError(f"--erp: the scenario routes plants to {', '.join(sorted(missing))} but no URL "
+                             f"was given; add e.g. --erp {sorted(missing)[0]}=http://127.0.0.1:PORT")
+        if self.fetch_batch < 1 or self.lanes < 1 or self.max_ack_pending < self.fetch_batch:
+            raise ValueError("worker: lanes and fetch_batch must be >= 1 and max_ack_pending >= fetch_batch")
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did so far (printed as JSON when it stops)."""
+
+    delivered: int = 0
+    suppressed: int = 0
+    dead_lettered: int = 0
+    failed_attempts: int = 0  # failed ERP requests (one per batch)
+    batches: int = 0  # ERP batch requests answered 201
+    acks_withheld: int = 0  # injected ack loss (broker_redelivery fault)
+    by_target: dict[str, int] = field(default_factory=dict)
+
+
+def parse_erp_urls(values: list[str]) -> dict[str, str]:
+    """``["legacy=http://..", "cloud=http://.."]`` → mapping; raises ValueError naming the bad value."""
+    urls: dict[str, str] = {}
+    for value in values:
+        kind, sep, url = value.partition("=")
+        if not sep or kind not in ("legacy", "cloud") or not url.startswith(("http://", "https://")):
+            raise ValueError(f"--erp {value!r}: write KIND=URL with KIND legacy or cloud, "
+                             "e.g. --erp legacy=http://127.0.0.1:8081")
+        urls[kind] = url
+    return urls
+
+
+def batch_cap(scenario: Scenario, kind: str, limit: int) -> int:
+    """Postings per request to ``kind``: ``limit``, or the ERP's API burst (its rate limit's bucket
+    capacity) when that is smaller -- a larger batch could never pass the rate limit."""
+    rate = scenario.erp_for(kind).rate_limit
+    return limit if not rate else max(1, min(limit, int(max(1.0, rate))))
