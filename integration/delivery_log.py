@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from integration.sqlite import connect
 
 DELIVERY_COLUMNS = (
     "txn_id", "t_broker", "t_delivered", "attempts", "outcome", "reason", "target",
@@ -18,10 +19,7 @@ class DeliveryLog:
     """The workers' delivery log (WAL, ``synchronous=NORMAL``: survives a killed process)."""
 
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS deliveries (txn_id TEXT, t_broker REAL, t_delivered REAL, "
             "attempts INTEGER, outcome TEXT, reason TEXT, target TEXT, correlation_id TEXT, flow TEXT, "

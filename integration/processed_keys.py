@@ -12,8 +12,9 @@ worker must then ask the target whether the posting landed (see :meth:`uncertain
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from integration.sqlite import connect
 
 _POSTING, _DONE = "posting", "done"
 
@@ -27,10 +28,7 @@ class SqliteProcessedKeys:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(self.path)
         # WITHOUT ROWID: the rows live in the key's own B-tree, one tree to update per key instead of two.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS processed_keys (key TEXT PRIMARY KEY, state TEXT NOT NULL, t REAL) "

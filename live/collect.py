@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from integration.sqlite import connect_readonly
 from kernel.run_folder import write_run_folder
 from kernel.run_record import RunRecord, run_record
 from kernel.trace import (
@@ -41,7 +42,7 @@ def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
     """Rows of ``sql`` in the SQLite file ``path`` as dicts (read-only; empty if the file is absent)."""
     if not path.is_file():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = connect_readonly(path)
     try:
         db.row_factory = sqlite3.Row
         return [dict(r) for r in db.execute(sql)]

@@ -19,6 +19,7 @@ import numpy as np
 
 from kernel.trace import BACKFLUSH, MATERIAL_ISSUE
 from live.plant_host import find_plant
+from scenarios.generator import plant_seed
 from scenarios.spec import Scenario
 from twins.wms import poisson_times
 
@@ -48,7 +49,7 @@ def plan_bursts(scenario: Scenario, plant_id: str) -> tuple[BurstArrivals, ...]:
     """Every burst of the scenario that names ``plant_id``, with its arrivals drawn."""
     index, plant = find_plant(scenario, plant_id)
     load = scenario.load
-    rng = np.random.default_rng(np.random.SeedSequence([scenario.run.seed, index, _STREAM]))
+    rng = np.random.default_rng(plant_seed(scenario, index, stream=_STREAM))
     plans = []
     for burst in load.bursts:
         if burst.plants != "all" and plant_id not in burst.plants:

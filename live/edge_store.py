@@ -22,6 +22,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from integration.sqlite import connect
 from kernel.trace import REASON_EDGE_OVERFLOW
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "drop_newest")
@@ -70,10 +71,7 @@ class EdgeStore:
         if capacity < 1:
             raise ValueError("edge buffer must hold at least 1 event; set plant.edge.buffer >= 1")
         self.path, self.capacity, self.overflow = Path(path), capacity, overflow
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+        self.db = connect(self.path)  # WAL + NORMAL survives a killed process
         self.db.executescript(_SCHEMA)
 
     # --------------------------------------------------------------------------------------- writes

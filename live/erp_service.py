@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sqlite3
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from integration.gateway.ratelimit import TokenBucket
+from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.trace import FLOWS
 from live.erp_faults import DROP, ErpApp, InjectedFaults, drop_connection, loses_answer, refusal
-from scenarios.spec import ErpSpec, LatencySpec
+from scenarios.spec import ErpSpec
+from twins.erp import service_time
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
 MAX_BATCH = 10_000  # postings per batch request; bounds the service's memory and one commit's size
@@ -88,10 +89,7 @@ class Ledger:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # committed rows survive a process kill
+        self.db = connect(self.path)  # committed rows survive a process kill
         # The ledger is append-only, so the plain rowid (max + 1) already gives consecutive ids that are
         # never reused; AUTOINCREMENT would add a sqlite_sequence update to every posting (~1.5 µs).
         self.db.execute(
@@ -153,28 +151,6 @@ class Ledger:
     def close(self) -> None:
         """Close the database."""
         self.db.close()
-
-
-def sample_service_time(spec: LatencySpec, rng: np.random.Generator) -> float:
-    """One service time in scenario seconds; lognormal keeps ``mean`` as its mean."""
-    if spec.mean <= 0:
-        return 0.0
-    if spec.distribution == "constant":
-        return spec.mean
-    if spec.distribution == "lognormal":
-        return float(rng.lognormal(math.log(spec.mean) - spec.sigma**2 / 2, spec.sigma))
-    return float(rng.exponential(spec.mean))
-
-
-def sample_service_times(spec: LatencySpec, rng: np.random.Generator, n: int) -> float:
-    """Total service time of ``n`` postings in scenario seconds: the sum of ``n`` independent draws."""
-    if spec.mean <= 0 or n <= 0:
-        return 0.0
-    if spec.distribution == "constant":
-        return spec.mean * n
-    if spec.distribution == "lognormal":
-        return float(rng.lognormal(math.log(spec.mean) - spec.sigma**2 / 2, spec.sigma, size=n).sum())
-    return float(rng.exponential(spec.mean, size=n).sum())
 
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
@@ -240,7 +216,7 @@ class ErpTwin:
         if refused is not None:
             return refused
         async with self.server:
-            t_posted = await self._serve(sample_service_time(self.spec.service, self.rng))
+            t_posted = await self._serve(service_time(self.spec.service, self.rng))
             posting_id = self.ledger.post(posting, self.kind, t_posted)
         if loses_answer(self.mode, self.share, self.rng, self.injected):
             return DROP, {}, {}
@@ -252,7 +228,7 @@ class ErpTwin:
         if refused is not None:
             return refused
         async with self.server:
-            t_posted = await self._serve(sample_service_times(self.spec.service, self.rng, len(postings)))
+            t_posted = await self._serve(service_time(self.spec.service, self.rng, len(postings)))
             first, last = self.ledger.post_many(postings, self.kind, t_posted)
         if loses_answer(self.mode, self.share, self.rng, self.injected):
             return DROP, {}, {}

@@ -36,6 +36,7 @@ from asyncua.crypto import cert_gen
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kernel.clock import ScaledClock
+from kernel.net import free_port
 from live.opcua_batch import write_values
 from live.opcua_security import GuardedInternalServer, PasswordUsers, trusted_validator
 from twins.machines import DOWN, STATE_NAMES, BankStep, MachineBank
@@ -143,13 +144,6 @@ async def ensure_certificate(pki_dir: Path, name: str, app_uri: str, server: boo
         trusted.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cert, trusted / cert.name)
     return cert, key
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port on ``host`` (asyncua needs a concrete port in its endpoint URL)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ server

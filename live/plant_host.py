@@ -18,6 +18,7 @@ import numpy as np
 
 from kernel.clock import ScaledClock
 from live.opcua_server import PlantOpcUaServer, access_for_run
+from scenarios.generator import plant_seed
 from scenarios.spec import PlantSpec, Scenario
 from twins.machines import DOWN, MachineBank
 
@@ -33,20 +34,9 @@ def find_plant(scenario: Scenario, plant_id: str) -> tuple[int, PlantSpec]:
 
 
 def build_bank(scenario: Scenario, plant_id: str, t0: float = 0.0) -> tuple[MachineBank, PlantSpec]:
-    """The plant's machine bank, seeded by the scenario seed and the plant's position."""
+    """The plant's machine bank, seeded as the virtual engine seeds it (replication 0's plant seed)."""
     index, plant = find_plant(scenario, plant_id)
-    rng = np.random.default_rng(np.random.SeedSequence([scenario.run.seed, index]))
-    bank = MachineBank(
-        plant.lines * plant.machines_per_line,
-        plant.cycle_time,
-        plant.scrap_rate,
-        plant.mtbf,
-        plant.mttr,
-        rng,
-        machines_per_line=plant.machines_per_line,
-        t0=t0,
-    )
-    return bank, plant
+    return MachineBank.for_plant(plant, np.random.default_rng(plant_seed(scenario, index)), t0), plant
 
 
 class PlantHost:

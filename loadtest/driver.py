@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +28,11 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
+from kernel.net import free_port
 from loadtest.shapes import plan_shape
 from loadtest.users import LoadConfig, make_user_class
 
 PERCENTILES = sorted({*PERCENTILES_TO_REPORT, 0.5, 0.95, 0.99})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker_command(config: Path, port: int) -> list[str]:
@@ -66,7 +60,7 @@ def run_load(config_path: Path) -> dict:
     env = Environment(user_classes=[make_user_class(cfg)], shape_class=shape, host=cfg.host, stop_timeout=5.0)
     workers: list[subprocess.Popen] = []
     if cfg.processes > 1:
-        port = _free_port()
+        port = free_port()
         runner = env.create_master_runner("127.0.0.1", port)
         log = open(out / f"{cfg.stats_prefix}_workers.log", "ab")  # noqa: SIM115 - closed below
         workers = [subprocess.Popen(_worker_command(config_path, port), stdout=log, stderr=log,

@@ -135,12 +135,18 @@ class Vocabulary:
         return self.units.index(code)
 
 
+def plant_seed(scenario: Scenario, plant_index: int, replication: int = 0,
+               stream: int | None = None) -> np.random.SeedSequence:
+    """The seed of the plant at ``plant_index`` (file order) in ``replication``, the same in both engines:
+    the virtual plant twin and the live plant host draw their machine bank from it. A ``stream`` gives an
+    independent sibling for other draws of the same plant (the live edge's load bursts)."""
+    # = SeedSequence(seed).spawn(replication + 1)[replication].spawn(plant_index + 2)[plant_index + 1]
+    key = (replication, 1 + plant_index) + (() if stream is None else (stream,))
+    return np.random.SeedSequence(scenario.run.seed, spawn_key=key)
+
+
 def seeds(scenario: Scenario, replications: int) -> list[tuple[np.random.SeedSequence, list[np.random.SeedSequence]]]:
-    """Per replication: (enterprise seed, one seed per plant in file order)."""
+    """Per replication: (enterprise seed, one seed per plant in file order: :func:`plant_seed`)."""
     plants = len(scenario.landscape.all_plants)
-    root = np.random.SeedSequence(scenario.run.seed)
-    out = []
-    for rep_seq in root.spawn(replications):
-        enterprise, *per_plant = rep_seq.spawn(1 + plants)
-        out.append((enterprise, per_plant))
-    return out
+    return [(np.random.SeedSequence(scenario.run.seed, spawn_key=(rep, 0)),
+             [plant_seed(scenario, i, rep) for i in range(plants)]) for rep in range(replications)]

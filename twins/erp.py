@@ -26,6 +26,12 @@ def draw_latency(spec: LatencySpec, rng: np.random.Generator, n: int) -> np.ndar
     return rng.exponential(spec.mean, n)
 
 
+def service_time(spec: LatencySpec, rng: np.random.Generator, n: int = 1) -> float:
+    """Total service time of ``n`` requests in scenario seconds: the sum of ``n`` independent draws of
+    :func:`draw_latency` (the live ERP service serves a batch of postings as ``n`` postings)."""
+    return float(draw_latency(spec, rng, max(n, 0)).sum())
+
+
 def fifo_departures(arrivals: np.ndarray, service: np.ndarray, free_at: float) -> np.ndarray:
     """Departure times of a single FIFO server for sorted ``arrivals`` (closed-form Lindley)."""
     if arrivals.size == 0:

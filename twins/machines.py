@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenarios.spec import PlantSpec
+
 RUNNING, IDLE, DOWN, CHANGEOVER = 0, 1, 2, 3
 STATE_NAMES = ("running", "idle", "down", "changeover")
 
@@ -81,6 +83,13 @@ class MachineBank:
         self.scrap_total = np.zeros(n, dtype=np.int64)
         self.downtime_total = np.zeros(n)
         self.planned_changeovers: list[tuple[float, float]] = []
+
+    @classmethod
+    def for_plant(cls, plant: PlantSpec, rng: np.random.Generator, t0: float = 0.0) -> MachineBank:
+        """The bank of ``plant``'s machines (line by line), drawing from ``rng``: the one constructor both
+        engines use, with ``rng`` seeded by :func:`scenarios.generator.plant_seed`."""
+        return cls(plant.lines * plant.machines_per_line, plant.cycle_time, plant.scrap_rate, plant.mtbf,
+                   plant.mttr, rng, machines_per_line=plant.machines_per_line, t0=t0)
 
     # ------------------------------------------------------------------------------------ commands
     def stop(self, machine: int) -> None:

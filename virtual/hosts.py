@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from scenarios.generator import FaultPlan, Vocabulary, seeds
+from scenarios.generator import FaultPlan, Vocabulary, plant_seed, seeds
 from scenarios.spec import Scenario
 from virtual import batch as B
 from virtual.hub import IntegrationHub
@@ -27,10 +27,10 @@ class PlantHost:
         faults = FaultPlan.of(scenario)
         plants = scenario.landscape.all_plants
         self.twins: dict[tuple[int, int], PlantTwin] = {}
-        for rep, (_, plant_seeds) in enumerate(seeds(scenario, replications)):
+        for rep in range(replications):
             for i in plant_indices:
                 env = simpy.Environment()
-                rng = np.random.default_rng(plant_seeds[i])
+                rng = np.random.default_rng(plant_seed(scenario, i, rep))
                 self.twins[(rep, i)] = PlantTwin(env, scenario, plants[i], i, vocab, faults, rng)
 
     def step(self, t_to: float) -> WindowResult:

@@ -66,8 +66,7 @@ class PlantTwin:
         self.load = scenario.load
         self.wan = faults.wan_outage[plant.id]
         self.routing = Routing.of(scenario)
-        self.bank = MachineBank(plant.lines * plant.machines_per_line, plant.cycle_time, plant.scrap_rate,
-                                plant.mtbf, plant.mttr, rng, plant.machines_per_line)
+        self.bank = MachineBank.for_plant(plant, rng)
         self.mes = Mes(plant.lines, self.bank.line_of, self.load.lot_size, rng)
         self.edge = StoreAndForward(plant.edge, self.wan)
         products = plant.products

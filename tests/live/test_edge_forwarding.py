@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from pydantic import TypeAdapter
 
 from integration.canonical import PayloadV1, PayloadV2
 from kernel.clock import ScaledClock
+from kernel.net import free_port
 from kernel.trace import GOODS_RECEIPT, OPERATION_CONFIRMATION
 from live.edge import Edge, EdgeConfig
 from live.edge_store import EdgeStore
@@ -56,9 +56,7 @@ class GatewayStandIn:
     """Accepts ``/v1|v2/events`` batches after validating them; can be down, or answer 503/429 first."""
 
     def __init__(self):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.received: list[tuple[str, dict]] = []
         self.failures_left = 0

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from asyncua import Client, Server, ua
 
+from kernel.net import free_port
 from live.opcua_batch import BatchWriteError, write_values
 from live.opcua_bulk import BulkSubscription, create_bulk_subscription
-from live.opcua_server import free_port
 
 DEADBAND = ua.DataChangeFilter(
     Trigger=ua.DataChangeTrigger.StatusValue, DeadbandType=ua.DeadbandType.Absolute, DeadbandValue=1.0

@@ -28,6 +28,8 @@ from asyncua.crypto.permission_rules import User, UserRole
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from kernel.net import free_port
+
 MACHINERY_NS = "http://opcfoundation.org/UA/Machinery/"
 PACKML_NS = "http://opcfoundation.org/UA/PackML/"
 VENDOR_NS = "urn:acme-foods:linz:packaging"
@@ -185,12 +187,6 @@ async def main(args: argparse.Namespace) -> None:
     async with server:
         print(f"READY vendor-opcua {url}", flush=True)
         await produce(plant, args.tick, stop)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scenarios.generator import Windows
 from scenarios.spec import ErpSpec, FaultSpec, LatencySpec
-from twins.erp import ErpPostingServer, draw_latency, fifo_departures
+from twins.erp import ErpPostingServer, draw_latency, fifo_departures, service_time
 
 
 def _lindley(arrivals, service, free_at: float) -> list[float]:
@@ -100,3 +100,11 @@ def test_latency_draws_keep_the_mean(dist):
 
 def test_zero_latency_is_zero():
     assert draw_latency(LatencySpec(mean=0), np.random.default_rng(0), 5).tolist() == [0.0] * 5
+
+
+def test_service_time_of_a_batch_is_the_sum_of_its_draws():
+    spec = LatencySpec(mean=0.2, distribution="lognormal", sigma=0.5)
+    expected = draw_latency(spec, np.random.default_rng(5), 7).sum()
+    assert service_time(spec, np.random.default_rng(5), 7) == pytest.approx(expected)
+    assert service_time(LatencySpec(mean=0.3, distribution="constant"), np.random.default_rng(0), 4) == 1.2
+    assert service_time(spec, np.random.default_rng(0), 0) == 0.0
