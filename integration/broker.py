@@ -13,6 +13,7 @@ interval); ``EmbeddedNats(sync_always=True)`` makes it fsync every write at a th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -194,6 +195,51 @@ class EmbeddedNats:
         self.stop()
 
 
+class ConnectionLog:
+    """nats-py connection callbacks that log one line per state change of the broker connection.
+
+    nats-py's default error callback logs a full traceback for every failed reconnect attempt (several a
+    second during an outage). This logs "lost", the first failed attempt ("reconnecting") and "back" with
+    the number of attempts and the outage's length; other errors are one line each, without a traceback.
+    """
+
+    def __init__(self, who: str, url: str, logger: logging.Logger | None = None):
+        self.who, self.url = who, url
+        self.log = logger or logging.getLogger(f"synctwin.{who}.broker")
+        self.outages = 0
+        self.failed_attempts = 0
+        self.lost_at: float | None = None
+
+    def callbacks(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect``."""
+        return {"error_cb": self.on_error, "disconnected_cb": self.on_lost, "reconnected_cb": self.on_back}
+
+    async def on_lost(self) -> None:
+        """The connection dropped (nats-py keeps reconnecting)."""
+        if self.lost_at is None:
+            self.lost_at, self.failed_attempts = time.monotonic(), 0
+            self.outages += 1
+            self.log.warning("%s: broker connection lost (%s), outage %d; reconnecting", self.who, self.url,
+                             self.outages)
+
+    async def on_error(self, exc: Exception) -> None:
+        """A failed reconnect attempt (counted, logged once per outage) or another client error (one line)."""
+        if self.lost_at is not None:
+            self.failed_attempts += 1
+            if self.failed_attempts == 1:
+                self.log.warning("%s: broker unreachable, still reconnecting: %s", self.who,
+                                 f"{type(exc).__name__}: {exc}".strip(": "))
+            return
+        self.log.warning("%s: broker client error: %s", self.who, f"{type(exc).__name__}: {exc}".strip(": "))
+
+    async def on_back(self) -> None:
+        """Reconnected."""
+        down = time.monotonic() - self.lost_at if self.lost_at is not None else 0.0
+        self.log.warning("%s: broker connection back after %.1f s and %d failed attempts (outage %d)", self.who,
+                         down, self.failed_attempts, self.outages)
+        self.lost_at = None
+
+
 def can_write_raw(nc: Any) -> bool:
     """Can pre-encoded protocol commands go straight into ``nc``'s write queue right now? nats-py 2.x
     keeps one (ordering and reconnect buffering included); without it callers use the public API."""
@@ -270,11 +316,13 @@ async def read_messages(js: Any, stream: str, subject: str, limit: int | None = 
     found: list[Any] = []
     seen = 0
     try:
+        if (await sub.consumer_info()).num_pending == 0:
+            return found  # nothing on the subject: do not wait out a fetch
         while limit is None or seen < limit:
             want = 1000 if limit is None else min(1000, limit - seen)
             try:
                 batch = await sub.fetch(batch=want, timeout=0.5)
-            except NatsTimeout:
+            except (TimeoutError, NatsTimeout):  # nats-py raises either when the stream has no more
                 break
             seen += len(batch)
             found += batch if keep is None else [m for m in batch if keep(m)]

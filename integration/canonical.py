@@ -6,13 +6,15 @@ field. Both coexist on the gateway; :func:`to_canonical` turns either into a :cl
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
 
 from kernel.trace import FLOWS
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
+# A JSON number: no booleans or numeric strings, never NaN or ±Infinity (``1e400`` parses as Infinity).
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class CanonicalEvent(BaseModel):
@@ -29,10 +31,10 @@ class CanonicalEvent(BaseModel):
     target: str = "ERP"
     item: str = Field(min_length=1)
     lot: str = ""
-    qty: float = Field(ge=0)
+    qty: Number = Field(ge=0)
     unit: str = Field(min_length=1)
     schema_version: Literal["v1", "v2"] = "v2"
-    t_created: float = Field(ge=0, description="scenario seconds at the source")
+    t_created: Number = Field(ge=0, description="scenario seconds at the source")
 
 
 class PayloadV1(BaseModel):
@@ -43,11 +45,11 @@ class PayloadV1(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     type: Flow
     material: str = Field(min_length=1)
-    quantity: float = Field(ge=0)
+    quantity: Number = Field(ge=0)
     uom: str = Field(min_length=1)
     line: str = ""
     lot: str = ""
-    timestamp: float = Field(ge=0)
+    timestamp: Number = Field(ge=0)
 
 
 class PayloadV2(BaseModel):
@@ -59,13 +61,13 @@ class PayloadV2(BaseModel):
     correlation_id: str = Field("", max_length=128)
     flow: Flow
     item: str = Field(min_length=1)
-    qty: float = Field(ge=0)
+    qty: Number = Field(ge=0)
     unit: str = Field(min_length=1)
     line: str = ""
     lot: str = ""
     source: str = "MES"
     target: str = "ERP"
-    t_created: float = Field(ge=0)
+    t_created: Number = Field(ge=0)
 
 
 def to_canonical(payload: PayloadV1 | PayloadV2, plant: str) -> CanonicalEvent:

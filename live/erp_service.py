@@ -34,6 +34,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from integration.canonical import Number
+from integration.gateway.ingest import json_safe_errors
 from integration.gateway.ratelimit import TokenBucket
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
@@ -56,9 +58,9 @@ class Posting(BaseModel):
     flow: Flow
     plant: str = Field(min_length=1)
     item: str = Field(min_length=1)
-    qty: float
+    qty: Number  # finite, a JSON number: no NaN or Infinity can reach the ledger
     unit: str = Field(min_length=1)
-    t_created: float
+    t_created: Number
     correlation_id: str = ""
 
 
@@ -79,9 +81,9 @@ class ModeChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["normal", "outage", "slow", "throttle", "errors", "lose_answer"]
-    factor: float = Field(5.0, ge=1, description="slow mode: service time multiplier")
-    share: float = Field(1.0, ge=0, le=1, description="throttle / errors / lose_answer: share of requests hit")
-    retry_after: float = Field(1.0, ge=0, description="throttle: Retry-After in wall seconds")
+    factor: Number = Field(5.0, ge=1, description="slow mode: service time multiplier")
+    share: Number = Field(1.0, ge=0, le=1, description="throttle / errors / lose_answer: share of requests hit")
+    retry_after: Number = Field(1.0, ge=0, description="throttle: Retry-After in wall seconds")
 
 
 class Ledger:
@@ -248,6 +250,11 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
 
     app = ErpApp(title=f"synctwin ERP twin ({kind})", lifespan=lifespan)
     app.state.twin = twin
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input, and JSON cannot carry a NaN or an Infinity sent in
+        return JSONResponse({"detail": json_safe_errors(exc.errors())}, 422)
 
     @app.post("/postings", status_code=201, summary="Post one transaction to the ledger (no de-duplication)")
     async def post(posting: Posting, request: Request) -> JSONResponse:

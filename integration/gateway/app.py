@@ -6,27 +6,33 @@ document, which describes the raw-read bodies through ``openapi_extra``.
 """
 
 import math
+import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from integration.canonical import PayloadV1, PayloadV2
+from integration.canonical import Number, PayloadV1, PayloadV2
 from integration.gateway.core import CORRELATION_HEADER, UNKNOWN_KEY, IngestCore
+from integration.gateway.ingest import json_safe_errors
 from integration.gateway.lane import IngestLane
 from integration.gateway.metrics import GatewayMetrics
 from integration.gateway.publisher import DeadLetter, Publisher
+from integration.gateway.ratelimit import TokenBucket
 from integration.gateway.settings import GatewaySettings
 from integration.gc_tuning import tune_gc
 from kernel.clock import ScaledClock
 
 
-def _body_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    """JSON schema of "one ``model`` or a list of them"; its definitions go into ``components``."""
-    schema = TypeAdapter(model | list[model]).json_schema(ref_template="#/components/schemas/{model}")
+def _body_schema(model: type[BaseModel], max_batch: int, components: dict[str, Any]) -> dict[str, Any]:
+    """JSON schema of "one ``model`` or a list of 1..``max_batch`` of them"; definitions go into ``components``."""
+    batch = Annotated[list[model], Field(min_length=1, max_length=max_batch)]
+    schema = TypeAdapter(model | batch).json_schema(ref_template="#/components/schemas/{model}")
     components.update(schema.pop("$defs", {}))
     return schema
 
@@ -50,8 +56,8 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     txn_ids: list[str] | None = None
-    t_from: float | None = None
-    t_to: float | None = None
+    t_from: Number | None = None
+    t_to: Number | None = None
     time_field: Literal["t_dead_lettered", "t_created"] = "t_dead_lettered"
     plant: str | None = None
 
@@ -77,12 +83,65 @@ class Accepted(BaseModel):
     correlation_ids: list[str]
 
 
+class Problem(BaseModel):
+    """Why a request was refused, and what to do."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="where in the body, e.g. body[3].qty")
+    message: str = Field(description="what is wrong and how to fix it")
+    found: str | int | float | bool | None = Field(None, description="the value sent (non-finite numbers as text)")
+
+
+class InvalidBody(BaseModel):
+    detail: list[FieldProblem]
+
+
+class RateLimited(Problem):
+    retry_after_s: float
+
+
+class NotStored(Problem):
+    stored: int = Field(description="events of the request the broker did store (retry them all: duplicates drop)")
+
+
+class TxnStatus(BaseModel):
+    """Where a transaction stands at the broker."""
+
+    model_config = ConfigDict(extra="allow")
+
+    txn_id: str
+    plant: str
+    status: Literal["stored", "dead_lettered"]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    broker: bool
+
+
+def _retry_after(description: str) -> dict[str, Any]:
+    return {"Retry-After": {"description": description, "required": True, "schema": {"type": "string"}}}
+
+
+UNAUTHORIZED = {401: {"model": Problem, "description": "missing or unknown X-Api-Key"}}
+BROKER_DOWN = {503: {"model": Problem, "description": "broker unavailable; retry",
+                     "headers": _retry_after("seconds to wait")}}
+
+
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app for ``settings``; connects to NATS on startup and drains on shutdown."""
     clock = ScaledClock(settings.epoch, settings.speed)
-    publisher = Publisher(settings.nats_url, clock, settings.status_index_size, settings.scan_limit)
+    publisher = Publisher(settings.nats_url, clock, settings.status_index_size, settings.scan_limit,
+                          settings.status_index)
     metrics = GatewayMetrics()
+    read_buckets = {p: TokenBucket(settings.status_rate_limit, settings.status_rate_limit * settings.burst_seconds)
+                    for p in settings.plant_keys}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -102,16 +161,24 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.metrics = metrics
 
     core = IngestCore(settings, publisher, metrics)
+    api_key = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="ApiKey",
+                           description="the key issued for your plant (admin routes: the admin key)")
 
-    async def plant_of(x_api_key: Annotated[str | None, Header()] = None) -> str:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input, and JSON cannot carry a NaN or an Infinity sent in
+        return JSONResponse({"detail": json_safe_errors(exc.errors())}, 422)
+
+    async def plant_of(x_api_key: Annotated[str | None, Security(api_key)] = None) -> str:
         plant = core.key_to_plant.get(x_api_key or "")
         if plant is None:
             raise HTTPException(401, UNKNOWN_KEY, headers={"WWW-Authenticate": "ApiKey"})
         return plant
 
-    async def admin(x_api_key: Annotated[str | None, Header()] = None) -> None:
+    async def admin(x_api_key: Annotated[str | None, Security(api_key)] = None) -> None:
         if not settings.admin_key or x_api_key != settings.admin_key:
-            raise HTTPException(401, "admin routes need the admin key in X-Api-Key")
+            raise HTTPException(401, "admin routes need the admin key in X-Api-Key",
+                                headers={"WWW-Authenticate": "ApiKey"})
 
     Plant = Annotated[str, Depends(plant_of)]
 
@@ -124,17 +191,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     components: dict[str, Any] = {}
 
     def _ingest_doc(model: type[BaseModel]) -> dict[str, Any]:
-        content = {"application/json": {"schema": _body_schema(model, components)}}
+        content = {"application/json": {"schema": _body_schema(model, settings.max_batch, components)}}
         return {"requestBody": {"required": True, "content": content}}
 
     responses: dict[int | str, dict[str, Any]] = {
         202: {"model": Accepted, "description": "every event stored durably"},
-        401: {"description": "missing or unknown X-Api-Key"},
-        403: {"description": "the request names another plant"},
-        413: {"description": "batch too large"},
-        422: {"description": "invalid body; `detail` lists each field and the fix"},
-        429: {"description": "rate limit exceeded; see Retry-After"},
-        503: {"description": "broker unavailable; retry the same batch (duplicates are dropped)"},
+        **UNAUTHORIZED,
+        403: {"model": Problem, "description": "the request names another plant"},
+        413: {"model": Problem, "description": "body or batch too large, or beyond the rate limit's burst"},
+        422: {"model": InvalidBody, "description": "invalid body; `detail` lists each field and the fix"},
+        429: {"model": RateLimited, "description": "rate limit exceeded", "headers": _retry_after("seconds")},
+        503: {"model": NotStored, "description": "broker unavailable; retry the same batch (duplicates are dropped)",
+              "headers": _retry_after("seconds to wait")},
     }
 
     @app.post("/v1/events", status_code=202, responses=responses, openapi_extra=_ingest_doc(PayloadV1),
@@ -154,36 +222,66 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def post_v2_plant(request: Request, named: str, plant: Plant) -> JSONResponse:
         return await ingest(request, plant, "v2", named)
 
-    @app.get("/v2/plants/{named}/events/{txn_id}", summary="Where a transaction stands at the broker")
-    async def get_status(named: str, txn_id: str, plant: Plant) -> dict[str, Any]:
+    status_responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": TxnStatus, "description": "stored (stream sequence) or dead-lettered (reason)"},
+        **UNAUTHORIZED,
+        403: {"model": Problem, "description": "the path names another plant than the key's"},
+        404: {"model": Problem, "description": "the gateway never stored this txn_id for this plant"},
+        429: {"model": RateLimited, "description": "status-read rate limit exceeded",
+              "headers": _retry_after("seconds")},
+        **BROKER_DOWN,
+    }
+
+    def broker_down(exc: Exception) -> HTTPException:
+        return HTTPException(503, f"broker unavailable, retry: {type(exc).__name__}: {exc}".rstrip(": "),
+                             headers={"Retry-After": "1"})
+
+    @app.get("/v2/plants/{named}/events/{txn_id}", summary="Where a transaction stands at the broker",
+             responses=status_responses, response_model=None)
+    async def get_status(named: str, txn_id: str, plant: Plant) -> Response:
         if named != plant:
             raise HTTPException(403, f"plant: your key belongs to {plant}, not {named}")
+        wait = read_buckets[plant].take(1, time.monotonic())
+        if wait:
+            detail = f"status reads of {plant} exceed {settings.status_rate_limit:g}/s; retry in {wait:.3f} s"
+            return JSONResponse({"detail": detail, "retry_after_s": wait}, 429,
+                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
         try:
             status = await publisher.status(plant, txn_id)
         except Exception as exc:  # noqa: BLE001 - broker errors become a retryable 503
-            raise HTTPException(503, f"broker unavailable: {exc}") from exc
+            raise broker_down(exc) from None
         if status is None:
             raise HTTPException(404, f"txn_id: {txn_id} was never stored for plant {plant}")
-        return status
+        return JSONResponse(status)
 
-    @app.get("/health", summary="Liveness and broker connection")
+    @app.get("/health", summary="Liveness and broker connection", response_model=Health,
+             responses={503: {"model": Health, "description": "the broker connection is down"}})
     async def health() -> Response:
         ok = publisher.connected
         return JSONResponse({"status": "ok" if ok else "degraded", "broker": ok}, 200 if ok else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format 0.0.4)", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}})
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/admin/dlq", dependencies=[Depends(admin)], summary="Dead letters with their reasons")
+    @app.get("/admin/dlq", dependencies=[Depends(admin)], summary="Dead letters with their reasons",
+             responses={**UNAUTHORIZED, **BROKER_DOWN})
     async def list_dlq(plant: str | None = None, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000):
-        dead = await publisher.dead_letters(plant, limit)
-        return {"count": await publisher.dlq_count(), "messages": [d.summary() for d in dead]}
+        try:
+            dead = await publisher.dead_letters(plant, limit)
+            return {"count": await publisher.dlq_count(), "messages": [d.summary() for d in dead]}
+        except Exception as exc:  # noqa: BLE001 - broker errors become a retryable 503
+            raise broker_down(exc) from None
 
-    @app.post("/admin/replay", dependencies=[Depends(admin)],
+    @app.post("/admin/replay", dependencies=[Depends(admin)], responses={**UNAUTHORIZED, **BROKER_DOWN},
               summary="Republish dead letters (by txn ids or scenario-time range) to the event stream")
     async def replay(request: ReplayRequest):
-        chosen = await publisher.replay(request.selects, request.plant)
+        try:
+            chosen = await publisher.replay(request.selects, request.plant)
+        except Exception as exc:  # noqa: BLE001 - broker errors become a retryable 503
+            raise broker_down(exc) from None
         missing = sorted(set(request.txn_ids or ()) - {d.txn_id for d in chosen})
         return {"replayed": len(chosen), "txn_ids": [d.txn_id for d in chosen], "not_found": missing}
 

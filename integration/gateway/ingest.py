@@ -7,17 +7,28 @@ builds each canonical message as a dict serialised by pydantic-core (no second m
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+from typing import Annotated, Any, NamedTuple
 
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from integration.canonical import PayloadV1, PayloadV2
 
+# A list body holds at least one event (the OpenAPI document says minItems 1; it is built from these types).
+BATCHES: dict[str, Any] = {
+    "v1": Annotated[list[PayloadV1], Field(min_length=1)], "v2": Annotated[list[PayloadV2], Field(min_length=1)],
+}
 # A body is one object or a list; picking the adapter by the first byte avoids trying both branches.
 ADAPTERS: dict[tuple[str, bool], TypeAdapter[Any]] = {
-    ("v1", False): TypeAdapter(PayloadV1), ("v1", True): TypeAdapter(list[PayloadV1]),
-    ("v2", False): TypeAdapter(PayloadV2), ("v2", True): TypeAdapter(list[PayloadV2]),
+    ("v1", False): TypeAdapter(PayloadV1), ("v1", True): TypeAdapter(BATCHES["v1"]),
+    ("v2", False): TypeAdapter(PayloadV2), ("v2", True): TypeAdapter(BATCHES["v2"]),
+}
+# How to fix what pydantic-core reports, by its error type.
+FIXES = {
+    "finite_number": "must be a finite JSON number; NaN, Infinity and numbers beyond ±1.7e308 are refused",
+    "float_type": "must be a JSON number, not a string or a boolean",
+    "too_short": "empty list; send at least one event",
 }
 
 
@@ -53,9 +64,29 @@ def _explain(error: dict[str, Any]) -> dict[str, Any]:
         return {"field": field, "message": f"unknown field; remove it{hint}"}
     if error["type"] == "missing":
         return {"field": field, "message": "required but missing"}
-    found = error.get("input")
-    shown = found if isinstance(found, str | int | float | bool) or found is None else type(found).__name__
-    return {"field": field, "message": error["msg"], "found": shown}
+    message = FIXES.get(error["type"], error["msg"])
+    if error["type"] == "too_short" and not error["loc"]:
+        return {"field": field, "message": message}
+    return {"field": field, "message": message, "found": json_safe(error.get("input"))}
+
+
+def json_safe(found: Any) -> Any:
+    """``found`` as a JSON-encodable value: non-finite floats as text (``"NaN"``, ``"Infinity"``),
+    containers by their type name."""
+    if isinstance(found, float) and not math.isfinite(found):
+        return "NaN" if math.isnan(found) else ("Infinity" if found > 0 else "-Infinity")
+    return found if isinstance(found, str | int | float | bool) or found is None else type(found).__name__
+
+
+def json_safe_errors(errors: Any) -> list[dict[str, Any]]:
+    """pydantic errors with each ``input`` made JSON-encodable and ``ctx`` values as text."""
+    out = []
+    for e in errors:
+        e = {k: v for k, v in e.items() if k not in ("ctx", "url")}
+        if "input" in e:
+            e["input"] = json_safe(e["input"])
+        out.append(e)
+    return out
 
 
 def parse_body(body: bytes, version: str) -> list[PayloadV1] | list[PayloadV2]:
@@ -70,11 +101,7 @@ def parse_body(body: bytes, version: str) -> list[PayloadV1] | list[PayloadV2]:
         if errors and errors[0]["type"] == "json_invalid":
             raise BodyError([{"field": "body", "message": f"not valid JSON: {errors[0]['msg']}"}]) from None
         raise BodyError([_explain(e) for e in errors][:50]) from None
-    if not isinstance(parsed, list):
-        return [parsed]
-    if not parsed:
-        raise BodyError([{"field": "body", "message": "empty list; send at least one event"}])
-    return parsed
+    return parsed if isinstance(parsed, list) else [parsed]
 
 
 def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str) -> list[Message]:

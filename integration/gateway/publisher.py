@@ -1,4 +1,7 @@
-"""The gateway's side of JetStream: publish batches with PubAcks, look events up, list and replay the DLQ."""
+"""The gateway's side of JetStream: publish batches with PubAcks, look events up, list and replay the DLQ.
+
+Status reads find an event through the ``EVENT_INDEX`` KV bucket (:mod:`integration.gateway.status_index`),
+never by scanning the EVENTS stream."""
 
 from __future__ import annotations
 
@@ -20,12 +23,16 @@ from integration.broker import (
     HEADER_DLQ_DETAIL,
     HEADER_DLQ_REASON,
     HEADER_MSG_ID,
+    ConnectionLog,
+    dlq_subject,
     ensure_streams,
     event_subject,
     read_messages,
 )
+from integration.gateway import status_index
 from integration.gateway.ingest import Message
 from integration.gateway.jspub import BatchPublisher
+from integration.gateway.status_index import Stored
 from kernel.clock import ScaledClock
 
 
@@ -35,16 +42,6 @@ class BrokerUnavailable(RuntimeError):
     def __init__(self, message: str, stored: int = 0):
         self.stored = stored
         super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """Where an accepted event sits in the EVENTS stream."""
-
-    plant: str
-    seq: int
-    correlation_id: str
-    duplicate: bool
 
 
 @dataclass(frozen=True)
@@ -75,13 +72,17 @@ class DeadLetter:
 class Publisher:
     """One NATS connection and JetStream context per gateway process."""
 
-    def __init__(self, url: str, clock: ScaledClock, index_size: int = 200_000, scan_limit: int = 200_000):
+    def __init__(self, url: str, clock: ScaledClock, index_size: int = 200_000, scan_limit: int = 200_000,
+                 index_kv: bool = True):
         self.url = url
+        self.index_kv = index_kv
         self.clock = clock
         self.index_size = index_size
         self.scan_limit = scan_limit
         self.nc: Any = None
         self.js: Any = None
+        self.kv: Any = None
+        self.log = ConnectionLog("gateway", url)
         self.batches: BatchPublisher
         self._index: OrderedDict[str, Stored] = OrderedDict()
 
@@ -92,7 +93,7 @@ class Publisher:
             try:
                 self.nc = await nats.connect(
                     self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
-                    allow_reconnect=True, pending_size=64 * 1024 * 1024,
+                    allow_reconnect=True, pending_size=64 * 1024 * 1024, **self.log.callbacks(),
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - any failure to reach the broker is retried
@@ -104,6 +105,7 @@ class Publisher:
         await self.batches.start()
         with contextlib.suppress(nats.js.errors.BadRequestError):  # another worker process created them first
             await ensure_streams(self.js)
+        self.kv = await status_index.open_bucket(self.js)
 
     @property
     def connected(self) -> bool:
@@ -136,10 +138,18 @@ class Publisher:
         if acks.errors:
             first = next(iter(acks.errors.values()))
             raise BrokerUnavailable(f"{len(acks.errors)} of {acks.size} not stored: {first}", acks.stored)
+        entries = status_index.entries(plant, messages, acks.seqs) if self.index_kv else []
+        try:  # events are stored; a failure here is a 503 too, and the client's retry re-indexes its copies
+            index_acks = await self.batches.publish(entries, timeout_s)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BrokerUnavailable(f"events stored, status index not written: {exc.args[0]}", acks.size) from None
+        if index_acks.errors:
+            first = next(iter(index_acks.errors.values()))
+            raise BrokerUnavailable(f"events stored, status index not written: {first}", acks.size)
         if self.index_size:
             index = self._index
-            for m, seq, dup in zip(messages, acks.seqs, acks.duplicates, strict=True):
-                index[m.txn_id] = Stored(plant, seq, m.correlation_id, dup)
+            for m, seq in zip(messages, acks.seqs, strict=True):
+                index[m.txn_id] = Stored(plant, seq, m.subject.rsplit(".", 1)[1], m.correlation_id)
             while len(index) > self.index_size:
                 index.popitem(last=False)
         return acks.duplicates
@@ -176,33 +186,38 @@ class Publisher:
         return int(info.state.messages)
 
     async def status(self, plant: str, txn_id: str) -> dict[str, Any] | None:
-        """Where ``txn_id`` of ``plant`` stands at the broker, or None if the broker never stored it."""
-        for dead in await self.dead_letters(plant):
-            if dead.txn_id == txn_id:
-                return {"txn_id": txn_id, "plant": plant, "status": "dead_lettered", **dead.summary()}
+        """Where ``txn_id`` of ``plant`` stands at the broker, or None if the gateway never stored it.
+
+        One KV get (or none, for an id this process stored recently); the DLQ is read only for an event
+        that was stored, and only on its own subject, when that subject holds anything."""
         stored = self._index.get(txn_id)
-        if stored is not None and stored.plant != plant:
-            return None
+        if stored is None or stored.plant != plant:
+            stored = await status_index.lookup(self.kv, plant, txn_id)
         if stored is None:
-            wanted = txn_id
-            hits = await self._scan(
-                EVENTS_STREAM, f"events.{plant}.>",
-                lambda m: (m.headers or {}).get(HEADER_MSG_ID) == wanted, self.scan_limit,
-            )
-            if not hits:
-                return None
-            meta = hits[0].metadata
-            return {
-                "txn_id": txn_id, "plant": plant, "status": "stored", "stream_seq": meta.sequence.stream,
-                "correlation_id": (hits[0].headers or {}).get(HEADER_CORRELATION, ""),
-                "t_broker": self.clock.to_scenario(meta.timestamp.timestamp()),
-            }
-        raw = await self.js.get_msg(EVENTS_STREAM, stored.seq)
+            return None
+        dead = await self._dead_letter_of(stored, txn_id)
+        if dead is not None:
+            return {"txn_id": txn_id, "plant": plant, "status": "dead_lettered", **dead.summary()}
+        try:
+            raw = await self.js.get_msg(EVENTS_STREAM, stored.seq)
+        except nats.js.errors.NotFoundError:
+            raw = None  # removed from the stream since (limits); the index still knows where it was
         t_broker = self.clock.to_scenario(raw.time.timestamp()) if getattr(raw, "time", None) else None
         return {
             "txn_id": txn_id, "plant": plant, "status": "stored", "stream_seq": stored.seq,
             "correlation_id": stored.correlation_id, "t_broker": t_broker,
         }
+
+    async def _dead_letter_of(self, stored: Stored, txn_id: str) -> DeadLetter | None:
+        """The dead letter of an indexed event, if the workers dead-lettered it."""
+        subject = dlq_subject(stored.plant, stored.flow)
+        info = await self.js.stream_info(DLQ_STREAM, subjects_filter=subject)
+        if not (info.state.subjects or {}).get(subject):
+            return None
+        key = f"{txn_id}:dlq"
+        hits = await self._scan(DLQ_STREAM, subject, lambda m: (m.headers or {}).get(HEADER_MSG_ID) == key,
+                                self.scan_limit)
+        return self._dead_letter(hits[-1]) if hits else None
 
     async def replay(
         self, select: Callable[[DeadLetter], bool], plant: str | None = None
@@ -219,6 +234,9 @@ class Publisher:
                 HEADER_CORRELATION: dead.correlation_id,
                 "X-Replay-Of": str(dead.seq),
             }
-            await self.js.publish(event_subject(dead.plant, dead.flow), dead.body, headers=headers)
+            ack = await self.js.publish(event_subject(dead.plant, dead.flow), dead.body, headers=headers)
+            stored = Stored(dead.plant, ack.seq, dead.flow, dead.correlation_id)
+            await self.kv.put(status_index.index_key(dead.plant, dead.txn_id), status_index.encode(stored))
+            self._index[dead.txn_id] = stored
             await self.js.delete_msg(DLQ_STREAM, dead.seq)
         return chosen

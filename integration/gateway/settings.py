@@ -25,11 +25,14 @@ class GatewaySettings(BaseSettings):
     credentials_file: Path | None = None
     rate_limit: Rate = Field(2000.0, gt=0, description="events per second per plant (token bucket)")
     burst_seconds: float = Field(1.0, gt=0, description="bucket capacity in seconds of rate")
+    status_rate_limit: Rate = Field(200.0, gt=0, description="status reads per second per plant (token bucket)")
     max_batch: int = Field(5000, ge=1, description="most events in one request")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body accepted")
     publish_timeout: float = Field(10.0, gt=0, description="seconds to wait for every PubAck")
     connect_timeout: float = Field(30.0, gt=0, description="seconds to keep trying the broker at startup")
-    status_index_size: int = Field(200_000, ge=0, description="recent txn ids kept for status reads")
+    status_index_size: int = Field(200_000, ge=0, description="recent txn ids kept in memory for status reads")
+    status_index: bool = Field(True, description="index every stored event in the EVENT_INDEX KV bucket (status "
+                               "reads of ids not in memory answer 404 without it; off only for benchmarks)")
     scan_limit: int = Field(200_000, ge=0, description="most stream messages one status/DLQ scan reads")
     epoch: float = Field(default_factory=time.time, description="Unix time of scenario second 0")
     speed: float = Field(60.0, gt=0, description="scenario seconds per wall second")
