@@ -24,7 +24,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +33,11 @@ from pathlib import Path
 
 import psutil
 
+from kernel.net import free_port
+
 LOOPBACK = "127.0.0.1"
 RAY_CLI = Path(sys.executable).with_name("ray")
 START_TIMEOUT_S = 120.0
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class ClusterError(RuntimeError):
