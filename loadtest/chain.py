@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from integration.sqlite import connect_readonly
+
 NAN = float("nan")
 
 
@@ -36,7 +38,7 @@ class DeliveryTail:
         if self._db is None:
             if not self.path.is_file():
                 return np.empty(0), np.empty(0)
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._db = connect_readonly(self.path)
         try:
             rows = self._db.execute(
                 "SELECT rowid, t_created, t_delivered, outcome FROM deliveries WHERE rowid > ?",

@@ -128,14 +128,14 @@ def flood_duplicates(plant: str | None = None, limit: int = 100_000,
                      configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     """An edge replays its whole outbox: every event it already sent is posted to the gateway again (same
     txn ids, as v2 events of the same plant). The layer must suppress every copy."""
-    import sqlite3
+    from integration.sqlite import connect_readonly
 
     cfg = target(configuration)
     plant = plant or (cfg.plants[0] if cfg.plants else "")
     key = cfg.credentials.get("plants", {}).get(plant)
     if not key:
         raise ChaosConfigError(f"no API key for plant {plant!r}: set synctwin_run_dir of a stack synctwin started")
-    db = sqlite3.connect(f"file:{cfg.state / f'edge-{plant}.sqlite'}?mode=ro", uri=True)
+    db = connect_readonly(cfg.state / f'edge-{plant}.sqlite')
     try:
         rows = db.execute("SELECT txn_id, correlation_id, flow, line, item, lot, qty, unit, t_created FROM outbox "
                           "WHERE status = 'sent' ORDER BY rowid LIMIT ?", (limit,)).fetchall()
