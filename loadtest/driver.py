@@ -25,7 +25,7 @@ import gevent
 import locust  # noqa: F401 - patches the standard library (gevent) before the runner starts
 from locust import stats as locust_stats
 from locust.env import Environment
-from locust.runners import STATE_STOPPED
+from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from kernel.net import free_port
@@ -92,7 +92,9 @@ def run_load(config_path: Path) -> dict:
         if stopped["early"] and runner.state == STATE_STOPPED:
             break
         gevent.sleep(0.25)
-    gevent.sleep(1.2)  # one last row of the history after the users stopped
+    # one last row of the history after the users stopped; workers report their counts every
+    # WORKER_REPORT_INTERVAL seconds, so a master waits for their last report first
+    gevent.sleep(1.2 + (WORKER_REPORT_INTERVAL + 0.5 if workers else 0.0))
     writer_greenlet.kill()
     writer.close_files()
     total = env.stats.total

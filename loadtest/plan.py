@@ -157,3 +157,28 @@ def stage_bounds(plan: list[Stage]) -> list[tuple[float, float]]:
 def users_for(rate: float, per_user: float) -> int:
     """Locust users that post ``rate`` events/s when each posts ``per_user`` events/s (0 for rate 0)."""
     return 0 if rate <= 0 else max(1, math.ceil(rate / per_user - 1e-9))
+
+
+def shape_tick(plan: list[Stage], per_user: float, t: float) -> tuple[int, float] | None:
+    """What a Locust shape returns ``t`` seconds into ``plan``: (users, spawn rate), None once it is over.
+    A stage's users start (or stop) at once: the plan's steps are sharp."""
+    rate = rate_at(plan, t)
+    return None if rate is None else (users_for(rate, per_user), 100.0)
+
+
+def pace(rates: list[float], batch: int, users: int | None) -> tuple[int, float]:
+    """(batch, requests/s per user) for a plan with stage ``rates`` (events/s).
+
+    Users are the control: a stage of rate r runs r / per-user-rate users. The per-user rate is
+    the peak over ``users`` (default: as many as give about 2 requests/s each), refined to a divisor
+    of the stages' common step when there is one, so each stage gets its rate rather than the next
+    multiple. Small rates get smaller batches, not idle users."""
+    peak = max(rates)
+    users = users or max(1, math.ceil(peak / (batch * 2)))
+    per_user = peak / users
+    step = math.gcd(*(round(r) for r in rates if r > 0)) if all(abs(r - round(r)) < 1e-6 for r in rates) else 0
+    if step >= per_user / 4:  # a common step not much finer than the per-user rate: divide it evenly
+        per_user = step / math.ceil(step / per_user)
+    if per_user < batch:  # less than one batch a second per user: post smaller batches
+        batch = max(1, int(per_user))
+    return batch, per_user / batch

@@ -27,7 +27,7 @@ from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from live.procs import Service, ServiceSet, python_module
 from loadtest.chain import ChainSampler, CpuMeter, DeliveryTail, read_backlog
-from loadtest.plan import Stage, plan_duration, stage_bounds
+from loadtest.plan import Stage, pace, plan_duration, stage_bounds
 from loadtest.users import LoadConfig
 from loadtest.verdict import knee, settled, stage_figures
 from scenarios.loader import dump_scenario
@@ -55,24 +55,6 @@ class LoadOptions:
     lanes: int = 2
     drain_timeout: float = 60.0
     progress: bool = True
-
-
-def pace(rates: list[float], batch: int, users: int | None) -> tuple[int, float]:
-    """(batch, requests/s per user) for a plan with stage ``rates`` (events/s).
-
-    Users are the control: a stage of rate r runs r / per-user-rate users. The per-user rate is
-    the peak over ``users`` (default: as many as give about 2 requests/s each), refined to a divisor
-    of the stages' common step when there is one, so each stage gets its rate rather than the next
-    multiple. Small rates get smaller batches, not idle users."""
-    peak = max(rates)
-    users = users or max(1, math.ceil(peak / (batch * 2)))
-    per_user = peak / users
-    step = math.gcd(*(round(r) for r in rates if r > 0)) if all(abs(r - round(r)) < 1e-6 for r in rates) else 0
-    if step >= per_user / 4:  # a common step not much finer than the per-user rate: divide it evenly
-        per_user = step / math.ceil(step / per_user)
-    if per_user < batch:  # less than one batch a second per user: post smaller batches
-        batch = max(1, int(per_user))
-    return batch, per_user / batch
 
 
 class LoadRun:

@@ -53,13 +53,9 @@ class PlanShape(LoadTestShape):
     per_user_rate: float = 1.0
 
     def tick(self) -> tuple[int, float] | None:
-        from loadtest.plan import rate_at, users_for
+        from loadtest.plan import shape_tick
 
-        rate = rate_at(self.plan, self.get_run_time())
-        if rate is None:
-            return None
-        users = users_for(rate, self.per_user_rate)
-        return users, max(float(users), 1.0)  # the whole stage's users within a second
+        return shape_tick(self.plan, self.per_user_rate, self.get_run_time())
 
 
 def plan_shape(plan: list, per_user_rate: float) -> PlanShape:
