@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scenarios.units import Duration
 
@@ -103,12 +103,13 @@ class Machine(_Strict):
     signals: dict[str, Binding] = Field(default_factory=dict)
     unbound: list[Unbound] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _known_signals(self) -> Machine:
-        unknown = sorted(set(self.signals) - set(SIGNALS))
+    @field_validator("signals")
+    @classmethod
+    def _known_signals(cls, value: dict[str, Binding]) -> dict[str, Binding]:
+        unknown = sorted(set(value) - set(SIGNALS))
         if unknown:
             raise ValueError(f"unknown signal(s) {', '.join(unknown)}; use {', '.join(SIGNALS)}")
-        return self
+        return value
 
 
 class PlantFile(_Strict):

@@ -41,6 +41,7 @@ class OnboardOptions:
     wave: str | None = None
     pki_dir: Path = Path("plant.pki")
     profile: Path | None = None
+    capacity: bool = True
 
 
 def _guarded(check: str, name: str, fix: str, work: Callable[[], list[Row]]) -> list[Row]:
@@ -105,6 +106,11 @@ def run_onboarding(plant: PlantFile, fleet: Fleet, out: Path, options: OnboardOp
             rows += _guarded("security", "gateway segmentation", "",
                              lambda: check_gateway_security(plant, target, stored[0]))
         rows += _pilot(plant, fleet, profile, options, embedded, epoch, opcua_ok and not started, out, result, log)
+    if not options.capacity:
+        rows.append(Row("capacity", "capacity", WARN, "no capacity run (--no-capacity)",
+                        "run onboard with capacity before go-live"))
+        write(result, out)
+        return result
     log(f"  capacity: the fleet plus {plant.plant.id} in the virtual engine ...")
 
     def capacity() -> list[Row]:

@@ -90,6 +90,7 @@ def onboard_command(
     capacity_duration: Annotated[str | None, typer.Option(help="capacity: simulated time (default the fleet's)")]
     = None,
     profile: Annotated[Path | None, typer.Option(help="mapping profile (state names), as for discover")] = None,
+    capacity: Annotated[bool, typer.Option(help="run the fleet with the plant in the virtual engine")] = True,
 ) -> None:
     """Check a new plant's readiness (master data, contract, security, connectivity, capacity, pilot)."""
     from onboarding.plant_file import PlantFileError, load_plant
@@ -111,7 +112,8 @@ def onboard_command(
     folder = out or Path("runs") / f"onboard-{plant.plant.id}"
     options = OnboardOptions(gateway=gateway, pilot_minutes=pilot_minutes, pilot_interval=interval,
                              replications=replications, capacity_duration=duration, wave=wave,
-                             pki_dir=plant_file.resolve().parent / f"{plant_file.stem}.pki", profile=profile)
+                             pki_dir=plant_file.resolve().parent / f"{plant_file.stem}.pki", profile=profile,
+                             capacity=capacity)
     result = run_onboarding(plant, fleet, folder, options, typer.echo)
     typer.echo(f"onboarding report: {folder / 'onboarding.html'}")
     for row in result.rows:
