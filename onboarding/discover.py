@@ -22,7 +22,14 @@ from pathlib import Path
 from asyncua import Client
 
 from onboarding.browse import OBJECT, VARIABLE, Item, browse_tree
-from onboarding.opcua_access import fingerprint, first_certificate, make_client, offered_endpoints, policy_name
+from onboarding.opcua_access import (
+    fingerprint,
+    first_certificate,
+    make_client,
+    mode_name,
+    offered_endpoints,
+    policy_name,
+)
 from onboarding.plant_file import (
     SIGNALS,
     Binding,
@@ -205,7 +212,7 @@ def plant_unit(machines: list[Machine]) -> str:
 async def pin_server_certificate(endpoint: Endpoint, pki_dir: Path) -> ServerCertificate | None:
     """Save the certificate the server presents on the chosen endpoint and return its pin."""
     for ep in await offered_endpoints(endpoint.url):
-        if policy_name(ep.SecurityPolicyUri) == endpoint.policy and ep.SecurityMode.name == endpoint.mode:
+        if policy_name(ep.SecurityPolicyUri) == endpoint.policy and mode_name(ep.SecurityMode) == endpoint.mode:
             der = first_certificate(ep.ServerCertificate)
             if not der:
                 return None

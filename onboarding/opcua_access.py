@@ -56,6 +56,11 @@ def policy_name(uri: str) -> str:
     return uri.rsplit("#", 1)[-1] if uri else "None"
 
 
+def mode_name(mode: ua.MessageSecurityMode) -> str:
+    """``None``, ``Sign`` or ``SignAndEncrypt`` (asyncua spells the first ``None_``)."""
+    return mode.name.rstrip("_")
+
+
 def fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate, lowercase hex (the form plant files pin)."""
     return hashlib.sha256(der).hexdigest()

@@ -19,6 +19,7 @@ from onboarding.opcua_access import (
     first_certificate,
     is_loopback,
     make_client,
+    mode_name,
     offered_endpoints,
     policy_name,
 )
@@ -39,7 +40,7 @@ async def check_endpoint_security(plant: PlantFile) -> list[Row]:
         return [Row(SECURITY, "endpoint security", FAIL, f"GetEndpoints on {url} failed: {type(exc).__name__} {exc}",
                     "make the endpoint reachable from the edge host, then run onboard again")]
     loopback = is_loopback(url)
-    offered = sorted({(policy_name(e.SecurityPolicyUri), e.SecurityMode.name) for e in endpoints})
+    offered = sorted({(policy_name(e.SecurityPolicyUri), mode_name(e.SecurityMode)) for e in endpoints})
     tokens = {t.TokenType for e in endpoints for t in e.UserIdentityTokens}
     text = ", ".join(f"{p}/{m}" for p, m in offered)
     secure = [p for p, _ in offered if p in POLICIES]
@@ -72,7 +73,8 @@ async def check_endpoint_security(plant: PlantFile) -> list[Row]:
 
 def _certificate_row(plant: PlantFile, endpoints: list[ua.EndpointDescription]) -> Row:
     ep = plant.endpoint
-    chosen = [e for e in endpoints if policy_name(e.SecurityPolicyUri) == ep.policy and e.SecurityMode.name == ep.mode]
+    chosen = [e for e in endpoints
+              if policy_name(e.SecurityPolicyUri) == ep.policy and mode_name(e.SecurityMode) == ep.mode]
     if not chosen:
         return Row(SECURITY, "server certificate", FAIL, f"the server no longer offers {ep.policy}/{ep.mode}",
                    "discover again with a --security the server offers")
