@@ -29,5 +29,5 @@ def write_run_folder(out: str | Path, record: RunRecord, trace: pa.Table, ledger
         pq.write_table(table, out / f"{name}.parquet", compression="zstd")
     if scenario is not None:
         (out / "scenario.yaml").write_text(dump_scenario(scenario))
-    (out / "run.json").write_text(json.dumps(record.json_dict(), indent=2) + "\n")
+    (out / "run.json").write_text(json.dumps(record.json_dict(written=True), indent=2) + "\n")
     return out

@@ -100,9 +100,10 @@ class RunRecord(_Record):
     ray_pids: list[int] = []
     events: list[dict[str, Any]] = []
 
-    def json_dict(self) -> dict[str, Any]:
-        """The record as the JSON object written to ``run.json``."""
-        return self.model_dump(mode="json")
+    def json_dict(self, written: bool = False) -> dict[str, Any]:
+        """The record as a JSON object: every field (with its default where absent), or with ``written``
+        what goes into ``run.json``: the fields that were set (an engine omits the other engine's)."""
+        return self.model_dump(mode="json", exclude_unset=written)
 
 
 def package_version() -> str:
@@ -128,7 +129,7 @@ def fault_windows(scenario: Scenario, until: float) -> list[dict]:
 
 
 def run_record(scenario: Scenario, *, run_id: str, engine: str, duration: float | None = None,
-               wall_seconds: float = 0.0, **engine_fields: Any) -> RunRecord:
+               replications: int = 1, wall_seconds: float = 0.0, **engine_fields: Any) -> RunRecord:
     """The run record of ``scenario``: the shared fields from the scenario, then ``engine_fields``.
 
     ``duration`` defaults to the scenario's (a live run cut short covers less)."""
@@ -138,6 +139,7 @@ def run_record(scenario: Scenario, *, run_id: str, engine: str, duration: float 
     return RunRecord.model_validate({
         "run_id": run_id, "engine": engine, "duration": end, "start_clock": scenario.run.start_clock,
         "scenario": scenario.name, "version": package_version(), "seed": scenario.run.seed,
+        "replications": replications,
         "wall_seconds": round(wall_seconds, 3), "created_at": datetime.now().isoformat(timespec="seconds"),
         "plants": plants, "erp": sorted(Routing.of(scenario).kinds()),
         "faults": fault_windows(scenario, end),

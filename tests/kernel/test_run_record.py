@@ -54,6 +54,8 @@ def test_the_writer_output_reads_back_through_the_model(tmp_path: Path):
     assert run.record == RunRecord.model_validate(json.loads((tmp_path / "run" / "run.json").read_text()))
     assert run.duration == 7200.0 and run.replications == 1 and run.record.wall_seconds == 1.235
     assert run.meta["plants"][1]["id"] == "P02" and run.start_clock == SCENARIO.run.start_clock
+    written = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "drained" not in written and "services" not in written  # the live engine's fields only
 
 
 def test_the_writer_refuses_a_table_without_the_trace_schema(tmp_path: Path):
