@@ -203,6 +203,13 @@ async def describe(client: Client, found: Found) -> Machine:
                    product=product, cycle_time=cycle, signals=signals, unbound=found.unbound)
 
 
+def unique_names(machines: list[Machine]) -> list[Machine]:
+    """Machines named alike on different lines (``M01`` on every line) become ``Line01/M01``."""
+    names = [m.name for m in machines]
+    return [m.model_copy(update={"name": f"{m.line}/{m.name}"}) if names.count(m.name) > 1 and m.line else m
+            for m in machines]
+
+
 def plant_unit(machines: list[Machine]) -> str:
     """The counters' unit (their EngineeringUnits, upper case); EA when the server names none."""
     units = [b.unit.upper() for m in machines for s, b in m.signals.items() if s in ("good", "scrap") and b.unit]
@@ -240,7 +247,7 @@ async def discover(endpoint: Endpoint, plant_id: str, profile: Profile, pki_dir:
         tree = await browse_tree(client, profile.skip)
         if tree.truncated:
             notes.append("the address space was larger than the browse limit; machines beyond it were not seen")
-        machines = [await describe(client, f) for f in find_machines(tree.root, profile)]
+        machines = unique_names([await describe(client, f) for f in find_machines(tree.root, profile)])
     if not machines:
         raise LookupError(f"no machine found on {endpoint.url}: no Machinery Identification, no PackML state "
                           "machine and no folder whose variables match the profile's required signals "
