@@ -48,25 +48,28 @@ def _wall(stamp: str | None) -> float | None:
         return None
 
 
-def hypothesis_table(journal: dict[str, Any]) -> Table:
-    """Each hypothesis probe: tolerance, value before and after, met or not."""
-    steady = journal.get("steady_states") or {}
-    rows: dict[str, list[str]] = {}
-    for when, col in (("before", 2), ("after", 3)):
-        for p in (steady.get(when) or {}).get("probes") or []:
-            name = p["activity"]["name"]
-            row = rows.setdefault(name, [name, _short(p["activity"].get("tolerance")), "—", "—"])
-            row[col] = f"{_short(p.get('output'), 40)} ({'ok' if p.get('tolerance_met') else 'NOT met'})"
-    note = (f"before: {_met((steady.get('before') or {}).get('steady_state_met'))}; "
-            f"after: {_met((steady.get('after') or {}).get('steady_state_met'))}")
-    return Table("Chaos: steady-state hypothesis", ["probe", "tolerance", "before", "after"], list(rows.values()),
-                 note)
+def hypothesis_table(journals: list[tuple[str, dict[str, Any]]]) -> Table:
+    """Each experiment's hypothesis probes: tolerance, value before and after, met or not."""
+    rows: list[list[str]] = []
+    for stem, journal in journals:
+        steady = journal.get("steady_states") or {}
+        by_name: dict[str, list[str]] = {}
+        for when, col in (("before", 3), ("after", 4)):
+            for p in (steady.get(when) or {}).get("probes") or []:
+                name = p["activity"]["name"]
+                row = by_name.setdefault(name, [stem, name, _short(p["activity"].get("tolerance")), "—", "—"])
+                row[col] = f"{_short(p.get('output'), 40)} ({'ok' if p.get('tolerance_met') else 'NOT met'})"
+        rows += by_name.values()
+    return Table("Chaos: steady-state hypothesis", ["experiment", "probe", "tolerance", "before", "after"], rows,
+                 "the hypothesis is checked before the method and again after it")
 
 
-def activity_table(journal: dict[str, Any], chaos: dict[str, Any], epoch_speed: tuple[float, float] | None) -> Table:
-    """Each activity of the method and the rollbacks, in order, at its scenario time."""
+def activity_table(journals: list[tuple[str, dict[str, Any]]], epoch_speed: tuple[float, float] | None) -> Table:
+    """Each activity of the methods and the rollbacks, in order, at its scenario time."""
     rows = []
-    for part, runs in (("method", journal.get("run") or []), ("rollback", journal.get("rollbacks") or [])):
+    parts = [(f"{stem} {part}", runs) for stem, journal in journals
+             for part, runs in (("method", journal.get("run") or []), ("rollback", journal.get("rollbacks") or []))]
+    for part, runs in parts:
         for r in runs:
             a = r.get("activity") or {}
             start = _wall(r.get("start"))
@@ -78,7 +81,7 @@ def activity_table(journal: dict[str, Any], chaos: dict[str, Any], epoch_speed: 
                          f"{r.get('duration', 0):.1f} s", _short(result)])
     return Table("Chaos: activities on the timeline", ["scenario time", "part", "type", "name", "status",
                                                          "took", "result"], rows,
-                 f"experiment {chaos.get('title', '')!r}: {journal.get('status', '?')}")
+                 "scenario time at the start of each activity; the result is what it returned (or its error)")
 
 
 def recovery_table(chaos: dict[str, Any], sla: dict[str, Any]) -> Table:
@@ -104,12 +107,16 @@ def chaos_section(run_dir: Path, sla: dict[str, Any]) -> ChaosSection | None:
     if not (run_dir / CHAOS_FILE).is_file():
         return None
     chaos = json.loads((run_dir / CHAOS_FILE).read_text())
-    journal = json.loads((run_dir / JOURNAL_FILE).read_text()) if (run_dir / JOURNAL_FILE).is_file() else {}
     meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     epoch_speed = (float(meta["epoch"]), float(meta["speed"])) if meta.get("epoch") and meta.get("speed") else None
-    before, after = chaos.get("hypothesis_before"), chaos.get("hypothesis_after")
-    state = "pass" if before is True and after is True else "fail"
-    lines = [(state, f"Chaos experiment {chaos.get('title', '')!r}: hypothesis {_met(before)} before and "
-                     f"{_met(after)} after; {len(chaos.get('faults') or [])} fault(s) injected")]
-    return ChaosSection([hypothesis_table(journal), activity_table(journal, chaos, epoch_speed),
+    journals, lines = [], []
+    for e in chaos.get("experiments") or []:
+        path = run_dir / e.get("journal", JOURNAL_FILE)
+        journals.append((e["stem"], json.loads(path.read_text()) if path.is_file() else {}))
+        before, after = e.get("hypothesis_before"), e.get("hypothesis_after")
+        lines.append(("pass" if before is True and after is True else "fail",
+                      f"Chaos experiment {e['stem']} ({e.get('title', '')}): hypothesis {_met(before)} before and "
+                      f"{_met(after)} after, {e.get('status')}"))
+    lines.append(("neutral", f"{len(chaos.get('faults') or [])} fault(s) injected; recovery per fault below"))
+    return ChaosSection([hypothesis_table(journals), activity_table(journals, epoch_speed),
                          recovery_table(chaos, sla)], lines)

@@ -71,7 +71,9 @@ def load_experiment(path: Path) -> LoadedExperiment:
         raise fail("method", "required, a non-empty list of actions and probes")
     for i, activity in enumerate(method):
         _check_activity(activity, f"method[{i}]", fail)
-    for i, activity in enumerate(data.get("rollbacks") or []):
+    if not isinstance(data.get("rollbacks", []), list):
+        raise fail("rollbacks", "a list of actions (write rollbacks: [] for none)")
+    for i, activity in enumerate(data.get("rollbacks", [])):
         _check_activity(activity, f"rollbacks[{i}]", fail)
     _chaoslib_check(data, fail)
     return LoadedExperiment(path, data, scenario_path)
@@ -124,5 +126,5 @@ def _chaoslib_check(data: dict[str, Any], fail) -> None:
 
     try:
         ensure_experiment_is_valid(data)
-    except ChaosException as exc:
+    except (ChaosException, TypeError, KeyError, ValueError) as exc:
         raise fail("(chaostoolkit-lib)", str(exc)) from None

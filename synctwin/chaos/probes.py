@@ -136,13 +136,23 @@ def posting_delay(flow: str = "all", quantile: float = 0.99, window_s: float = 6
     return float(np.quantile(delays, quantile)) if delays else float("inf")
 
 
-def dead_letters(reason: str | None = None, configuration: dict[str, Any] | None = None) -> int:
-    """Copies the workers dead-lettered so far (of one ``reason``)."""
+def dead_letters(reason: str | None = None, at_least: int = 0, wait_s: float = 0.0,
+                 configuration: dict[str, Any] | None = None) -> int:
+    """Copies the workers dead-lettered so far (of one ``reason``), polled up to ``wait_s`` wall seconds until
+    there are ``at_least``; fewer fails the activity."""
     sql, args = "SELECT count(*) FROM deliveries WHERE outcome = 'dead_lettered'", ()
     if reason:
         sql, args = sql + " AND reason = ?", (reason,)
-    rows = _rows(target(configuration).state / "deliveries.sqlite", sql, args)
-    return int(rows[0][0]) if rows else 0
+    path = target(configuration).state / "deliveries.sqlite"
+
+    def count() -> int:
+        rows = _rows(path, sql, args)
+        return int(rows[0][0]) if rows else 0
+
+    n = _poll(count, lambda n: n >= at_least, wait_s)
+    if n < at_least:
+        raise EffectNotSeen(f"{n} dead letters{f' ({reason})' if reason else ''}, expected at least {at_least}")
+    return n
 
 
 # ------------------------------------------------------------------------------- services, links
@@ -155,20 +165,43 @@ def gateway_health(configuration: dict[str, Any] | None = None) -> str:
     return "ok" if reply.status_code == 200 else f"status {reply.status_code}"
 
 
-def process_state(name: str, configuration: dict[str, Any] | None = None) -> str:
-    """``running``, ``killed``, ``restarting`` or ``dead`` for a process of the stack (by name or role)."""
+class EffectNotSeen(AssertionError):
+    """A probe given ``expect...`` did not see the fault's effect (the activity fails in the journal)."""
+
+
+def process_state(name: str, expect: str | None = None, configuration: dict[str, Any] | None = None) -> str:
+    """``running``, ``killed``, ``restarting`` or ``dead`` for a process of the stack (by name or role);
+    with ``expect``, anything else fails the activity."""
     cfg = target(configuration)
-    return httpx.get(f"{cfg.need('control')}/processes/{name}", timeout=10).json()["state"]
+    state = httpx.get(f"{cfg.need('control')}/processes/{name}", timeout=10).json()["state"]
+    if expect is not None and state != expect:
+        raise EffectNotSeen(f"process {name} is {state}, expected {expect}")
+    return state
 
 
-def link_state(link: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The link as Toxiproxy shows a proxy: ``enabled``, ``toxics`` (plus ``connections``, ``refused``)."""
+def link_state(link: str, expect_enabled: bool | None = None, expect_toxic: str | None = None,
+               configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The link as Toxiproxy shows a proxy: ``enabled``, ``toxics`` (plus ``connections``, ``refused``);
+    with ``expect_enabled`` / ``expect_toxic`` (a toxic type), a link not in that state fails the activity."""
     cfg = target(configuration)
-    return httpx.get(f"{cfg.need('control')}/proxies/{link}", timeout=10).json()
+    state = httpx.get(f"{cfg.need('control')}/proxies/{link}", timeout=10).json()
+    if expect_enabled is not None and state.get("enabled") != expect_enabled:
+        raise EffectNotSeen(f"link {link} enabled={state.get('enabled')}, expected {expect_enabled}")
+    if expect_toxic is not None and expect_toxic not in [t["type"] for t in state.get("toxics", [])]:
+        raise EffectNotSeen(f"link {link} has no {expect_toxic} toxic: {state.get('toxics')}")
+    return state
 
 
-def erp_state(erp: str = "", configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An ERP twin's mode and what its fault modes injected so far (``injected.answers_lost`` ...)."""
+def erp_state(erp: str = "", expect_mode: str | None = None, expect_injected: str | None = None,
+              configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An ERP twin's mode and what its fault modes injected so far (``injected.answers_lost`` ...); with
+    ``expect_mode`` or ``expect_injected`` (throttled, errors, answers_lost: at least one), the activity fails
+    when the ERP is not in that mode or injected none."""
     cfg = target(configuration)
     kind = erp or next(iter(cfg.erps))
-    return httpx.get(f"{cfg.erps[kind]}/admin/mode", timeout=10).json()
+    state = httpx.get(f"{cfg.erps[kind]}/admin/mode", timeout=10).json()
+    if expect_mode is not None and state.get("mode") != expect_mode:
+        raise EffectNotSeen(f"ERP {kind} is in mode {state.get('mode')}, expected {expect_mode}")
+    if expect_injected is not None and not state.get("injected", {}).get(expect_injected):
+        raise EffectNotSeen(f"ERP {kind} injected no {expect_injected} yet: {state.get('injected')}")
+    return state

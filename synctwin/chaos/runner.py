@@ -29,8 +29,19 @@ CHAOS_FILE = "chaos.json"
 
 
 @dataclass
+class ExperimentResult:
+    """One experiment of a run: its journal and hypothesis verdicts."""
+
+    stem: str
+    journal: dict[str, Any]
+    before: bool | None
+    after: bool | None
+    journal_file: str = JOURNAL
+
+
+@dataclass
 class ChaosOutcome:
-    """How a chaos run ended: the journal's verdict, the invariants and one line per failure."""
+    """How a chaos run ended: each experiment's verdict, the invariants and one line per failure."""
 
     run_dir: Path
     journal: dict[str, Any]
@@ -38,19 +49,23 @@ class ChaosOutcome:
     after: bool | None
     failures: list[str] = field(default_factory=list)
     sla: dict[str, Any] = field(default_factory=dict)
+    experiments: list[ExperimentResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
 
-def run_chaos(loaded: LoadedExperiment, run_dir: Path, speed: float | None = None, warmup: float = 8.0,
-              log: Callable[[str], None] = print) -> ChaosOutcome:
-    """Run ``loaded`` against a live stack started for its scenario; every process is gone afterwards."""
+def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, speed: float | None = None,
+              warmup: float = 8.0, log: Callable[[str], None] = print, pause_scale: float = 1.0) -> ChaosOutcome:
+    """Run the experiment(s) one after another against one live stack started for their scenario (they must
+    name the same one); every process is gone afterwards. ``pause_scale`` shortens every pause (a quick
+    check of a library; faults then last less long)."""
     from live.stack import LiveStack, StackError, StackOptions
     from scenarios.loader import load_scenario
 
-    scenario = load_scenario(loaded.scenario_path)
+    suite = loaded if isinstance(loaded, list) else [loaded]
+    scenario = load_scenario(suite[0].scenario_path)
     options = StackOptions(speed=speed or scenario.run.speed, insecure=True, progress=False, finalize=False,
                            plant_host="process", warmup=warmup)
     stack = LiveStack(scenario, run_dir, options, log=log)
@@ -66,29 +81,62 @@ def run_chaos(loaded: LoadedExperiment, run_dir: Path, speed: float | None = Non
     thread = threading.Thread(target=run_stack, name="live-stack")
     thread.start()
     control: StackControl | None = None
-    journal: dict[str, Any] = {}
-    configuration: dict[str, Any] = {}
+    results: list[ExperimentResult] = []
     try:
         _wait_for_production(stack, thread, failed)
         control = StackControl(host, run_dir, lambda: dict(stack.urls),
                                {"epoch": stack.clock.epoch, "speed": stack.clock.speed, "plants": stack.plants})
-        log(f"chaos control API {control.start()}; experiment: {loaded.experiment['title']}")
-        experiment = copy.deepcopy(loaded.experiment)
-        configuration = experiment.setdefault("configuration", {})
-        configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url})
-        configuration.pop(SCENARIO_KEY, None)
-        journal = _run_experiment(experiment)
+        log(f"chaos control API {control.start()}")
+        for one in suite:
+            if failed:
+                break
+            log(f"experiment {one.path.stem}: {one.experiment['title']}")
+            experiment = scale_pauses(copy.deepcopy(one.experiment), pause_scale)
+            configuration = experiment.setdefault("configuration", {})
+            configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url})
+            configuration.pop(SCENARIO_KEY, None)
+            try:
+                journal = _run_experiment(experiment)
+            finally:
+                _roll_back(configuration, log)
+            results.append(_result(one, journal, len(suite) > 1))
+            log(f"  {one.path.stem}: {journal.get('status')}, hypothesis before {_met(results[-1].before)}, "
+                f"after {_met(results[-1].after)}")
     finally:
-        if control is not None:
-            _roll_back(configuration, log)
+        ended_at = host.now()
         host.end_run()
         thread.join()
         if control is not None:
             control.close()
     if failed:
         raise StackError(f"the live stack failed: {failed[0]}") from failed[0]
+    if stack.duration < ended_at:
+        log("  warning: the scenario's duration ended before the experiments did; lengthen its run.duration")
     timeline = control.timeline if control is not None else []
-    return _finish(run_dir, loaded, journal, timeline, stack.duration)
+    return _finish(run_dir, suite, results, timeline, stack.duration)
+
+
+def scale_pauses(experiment: dict[str, Any], scale: float) -> dict[str, Any]:
+    """Every ``pauses.before/after`` of the experiment times ``scale`` (at least one second when set)."""
+    if scale == 1.0:
+        return experiment
+    activities = [*(experiment.get("steady-state-hypothesis") or {}).get("probes", []),
+                  *experiment.get("method", []), *experiment.get("rollbacks", [])]
+    for activity in activities:
+        for key, value in (activity.get("pauses") or {}).items():
+            activity["pauses"][key] = max(1.0, value * scale) if value else value
+    return experiment
+
+
+def _met(value: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "not checked"}[value]
+
+
+def _result(loaded: LoadedExperiment, journal: dict[str, Any], in_suite: bool) -> ExperimentResult:
+    steady = journal.get("steady_states") or {}
+    return ExperimentResult(loaded.path.stem, journal, (steady.get("before") or {}).get("steady_state_met"),
+                            (steady.get("after") or {}).get("steady_state_met"),
+                            f"journals/{loaded.path.stem}.json" if in_suite else JOURNAL)
 
 
 def _wait_for_production(stack: Any, thread: threading.Thread, failed: list[BaseException]) -> None:
@@ -112,7 +160,7 @@ def _run_experiment(experiment: dict[str, Any]) -> dict[str, Any]:
 
 
 def _roll_back(configuration: dict[str, Any], log: Callable[[str], None]) -> None:
-    """Leave no fault behind before the drain (the experiment's own rollbacks have run already)."""
+    """Leave no fault behind (the experiment's own rollbacks have run already)."""
     from synctwin.chaos.actions import rollback_all
 
     try:
@@ -123,26 +171,33 @@ def _roll_back(configuration: dict[str, Any], log: Callable[[str], None]) -> Non
         log(f"  warning: rollback failed: {exc}")
 
 
-def _finish(run_dir: Path, loaded: LoadedExperiment, journal: dict[str, Any], timeline: list[dict[str, Any]],
-            duration: float) -> ChaosOutcome:
+def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[ExperimentResult],
+            timeline: list[dict[str, Any]], duration: float) -> ChaosOutcome:
     from reports.finalize import finalize_run
 
-    (run_dir / JOURNAL).write_text(json.dumps(journal, indent=1, default=str))
+    for r in results:
+        path = run_dir / r.journal_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r.journal, indent=1, default=str))
     windows = fault_windows(timeline, duration)
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text())
     meta["faults"] = list(meta.get("faults") or []) + [w["record"] for w in windows]
     meta_path.write_text(json.dumps(meta, indent=1))
-    steady = journal.get("steady_states") or {}
-    before = (steady.get("before") or {}).get("steady_state_met")
-    after = (steady.get("after") or {}).get("steady_state_met")
-    chaos = {"experiment": str(loaded.path), "title": loaded.experiment.get("title"),
-             "description": loaded.experiment.get("description"), "status": journal.get("status"),
-             "deviated": journal.get("deviated"), "hypothesis_before": before, "hypothesis_after": after,
-             "timeline": timeline, "faults": windows, "written": time.time()}
+    experiments = [{"stem": r.stem, "experiment": str(one.path), "title": one.experiment.get("title"),
+                    "description": one.experiment.get("description"), "journal": r.journal_file,
+                    "status": r.journal.get("status"), "deviated": r.journal.get("deviated"),
+                    "hypothesis_before": r.before, "hypothesis_after": r.after}
+                   for one, r in zip(suite, results, strict=False)]
+    chaos = {"experiments": experiments, "timeline": timeline, "faults": windows, "written": time.time()}
     (run_dir / CHAOS_FILE).write_text(json.dumps(chaos, indent=1, default=str))
     sla = finalize_run(run_dir).sla
-    return ChaosOutcome(run_dir, journal, before, after, _failures(journal, before, after, sla), sla)
+    failures = [f"{r.stem}: {line}" if len(suite) > 1 else line
+                for r in results for line in _failures(r.journal, r.before, r.after, {})]
+    failures += [f"{one.path.stem}: did not run (the stack failed first)" for one in suite[len(results):]]
+    failures += _failures({}, True, True, sla)
+    first = results[0] if results else ExperimentResult("", {}, None, None)
+    return ChaosOutcome(run_dir, first.journal, first.before, first.after, failures, sla, results)
 
 
 def _failures(journal: dict[str, Any], before: bool | None, after: bool | None, sla: dict[str, Any]) -> list[str]:
@@ -151,7 +206,7 @@ def _failures(journal: dict[str, Any], before: bool | None, after: bool | None, 
         out.append(f"steady-state hypothesis before the method: {_probe_failures(journal, 'before') or 'not met'}")
     if after is not True and before is True:
         out.append(f"steady-state hypothesis after the method: {_probe_failures(journal, 'after') or 'not met'}")
-    if journal.get("status") not in ("completed", None) and before is True and after is True:
+    if before is True and (journal.get("status") not in ("completed", None) or _run_errors(journal)):
         out.append(f"experiment {journal.get('status')}: {_run_errors(journal) or 'see journal.json'}")
     for name, inv in (sla.get("invariants") or {}).items():
         if not inv.get("passed", True):
