@@ -3,7 +3,9 @@ probes: kill -9 with and without restart, link down and toxics, and every change
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,3 +92,38 @@ def test_links_through_the_control_api_show_in_the_link_probe(control):
     assert probes.link_state("wan-P01", configuration=cfg)["toxics"] == []
     assert [e["event"] for e in ctl.timeline] == ["link_down", "link_up", "toxic_added", "links_reset"]
     assert all(not math.isnan(e["t"]) for e in ctl.timeline)
+
+
+def test_the_stock_chaos_run_cli_drives_the_stack_through_the_provider(control, tmp_path: Path):
+    ctl, cfg = control
+    experiment = {
+        "title": "kill and restart through the stock CLI",
+        "description": "synctwin.chaos as a Chaos Toolkit extension",
+        "configuration": {"synctwin_control_url": ctl.url},
+        "steady-state-hypothesis": {"title": "the worker runs", "probes": [
+            {"type": "probe", "name": "worker-runs", "tolerance": "running",
+             "provider": {"type": "python", "module": "synctwin.chaos.probes", "func": "process_state",
+                          "arguments": {"name": "worker"}}}]},
+        "method": [
+            {"type": "action", "name": "kill-worker",
+             "provider": {"type": "python", "module": "synctwin.chaos.actions", "func": "kill_process",
+                          "arguments": {"name": "worker"}}},
+            {"type": "probe", "name": "worker-is-killed",
+             "provider": {"type": "python", "module": "synctwin.chaos.probes", "func": "process_state",
+                          "arguments": {"name": "worker", "expect": "killed"}}},
+            {"type": "action", "name": "restart-worker",
+             "provider": {"type": "python", "module": "synctwin.chaos.actions", "func": "restart_process",
+                          "arguments": {"name": "worker"}}}],
+        "rollbacks": [],
+    }
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(experiment))
+    journal = tmp_path / "journal.json"
+    chaos = Path(sys.executable).with_name("chaos")
+    done = subprocess.run([str(chaos), "--no-version-check", "run", str(path), "--journal-path", str(journal)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(journal.read_text())
+    assert result["status"] == "completed" and result["steady_states"]["after"]["steady_state_met"]
+    assert [r["status"] for r in result["run"]] == ["succeeded"] * 3
+    assert [e["event"] for e in ctl.timeline] == ["process_kill", "process_restart"]
