@@ -60,6 +60,8 @@ def check_capacity(fleet: Fleet, plant_id: str, out: Path, replications: int,
             rows.append(Row(CHECK, "fleet SLAs with the plant", WARN, "the fleet breaches without the plant too: "
                             + "; ".join(base["breaches"]), "fix the fleet's own breaches; the plant adds none"))
     rows += _plant_rows(fleet, plant_id, sla)
+    if fleet.wave is not None:
+        rows.append(_wave_row(fleet, plant_id, sla, out / "with-plant" / "sla.json"))
     rows += _erp_rows(fleet.combined, sla, figures)
     figures["per_plant"] = sla.get("per_plant", [])
     return rows, figures
@@ -85,6 +87,26 @@ def _plant_rows(fleet: Fleet, plant_id: str, sla: dict[str, Any]) -> list[Row]:
     return [Row(CHECK, "every plant within its SLA", PASS, f"{plant_id}: {mine['transactions']:.0f} transactions a "
                 f"replication, posting p95 {mine.get('posting_p95') or 0:.2f} s"
                 + (f" (SLA {limit:g} s)" if limit else ""))]
+
+
+def _wave_row(fleet: Fleet, plant_id: str, sla: dict[str, Any], sla_path: Path) -> Row:
+    """The wave the plant joined, after its cutover, from the same sla.json the rollout's architect reads."""
+    wave = next((w for w in sla.get("per_wave", []) if w.get("wave") == fleet.wave), None)
+    if wave is None:
+        return Row(CHECK, f"wave {fleet.wave}", FAIL, f"the capacity run has no wave {fleet.wave}", "")
+    after, before = wave.get("after") or {}, wave.get("before") or {}
+    limit_spec = fleet.combined.slas.inventory_posting_delay
+    limit = limit_spec.p95 if limit_spec is not None else None
+    p95 = after.get("posting_p95")
+    broken = bool(after.get("lost") or after.get("duplicates_posted")) or (
+        limit is not None and p95 is not None and p95 > limit)
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f} s"  # noqa: E731
+    plants = ", ".join(wave.get("plants", []))
+    evidence = (f"wave {fleet.wave} ({plants}) to {wave.get('erp')} at {wave.get('at'):g} s: "
+                f"posting p95 {fmt(p95)} after the cutover ({fmt(before.get('posting_p95'))} before), lost "
+                f"{after.get('lost', 0):g}, duplicates {after.get('duplicates_posted', 0):g}; {sla_path}")
+    return Row(CHECK, f"wave {fleet.wave} with {plant_id}", FAIL if broken else PASS, evidence,
+               "move the plant to another wave or add capacity to the wave's ERP" if broken else "")
 
 
 def _erp_rows(scenario: Scenario, sla: dict[str, Any], figures: dict[str, Any]) -> list[Row]:
