@@ -102,7 +102,10 @@ def knee(stages: list[dict[str, Any]], cores: int) -> dict[str, Any]:
     if name is not None:
         why = f"{name} used {used:.2f} cores"
         if machine is not None:
-            why += f" while the machine was {machine / cores:.0%} busy ({machine:.2f} of {cores} cores)"
+            ours = sum(v for k, v in at["cpu_cores"].items() if k != "machine")
+            why += f" while the machine was {machine / cores:.0%} busy ({machine:.2f} of {cores} cores"
+            other = machine - ours
+            why += f", {other:.2f} of them other work)" if other > 0.05 else ")"
     return {
         "found": best is not None,
         "knee_events_per_s": (best["delivered_events_per_s"] or best["accepted_events_per_s"]) if best else None,
