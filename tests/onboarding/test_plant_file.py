@@ -44,3 +44,19 @@ def test_profile_maps_vendor_states_to_twin_states():
     assert profile.twin_state("OutOfService") == "down"
     assert profile.twin_state("Held") == "idle"
     assert profile.twin_state("Banana") is None
+
+
+def test_onboard_exits_2_naming_the_field_of_an_unreadable_plant_file_or_an_unknown_wave(tmp_path):
+    from typer.testing import CliRunner
+
+    from synctwin.cli import app
+    from tests.onboarding.plants import write_fleet
+
+    path = tmp_path / "plant.yaml"
+    path.write_text("plant: {id: LNZ}\nendpoint: {url: 'opc.tcp://h:1', colour: red}\nmachines: []\n")
+    result = CliRunner().invoke(app, ["onboard", str(path)])
+    assert result.exit_code == 2
+    assert "endpoint.colour: unknown key" in result.output and "machines" in result.output
+    path.write_text(dump_plant(plant()))
+    result = CliRunner().invoke(app, ["onboard", str(path), "--into", str(write_fleet(tmp_path)), "--wave", "W7"])
+    assert result.exit_code == 2 and "--wave: 'W7'" in result.output
