@@ -138,8 +138,8 @@ def _pilot(plant: PlantFile, fleet: Fleet, profile, options: OnboardOptions, emb
         erp_url = embedded.start_chain(scenario, plant.erp)
         found, result.figures["pilot"] = check_pilot(
             plant, fleet, profile, options.pki_dir, out / "state", embedded.urls["gateway"],
-            embedded.key(plant.plant.id), erp_url, ScaledClock(epoch, 1.0), options.pilot_minutes,
-            options.pilot_interval)
+            (embedded.key(plant.plant.id), embedded.credentials["admin"]), erp_url, ScaledClock(epoch, 1.0),
+            options.pilot_minutes, options.pilot_interval)
         return found
 
     return _guarded("pilot", "pilot", "see the logs under state/logs", pilot)

@@ -24,24 +24,33 @@ from onboarding.verdict import FAIL, PASS, Row
 CHECK = "pilot"
 
 
-def _ledger(erp_url: str, plant: str, txn_ids: list[str], deadline_s: float) -> list[dict[str, Any]]:
-    """The plant's ledger rows once every id in ``txn_ids`` landed (or the deadline passed)."""
+def _settled(erp_url: str, gateway_url: str, admin_key: str, plant: str, txn_ids: list[str],
+             deadline_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The plant's ledger rows and dead letters once every id in ``txn_ids`` is in one of them (or the
+    deadline passed). Sample ids (``ONBOARD-``) of the contract check are left out of both."""
     end = time.monotonic() + deadline_s
-    with httpx.Client(base_url=erp_url, timeout=15.0) as http:
+    with httpx.Client(timeout=15.0) as http:
         while True:
-            rows = [r for r in http.get("/ledger", params={"limit": 1_000_000}).json()["rows"] if r["plant"] == plant
-                    and not r["txn_id"].startswith("ONBOARD-")]
-            if set(txn_ids) <= {r["txn_id"] for r in rows} or time.monotonic() > end:
-                return rows
+            rows = [r for r in http.get(f"{erp_url}/ledger", params={"limit": 1_000_000}).json()["rows"]
+                    if r["plant"] == plant and not r["txn_id"].startswith("ONBOARD-")]
+            dead = [d for d in http.get(f"{gateway_url}/admin/dlq", params={"plant": plant, "limit": 100_000},
+                                        headers={"X-Api-Key": admin_key}).json()["messages"]
+                    if not d["txn_id"].startswith("ONBOARD-")]
+            if set(txn_ids) <= {r["txn_id"] for r in rows} | {d["txn_id"] for d in dead} or time.monotonic() > end:
+                return rows, dead
             time.sleep(0.25)
 
 
-def reconcile(plant: PlantFile, fleet: Fleet, counters, outbox: list[dict], ledger: list[dict]) -> dict[str, Any]:
-    """Lost, duplicates and per-item quantities: plant counters (converted) against ERP postings."""
+def reconcile(plant: PlantFile, fleet: Fleet, counters, outbox: list[dict], ledger: list[dict],
+              dead: list[dict]) -> dict[str, Any]:
+    """Lost, duplicates and per-item quantities: plant counters (converted) against ERP postings.
+
+    A dead-lettered event is accounted for (not lost) but fails the pilot with its reason."""
     mapping = PlantMapping.from_spec(as_plant_spec(plant, fleet.base), fleet.base.landscape.items)
     posting = [r for r in outbox if r["flow"] in ERP_POSTING_FLOWS]
     in_ledger = Counter(r["txn_id"] for r in ledger)
-    lost = sorted(r["txn_id"] for r in posting if in_ledger[r["txn_id"]] == 0)
+    dead_ids = {d["txn_id"] for d in dead}
+    lost = sorted(r["txn_id"] for r in posting if in_ledger[r["txn_id"]] == 0 and r["txn_id"] not in dead_ids)
     duplicates = sorted(t for t, n in in_ledger.items() if n > 1)
     expected: dict[tuple[str, str], float] = defaultdict(float)
     unmapped = set()
@@ -64,13 +73,17 @@ def reconcile(plant: PlantFile, fleet: Fleet, counters, outbox: list[dict], ledg
     return {"events": len(outbox), "erp_postings": len(posting), "ledger_rows": len(ledger), "lost": lost,
             "duplicates": duplicates, "items": items, "mismatched": mismatched, "unmapped": sorted(unmapped),
             "pending": sum(r["status"] == "pending" for r in outbox),
+            "dead_lettered": sorted({f"{d['reason']}: {d['detail']}" for d in dead}),
+            "dead_letter_count": len(dead),
             "rejected": [f"{r['txn_id']}: {r['reason']}" for r in outbox if r["status"] == "rejected"]}
 
 
 def check_pilot(plant: PlantFile, fleet: Fleet, profile: Profile, pki_dir: Path, state_dir: Path, gateway_url: str,
-                api_key: str, erp_url: str, clock: ScaledClock, minutes: float,
+                keys: tuple[str, str], erp_url: str, clock: ScaledClock, minutes: float,
                 interval: float) -> tuple[list[Row], dict[str, Any]]:
-    """Run the pilot edge, then reconcile; rows and the reconciliation figures."""
+    """Run the pilot edge, then reconcile; rows and the reconciliation figures. ``keys``: the plant's
+    API key and the gateway's admin key (to read dead letters)."""
+    api_key, admin_key = keys
     edge = PilotEdge(plant, profile, pki_dir, state_dir, gateway_url, api_key, clock, interval)
     try:
         try:
@@ -82,8 +95,8 @@ def check_pilot(plant: PlantFile, fleet: Fleet, profile: Profile, pki_dir: Path,
     finally:
         edge.close()
     sent = [r["txn_id"] for r in outbox if r["status"] == "sent" and r["flow"] in ERP_POSTING_FLOWS]
-    ledger = _ledger(erp_url, plant.plant.id, sent, deadline_s=90.0)
-    rec = reconcile(plant, fleet, counters, outbox, ledger)
+    ledger, dead = _settled(erp_url, gateway_url, admin_key, plant.plant.id, sent, deadline_s=90.0)
+    rec = reconcile(plant, fleet, counters, outbox, ledger, dead)
     rec["notifications"] = counters.notifications
     by_flow = Counter(r["flow"] for r in outbox)
     summary = (f"{minutes:g} min on {plant.endpoint.url}: {counters.notifications} notifications, {rec['events']} "
@@ -93,10 +106,14 @@ def check_pilot(plant: PlantFile, fleet: Fleet, profile: Profile, pki_dir: Path,
                 "" if rec["erp_postings"] else "the machines produced nothing during the pilot: run it while they "
                 "run, or longer (--pilot-minutes)")]
     lost = rec["lost"] + [f"{n} still pending at the edge" for n in [rec["pending"]] if n]
-    rows.append(Row(CHECK, "lost", FAIL if lost or rec["rejected"] else PASS,
+    lost += rec["rejected"]
+    rows.append(Row(CHECK, "lost", FAIL if lost else PASS,
                     f"lost {len(rec['lost'])}, pending {rec['pending']}, rejected {len(rec['rejected'])}"
                     + (f": {', '.join((rec['lost'] + rec['rejected'])[:5])}" if rec["lost"] or rec["rejected"] else ""),
                     "read the gateway and worker logs under the onboarding folder's state/logs" if lost else ""))
+    if rec["dead_lettered"]:
+        rows.append(Row(CHECK, "dead letters", FAIL, f"{rec['dead_letter_count']} events dead-lettered: "
+                        + "; ".join(rec["dead_lettered"][:3]), "fix the master data rows, then run the pilot again"))
     rows.append(Row(CHECK, "duplicates", FAIL if rec["duplicates"] else PASS,
                     f"duplicates {len(rec['duplicates'])}" + (f": {', '.join(rec['duplicates'][:5])}"
                                                                 if rec["duplicates"] else ""),
