@@ -166,19 +166,24 @@ def shape_tick(plan: list[Stage], per_user: float, t: float) -> tuple[int, float
     return None if rate is None else (users_for(rate, per_user), 100.0)
 
 
-def pace(rates: list[float], batch: int, users: int | None) -> tuple[int, float]:
+def pace(rates: list[float], batch: int, users: int | None, max_users: int = 400) -> tuple[int, float]:
     """(batch, requests/s per user) for a plan with stage ``rates`` (events/s).
 
-    Users are the control: a stage of rate r runs r / per-user-rate users. The per-user rate is
-    the peak over ``users`` (default: as many as give about 2 requests/s each), refined to a divisor
-    of the stages' common step when there is one, so each stage gets its rate rather than the next
-    multiple. Small rates get smaller batches, not idle users."""
+    Users are the control: a stage of rate r runs r / per-user-rate users. With ``users`` given the
+    per-user rate is the peak over them. Otherwise it starts at about 2 requests/s per user and is
+    refined to a divisor of the stages' common step (their greatest common divisor, or a tenth of the
+    smallest rate), so each stage gets its rate rather than the next multiple, with at most
+    ``max_users`` users at the peak. Small rates get smaller batches, not idle users."""
     peak = max(rates)
-    users = users or max(1, math.ceil(peak / (batch * 2)))
-    per_user = peak / users
-    step = math.gcd(*(round(r) for r in rates if r > 0)) if all(abs(r - round(r)) < 1e-6 for r in rates) else 0
-    if step >= per_user / 4:  # a common step not much finer than the per-user rate: divide it evenly
-        per_user = step / math.ceil(step / per_user)
+    if users:
+        per_user = peak / users
+    else:
+        per_user = peak / max(1, math.ceil(peak / (batch * 2)))
+        positive = [r for r in rates if r > 0]
+        whole = all(abs(r - round(r)) < 1e-6 for r in positive)
+        step = float(math.gcd(*(round(r) for r in positive))) if whole else min(positive) / 10
+        per_user = step / math.ceil(step / per_user) if step >= per_user else step
+        per_user = max(per_user, peak / max_users)
     if per_user < batch:  # less than one batch a second per user: post smaller batches
         batch = max(1, int(per_user))
     return batch, per_user / batch

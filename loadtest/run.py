@@ -329,7 +329,9 @@ class _Progress:
         delivered = row.get("delivered", math.nan)
         text = f"target {target:,.0f}/s"
         if not math.isnan(delivered):
-            text += f", delivered {delivered:,.0f} in the last second, p99 {row['e2e_p99_s']:.2f} s"
+            text += f", delivered {delivered:,.0f} in the last second"
+        if not math.isnan(row.get("e2e_p99_s", math.nan)):
+            text += f", p99 {row['e2e_p99_s']:.2f} s"
         if not math.isnan(row.get("backlog", math.nan)):
             text += f", backlog {row['backlog']:,.0f}"
         self.bar.update(self.task, completed=min(row["t"], self.total), text=text)
