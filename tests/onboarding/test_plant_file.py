@@ -60,3 +60,11 @@ def test_onboard_exits_2_naming_the_field_of_an_unreadable_plant_file_or_an_unkn
     path.write_text(dump_plant(plant()))
     result = CliRunner().invoke(app, ["onboard", str(path), "--into", str(write_fleet(tmp_path)), "--wave", "W7"])
     assert result.exit_code == 2 and "--wave: 'W7'" in result.output
+
+
+def test_the_example_plant_file_is_readable():
+    from pathlib import Path
+
+    example = load_plant(Path(__file__).resolve().parents[2] / "scenarios" / "plants" / "example.yaml")
+    assert example.plant.id == "MTY" and example.endpoint.publishing_interval == 0.5
+    assert example.machines[0].signals["good"].unit == "PZA"
