@@ -70,6 +70,11 @@ class CpuMeter:
         self.last_t = time.monotonic()
         self.totals: dict[str, float] = {}
         self.sample()
+        self.first = dict(self.last)
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds each process tree used since this meter started."""
+        return {name: total - self.first.get(name, 0.0) for name, total in self.totals.items()}
 
     @staticmethod
     def cpu_seconds(pid: int) -> float:
@@ -137,6 +142,11 @@ class ChainSampler:
             row.update({f"cpu_{name}": cores for name, cores in self.cpu.sample().items()})
         self.rows.append(row)
         return row
+
+    @property
+    def delivered_total(self) -> int:
+        """Events delivered end to end since the sampler started."""
+        return int(sum(lat.size for lat in self._latency))
 
     def latencies_between(self, a: float, b: float) -> np.ndarray:
         """Wall latencies of the events delivered between ``a`` and ``b`` seconds after the start."""

@@ -197,6 +197,7 @@ class LoadRun:
             sampler.deliveries.close()
         self._write_samples(sampler, cfg, t0)
         locust = self._locust_summary(cfg)
+        cpu = sampler.cpu.used() if sampler.cpu else {}
         summary: dict[str, Any] = {
             "mode": "embedded" if self.embedded else "external", "gateway": cfg.host, "t0": t0,
             "speed": cfg.speed, "epoch": cfg.epoch, "batch": cfg.batch, "user_rps": round(cfg.user_rps, 3),
@@ -204,7 +205,10 @@ class LoadRun:
             "plan": [s.as_dict() for s in cfg.plan], "sla_p99_s": self.opts.sla_p99,
             "max_error_share": self.opts.max_error_share, "find_capacity": self.opts.find_capacity,
             "stages": judged, "stopped_at": stopped_at, "locust": locust,
-            "cpu_seconds": {k: round(v, 2) for k, v in sampler.cpu.totals.items()} if sampler.cpu else {},
+            "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()}, "delivered": sampler.delivered_total,
+            # CPU per event of each process over the load (machine: every core, other work included)
+            "cpu_us_per_event": {k: round(v / sampler.delivered_total * 1e6, 1) for k, v in cpu.items()}
+            if sampler.delivered_total else {},
         }
         if self.opts.find_capacity:
             summary["capacity"] = knee(judged, psutil.cpu_count() or 1)
@@ -296,6 +300,9 @@ class _MachineCpu(CpuMeter):
     def sample(self) -> dict[str, float]:
         out = super().sample()
         out["machine"] = psutil.cpu_percent(None) / 100.0 * (psutil.cpu_count() or 1)
+        times = psutil.cpu_times()
+        busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        self.totals["machine"] = self.last["machine"] = busy
         return out
 
 

@@ -131,6 +131,20 @@ def capacity_table(summary: dict[str, Any]) -> Table | None:
                  "core of the machine, including work that is not part of the chain.")
 
 
+def cpu_table(summary: dict[str, Any]) -> Table | None:
+    """CPU per event of each process over the whole load (the contention-proof figure)."""
+    per_event = summary.get("cpu_us_per_event") or {}
+    if not per_event:
+        return None
+    seconds = summary.get("cpu_seconds", {})
+    chain = sum(v for k, v in per_event.items() if k not in ("machine", "load generator"))
+    rows = [[name, _num(seconds.get(name), "{:.1f} s"), _num(value, "{:.1f}")] for name, value in per_event.items()]
+    rows.append(["the chain (every process but the load generator)", "", _num(chain, "{:.1f}")])
+    return Table("CPU per event", ["process", "CPU seconds", "µs per delivered event"], rows,
+                 f"Over the load, per event delivered end to end ({summary.get('delivered', 0):,}); a process's "
+                 "figure includes its children. 'machine' counts every busy core, other work on the machine included.")
+
+
 def load_lines(summary: dict[str, Any]) -> list[str]:
     """Plain sentences: what the load did and, for a capacity search, the knee."""
     loc = summary.get("locust", {})
@@ -155,9 +169,7 @@ def load_section(run_dir: Path) -> LoadSection | None:
     summary = json.loads(path.read_text())
     requests, chain = _read(folder / "requests.parquet"), _read(folder / "chain.parquet")
     tables = [stage_table(summary)]
-    cap = capacity_table(summary)
-    if cap is not None:
-        tables.append(cap)
+    tables += [t for t in (capacity_table(summary), cpu_table(summary)) if t is not None]
     return LoadSection(summary, [load_chart(summary, requests, chain)], tables, load_lines(summary))
 
 
