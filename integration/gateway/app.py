@@ -50,16 +50,22 @@ def _with_components(app: FastAPI, components: dict[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# A plant id as it appears in subjects (events.<plant>.<flow>): one NATS subject token.
+PLANT_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class ReplayRequest(BaseModel):
     """Which dead letters to replay: by ``txn_ids``, or by a scenario-time range ``t_from``..``t_to``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the schema says what the validator checks: at least one selector (none of them may be null)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["txn_ids"]}, {"required": ["t_from"]}, {"required": ["t_to"]}]})
 
-    txn_ids: list[str] | None = None
-    t_from: Number | None = None
-    t_to: Number | None = None
+    txn_ids: list[str] = Field(None, description="replay these transactions")  # type: ignore[assignment]
+    t_from: Number = Field(None, description="scenario seconds, inclusive")  # type: ignore[assignment]
+    t_to: Number = Field(None, description="scenario seconds, inclusive")  # type: ignore[assignment]
     time_field: Literal["t_dead_lettered", "t_created"] = "t_dead_lettered"
-    plant: str | None = None
+    plant: str = Field(None, pattern=PLANT_ID, description="only this plant's dead letters")  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one_selector(self) -> "ReplayRequest":
@@ -268,14 +274,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/admin/dlq", dependencies=[Depends(admin)], summary="Dead letters with their reasons",
              responses={**UNAUTHORIZED, **BROKER_DOWN})
-    async def list_dlq(plant: str | None = None, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000):
+    async def list_dlq(plant: Annotated[str | None, Query(pattern=PLANT_ID)] = None,
+                       limit: Annotated[int, Query(ge=1, le=100_000)] = 1000):
         try:
             dead = await publisher.dead_letters(plant, limit)
             return {"count": await publisher.dlq_count(), "messages": [d.summary() for d in dead]}
         except Exception as exc:  # noqa: BLE001 - broker errors become a retryable 503
             raise broker_down(exc) from None
 
-    @app.post("/admin/replay", dependencies=[Depends(admin)], responses={**UNAUTHORIZED, **BROKER_DOWN},
+    @app.post("/admin/replay", dependencies=[Depends(admin)],
+              responses={400: {"model": Problem, "description": "the body is not JSON text"}, **UNAUTHORIZED,
+                         **BROKER_DOWN},
               summary="Republish dead letters (by txn ids or scenario-time range) to the event stream")
     async def replay(request: ReplayRequest):
         try:
