@@ -75,8 +75,7 @@ def run_targeted(loaded: LoadedExperiment, urls: dict[str, str], run_dir: Path,
     experiment = copy.deepcopy(loaded.experiment)
     configuration = experiment.setdefault("configuration", {})
     configuration.pop(SCENARIO_KEY, None)
-    erps = {k.removeprefix("erp-").replace("erp", "legacy") or "legacy": u for k, u in urls.items()
-            if k.startswith("erp")}
+    erps = {"legacy" if k == "erp" else k.removeprefix("erp-"): u for k, u in urls.items() if k.startswith("erp")}
     if "gateway" in urls:
         configuration["gateway_url"] = urls["gateway"]
     if erps:
