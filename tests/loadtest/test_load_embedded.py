@@ -58,6 +58,10 @@ def test_step_ramp_against_the_embedded_chain_lands_in_the_run_folder_and_report
 
 
 def test_bad_input_exits_2_naming_the_option(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from synctwin.cli import app
+
     bad = [
         (["--gateway", "http://10.1.2.3:8000", "--api-key", "k"], "--gateway"),
         (["--gateway", "http://127.0.0.1:8000"], "--api-key"),
@@ -65,9 +69,10 @@ def test_bad_input_exits_2_naming_the_option(tmp_path: Path):
         (["--duration", "-5s"], "--duration"),
         (["--processes", "0"], "--processes"),
         (["--nats", "nats://127.0.0.1:4222"], "only with --gateway"),
+        (["--find-capacity", "--rate", "5000", "--max-rate", "1000"], "--max-rate"),
     ]
     for extra, needle in bad:
-        done = synctwin("load", str(SCENARIO), "--out", str(tmp_path / "x"), *extra, timeout=60)
-        assert done.returncode == 2, (extra, done.stdout, done.stderr)
-        assert needle in done.stderr, (extra, done.stderr)
+        done = CliRunner().invoke(app, ["load", str(SCENARIO), "--out", str(tmp_path / "x"), *extra])
+        assert done.exit_code == 2, (extra, done.output)
+        assert needle in done.output, (extra, done.output)
         assert not (tmp_path / "x").exists()
