@@ -209,21 +209,30 @@ class ConnectionLog:
         self.outages = 0
         self.failed_attempts = 0
         self.lost_at: float | None = None
+        self.closing = False  # set before a deliberate close, whose disconnect is no outage
 
     def callbacks(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
         return {"error_cb": self.on_error, "disconnected_cb": self.on_lost, "reconnected_cb": self.on_back}
 
-    async def on_lost(self) -> None:
+    async def on_lost(self, reason: str = "") -> None:
         """The connection dropped (nats-py keeps reconnecting)."""
-        if self.lost_at is None:
+        if self.lost_at is None and not self.closing:
             self.lost_at, self.failed_attempts = time.monotonic(), 0
             self.outages += 1
-            self.log.warning("%s: broker connection lost (%s), outage %d; reconnecting", self.who, self.url,
-                             self.outages)
+            self.log.warning("%s: broker connection lost (%s%s), outage %d; reconnecting", self.who, self.url,
+                             f": {reason}" if reason else "", self.outages)
 
     async def on_error(self, exc: Exception) -> None:
         """A failed reconnect attempt (counted, logged once per outage) or another client error (one line)."""
+        import nats.errors
+
+        if self.lost_at is None and isinstance(exc, OSError | nats.errors.UnexpectedEOF
+                                               | nats.errors.StaleConnectionError | nats.errors.ConnectionClosedError):
+            await self.on_lost(type(exc).__name__)  # the error arrives before nats-py's disconnect callback
+            return
+        if self.closing:
+            return
         if self.lost_at is not None:
             self.failed_attempts += 1
             if self.failed_attempts == 1:

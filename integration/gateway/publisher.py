@@ -114,6 +114,7 @@ class Publisher:
 
     async def close(self) -> None:
         """Flush and close the connection."""
+        self.log.closing = True
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
