@@ -169,11 +169,16 @@ class EffectNotSeen(AssertionError):
     """A probe given ``expect...`` did not see the fault's effect (the activity fails in the journal)."""
 
 
-def process_state(name: str, expect: str | None = None, configuration: dict[str, Any] | None = None) -> str:
+def process_state(name: str, expect: str | None = None, wait_s: float = 0.0,
+                  configuration: dict[str, Any] | None = None) -> str:
     """``running``, ``killed``, ``restarting`` or ``dead`` for a process of the stack (by name or role);
-    with ``expect``, anything else fails the activity."""
+    with ``expect`` (polled up to ``wait_s`` wall seconds), anything else fails the activity."""
     cfg = target(configuration)
-    state = httpx.get(f"{cfg.need('control')}/processes/{name}", timeout=10).json()["state"]
+
+    def read() -> str:
+        return httpx.get(f"{cfg.need('control')}/processes/{name}", timeout=10).json()["state"]
+
+    state = _poll(read, lambda s: expect is None or s == expect, wait_s)
     if expect is not None and state != expect:
         raise EffectNotSeen(f"process {name} is {state}, expected {expect}")
     return state
