@@ -61,6 +61,11 @@ def load_chart(summary: dict[str, Any], requests: pd.DataFrame, chain: pd.DataFr
     axes = fig.subplots(4, 1, sharex=True)
     rate, resp, e2e, backlog = axes
     xs, ys = _plan_steps(summary.get("plan", []))
+    ran = [float(f["t"].max()) for f in (requests, chain) if not f.empty and "t" in f]
+    if ran and summary.get("stopped_at"):  # a capacity search stopped early: draw the plan as far as it ran
+        end = max(ran)
+        kept = [(min(x, end), y) for i, (x, y) in enumerate(zip(xs, ys, strict=True)) if xs[i - i % 2] < end]
+        xs, ys = [x for x, _ in kept], [y for _, y in kept]
     rate.plot(xs, ys, color=palette.NEUTRAL_COLOR, ls="--", lw=1.2, label="target")
     if not requests.empty:
         rate.plot(requests["t"], requests["events_per_s"], lw=1.4, label="accepted by the gateway (Locust)")
@@ -81,6 +86,9 @@ def load_chart(summary: dict[str, Any], requests: pd.DataFrame, chain: pd.DataFr
             e2e.plot(chain["t"], chain["e2e_p50_s"], lw=1.0, label="p50 end to end")
         if "backlog" in chain:
             backlog.plot(chain["t"], chain["backlog"], lw=1.3, color="tab:purple", label="consumer backlog")
+    knee = (summary.get("capacity") or {}).get("knee_events_per_s")
+    if knee:
+        rate.axhline(knee, color=palette.PASS_COLOR, ls=":", lw=1.0, label=f"knee {knee:,.0f}/s")
     e2e.axhline(summary.get("sla_p99_s", 1.0), color="tab:red", ls=":", lw=1.0, label="SLA (p99)")
     rate.set_ylabel("events/s")
     resp.set_ylabel("response ms")
