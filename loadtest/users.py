@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loadtest.plan import Stage
@@ -39,7 +39,6 @@ class LoadConfig:
     line: str = "L01"
     flow: str = "operation_confirmation"
     stats_prefix: str = "locust"
-    extra: dict = field(default_factory=dict)
 
     @property
     def per_user_rate(self) -> float:
