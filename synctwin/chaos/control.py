@@ -9,6 +9,7 @@
 | ``/proxies...``, ``POST /reset`` | the fault proxies' Toxiproxy-shaped API (:mod:`live.faultproxy_api`) |
 | ``POST /erp/{kind}/mode`` | the ERP twin's ``/admin/mode``, recorded on the timeline |
 | ``GET /timeline`` | every change made through this API, in scenario seconds |
+| ``GET /view``, ``GET /live`` | the live view page (:mod:`synctwin.chaos.liveview`) and its data |
 
 Process operations run on one long-lived thread of their own: a service started from a short-lived
 request thread would get its parent-death signal when that thread ends (``live.procs``). Every change is
@@ -60,6 +61,7 @@ class StackControl:
         self.kills: dict[str, int] = {}
         self.restarts: dict[str, int] = {}
         self.down: dict[str, str] = {}  # name -> killed | restarting
+        self.hypothesis: dict[str, Any] = {}  # the running experiment's phase and verdicts, for the live view
         self._ops: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -82,9 +84,10 @@ class StackControl:
                     status, answer = exc.status, {"error": str(exc), "status": exc.status}
                 except (ValueError, KeyError) as exc:
                     status, answer = 400, {"error": str(exc), "status": 400}
-                data = b"" if status == 204 else json.dumps(answer, default=str).encode()
+                html = isinstance(answer, str)
+                data = b"" if status == 204 else (answer.encode() if html else json.dumps(answer, default=str).encode())
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html; charset=utf-8" if html else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -193,6 +196,14 @@ class StackControl:
                          "timeline": self.timeline, **self.info}
         if parts == ["timeline"]:
             return 200, self.timeline
+        if parts == ["view"]:
+            from synctwin.chaos.liveview import PAGE
+
+            return 200, PAGE
+        if parts == ["live"]:
+            from synctwin.chaos.liveview import snapshot
+
+            return 200, snapshot(self)
         if parts == ["processes"]:
             return 200, self._processes()
         if len(parts) >= 2 and parts[0] == "processes":

@@ -86,7 +86,8 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
         _wait_for_production(stack, thread, failed)
         control = StackControl(host, run_dir, lambda: dict(stack.urls),
                                {"epoch": stack.clock.epoch, "speed": stack.clock.speed, "plants": stack.plants})
-        log(f"chaos control API {control.start()}")
+        url = control.start()
+        log(f"chaos control API {url}; live view {url}/view")
         for one in suite:
             if failed:
                 break
@@ -95,8 +96,9 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
             configuration = experiment.setdefault("configuration", {})
             configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url})
             configuration.pop(SCENARIO_KEY, None)
+            control.hypothesis = {"experiment": one.path.stem, "phase": "starting", "before": None, "after": None}
             try:
-                journal = _run_experiment(experiment)
+                journal = _run_experiment(experiment, control.hypothesis)
             finally:
                 _roll_back(configuration, log)
             results.append(_result(one, journal, len(suite) > 1))
@@ -150,13 +152,38 @@ def _wait_for_production(stack: Any, thread: threading.Thread, failed: list[Base
         pause.wait(0.1)
 
 
-def _run_experiment(experiment: dict[str, Any]) -> dict[str, Any]:
+def _run_experiment(experiment: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from chaoslib.experiment import run_experiment
+    from chaoslib.run import RunEventHandler
+
+    class Phases(RunEventHandler):
+        """Keeps ``status`` (the live view's hypothesis line) up to date."""
+
+        def start_hypothesis_before(self, experiment: Any) -> None:
+            status["phase"] = "checking the hypothesis before"
+
+        def hypothesis_before_completed(self, experiment: Any, state: Any, journal: Any) -> None:
+            status["before"] = bool(state and state.get("steady_state_met"))
+
+        def start_method(self, experiment: Any) -> None:
+            status["phase"] = "method (faults)"
+
+        def start_hypothesis_after(self, experiment: Any) -> None:
+            status["phase"] = "checking the hypothesis after"
+
+        def hypothesis_after_completed(self, experiment: Any, state: Any, journal: Any) -> None:
+            status["after"] = bool(state and state.get("steady_state_met"))
+
+        def start_rollbacks(self, experiment: Any) -> None:
+            status["phase"] = "rollbacks"
+
+        def finish(self, journal: Any) -> None:
+            status["phase"] = f"finished ({journal.get('status')})"
 
     logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
-    return run_experiment(experiment, settings={})
+    return run_experiment(experiment, settings={}, event_handlers=[Phases()])
 
 
 def _roll_back(configuration: dict[str, Any], log: Callable[[str], None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,25 @@ def test_the_stock_chaos_run_cli_drives_the_stack_through_the_provider(control, 
     assert result["status"] == "completed" and result["steady_states"]["after"]["steady_state_met"]
     assert [r["status"] for r in result["run"]] == ["succeeded"] * 3
     assert [e["event"] for e in ctl.timeline] == ["process_kill", "process_restart"]
+
+
+def test_live_view_shows_a_fault_while_it_lasts_in_headless_chromium(control, tmp_path: Path):
+    ctl, cfg = control
+    ctl.hypothesis.update({"experiment": "wan-cut", "phase": "method (faults)", "before": True, "after": None})
+    actions.link_down("wan-P01", configuration=cfg)
+    actions.kill_process("worker", configuration=cfg)
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+           "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+           "--virtual-time-budget=5000"]
+    dom = subprocess.run([*cmd, "--dump-dom", f"{ctl.url}/view"], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert '<tr class="open"><td>wan_outage</td><td>P01</td>' in page and "ACTIVE" in page
+    assert "<td>worker</td><td>killed</td>" in page and "experiment <b>wan-cut</b>: method (faults)" in page
+    shot = tmp_path / "during-the-fault.png"
+    done = subprocess.run([*cmd, f"--screenshot={shot}", f"{ctl.url}/view"], capture_output=True, timeout=120)
+    assert done.returncode == 0 and shot.stat().st_size > 10_000  # the page was painted during the fault
+    actions.link_up("wan-P01", configuration=cfg)
+    after = subprocess.run([*cmd, "--dump-dom", f"{ctl.url}/view"], capture_output=True, text=True, timeout=120)
+    assert '<tr class="open"><td>wan_outage</td>' not in after.stdout and "<td>wan_outage</td>" in after.stdout
