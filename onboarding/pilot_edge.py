@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +111,10 @@ class PilotEdge:
         if events or telemetry or items:
             self.store.add(events, now, agg.state(), telemetry)
 
-    async def run(self, seconds: float, drain_timeout: float = 60.0) -> PilotCounters:
-        """The whole pilot; returns the counters' start and end values."""
+    async def run(self, seconds: float, drain_timeout: float = 60.0,
+                  on_tick: Callable[[float, int], None] | None = None) -> PilotCounters:
+        """The whole pilot; returns the counters' start and end values. ``on_tick(elapsed wall seconds,
+        events stored)`` is called after every processing step (progress displays)."""
         stop = asyncio.Event()
         poster = asyncio.create_task(self.poster.run(stop))
         try:
@@ -125,10 +128,12 @@ class PilotEdge:
                 inbox = _Inbox(self.clock, self.counters)
                 sub = await create_bulk_subscription(client, self.plant.endpoint.publishing_interval * 1000, inbox)
                 await sub.subscribe_keyed({k: ua.NodeId.from_string(n) for k, n in self.nodes.items()})
-                ends = time.monotonic() + seconds
-                while time.monotonic() < ends:
+                began = time.monotonic()
+                while time.monotonic() < began + seconds:
                     await asyncio.sleep(0.25)
                     self._step(inbox, self.clock.now())
+                    if on_tick is not None:
+                        on_tick(time.monotonic() - began, sum(self.store.counts().values()))
                 await sub.delete()
                 self.counters.end = await self._read_counters(client)
             now = self.clock.now()

@@ -25,7 +25,7 @@ def simulate(scenario: Scenario, out: Path, replications: int, duration: float |
 
     run = scenario.model_copy(update={"run": scenario.run.model_copy(update={
         "replications": replications, **({"duration": duration} if duration else {})})})
-    run_dir = run_virtual(run, out, replications, quiet=True)
+    run_dir = run_virtual(run, out, replications)  # with its progress bar: capacity runs take a while
     return finalize_run(run_dir).sla
 
 

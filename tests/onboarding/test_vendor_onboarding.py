@@ -1,5 +1,6 @@
 """A vendor's secured plant server (separate process, Machinery and PackML, grams, one machine without a
-scrap counter): discover binds it, onboard finds it ready with warnings, and the pilot reconciles."""
+scrap counter): discover binds it; onboard, joining a rollout wave, finds it ready with warnings, and the
+pilot reconciles."""
 
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ def test_onboard_is_ready_with_warnings_naming_the_missing_counter_and_the_pilot
     plant_path.write_text(yaml.safe_dump(data, sort_keys=False))
     monkeypatch.setenv(data["endpoint"]["password_env"], PASSWORD)
     out = tmp_path / "onboarding"
-    result = CliRunner().invoke(app, ["onboard", str(plant_path), "--into", str(fleet), "--out", str(out),
-                                      "--pilot-minutes", "1", "--pilot-interval", "5s", "--replications", "2",
-                                      "--capacity-duration", "1h"])
+    result = CliRunner().invoke(app, ["onboard", str(plant_path), "--into", str(fleet), "--wave", "W1",
+                                      "--out", str(out), "--pilot-minutes", "1", "--pilot-interval", "5s",
+                                      "--replications", "2", "--capacity-duration", "1h"])
     report = json.loads((out / "onboarding.json").read_text())
     failing = [r for r in report["rows"] if r["verdict"] == "fail"]
     assert result.exit_code == 0, (result.output, failing)
@@ -79,5 +80,12 @@ def test_onboard_is_ready_with_warnings_naming_the_missing_counter_and_the_pilot
     assert {x["flow"] for x in pilot["items"]} == {"operation_confirmation", "scrap"}
     assert rows[("security", "server certificate")]["verdict"] == "pass"
     assert rows[("security", "cannot read P01's data")]["verdict"] == "pass"
-    assert rows[("capacity", "erp-legacy headroom")]["verdict"] == "pass"
+    # the plant joins wave W1 (to the rate-limited cloud ERP): the rollout's evaluation reruns with it
+    assert rows[("capacity", "fleet SLAs with the plant")]["verdict"] == "pass"
+    wave = rows[("capacity", "wave W1 with LNZ")]
+    assert wave["verdict"] == "pass" and "(P01, LNZ)" in wave["evidence"] and "erp-cloud" in wave["evidence"]
+    for name in ("erp-legacy headroom", "erp-cloud headroom", "erp-cloud rate-limit headroom"):
+        assert rows[("capacity", name)]["verdict"] == "pass" and "[" in rows[("capacity", name)]["evidence"]
+    sla = json.loads((out / "capacity" / "with-plant" / "sla.json").read_text())
+    assert [w["plants"] for w in sla["per_wave"] if w["wave"] == "W1"] == [["P01", "LNZ"]]
     assert (out / "onboarding.html").read_text().count("ready with warnings") >= 1
