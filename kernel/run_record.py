@@ -42,8 +42,8 @@ class FaultRecord(_Record):
     erp: str = "all"
     plants: list[str] | Literal["all"] = "all"
     target: str | None = None
-    factor: float | None = None
-    rate: float | None = None
+    factor: float | None = Field(None, description="erp_slow: service time multiplier")
+    rate: float | None = Field(None, description="broker_redelivery: share delivered twice")
 
 
 class WaveRecord(_Record):
@@ -125,7 +125,8 @@ def burst_windows(scenario: Scenario, until: float | None = None) -> list[dict]:
 def fault_windows(scenario: Scenario, until: float) -> list[dict]:
     """The faults that began before ``until``: only these happened; the report judges recovery from them."""
     return [{"kind": f.kind, "start": f.at, "end": f.at + f.duration, "erp": f.erp, "plants": f.plants,
-             "target": f.target, "factor": f.factor, "rate": f.rate} for f in scenario.faults if f.at < until]
+             "target": f.target, **({"factor": f.factor} if f.kind == "erp_slow" else {}),
+             **({"rate": f.rate} if f.kind == "broker_redelivery" else {})} for f in scenario.faults if f.at < until]
 
 
 def run_record(scenario: Scenario, *, run_id: str, engine: str, duration: float | None = None,
