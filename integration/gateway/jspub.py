@@ -69,8 +69,9 @@ def _hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: byte
     if "\r" in msg_id or "\n" in msg_id or "\r" in correlation_id or "\n" in correlation_id:
         msg_id, correlation_id = msg_id.translate(_NO_NEWLINES), correlation_id.translate(_NO_NEWLINES)
     header = f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n\r\n".encode()
+    reply = f"{reply} " if reply else ""  # no reply subject: JetStream stores it and sends no PubAck
     return b"%s%s%s\r\n" % (
-        f"HPUB {subject} {reply} {len(header)} {len(header) + len(body)}\r\n".encode(), header, body
+        f"HPUB {subject} {reply}{len(header)} {len(header) + len(body)}\r\n".encode(), header, body
     )
 
 
@@ -113,6 +114,18 @@ class BatchPublisher:
         acks.pending -= 1
         if acks.pending == 0 and not acks.future.done():
             acks.future.set_result(None)
+
+    async def publish_unacknowledged(self, messages: Sequence[Any]) -> None:
+        """Queue ``messages`` for JetStream without asking for PubAcks (one buffer, nothing to wait for).
+
+        Ordered after everything queued before on this connection; nats-py buffers it across a reconnect."""
+        if can_write_raw(self.nc):
+            await write_raw(self.nc, b"".join(_hpub(m.subject, "", m.txn_id, m.correlation_id, m.body)
+                                              for m in messages))
+            return
+        for m in messages:
+            await self.nc.publish(m.subject, m.body,
+                                  headers={HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id})
 
     async def publish(self, messages: Sequence[Any], timeout_s: float) -> BatchAcks:
         """Publish ``messages`` (``subject``, ``body``, ``txn_id``, ``correlation_id``); wait for every ack.

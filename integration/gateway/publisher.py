@@ -139,14 +139,8 @@ class Publisher:
         if acks.errors:
             first = next(iter(acks.errors.values()))
             raise BrokerUnavailable(f"{len(acks.errors)} of {acks.size} not stored: {first}", acks.stored)
-        entries = status_index.entries(plant, messages, acks.seqs) if self.index_kv else []
-        try:  # events are stored; a failure here is a 503 too, and the client's retry re-indexes its copies
-            index_acks = await self.batches.publish(entries, timeout_s)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise BrokerUnavailable(f"events stored, status index not written: {exc.args[0]}", acks.size) from None
-        if index_acks.errors:
-            first = next(iter(index_acks.errors.values()))
-            raise BrokerUnavailable(f"events stored, status index not written: {first}", acks.size)
+        if self.index_kv:
+            await self.batches.publish_unacknowledged(status_index.entries(plant, messages, acks.seqs))
         if self.index_size:
             index = self._index
             for m, seq in zip(messages, acks.seqs, strict=True):

@@ -3,8 +3,11 @@
 Every event the gateway stores gets an entry ``<plant>.<txn key>`` in the bucket ``EVENT_INDEX`` holding its
 stream sequence, flow and correlation id. A status read is then one KV get (JetStream's direct get of the
 last message on that subject), whatever the stream's length, after a gateway restart too and across
-uvicorn workers. The entries are published in one pipelined buffer after the events' PubAcks (the sequence
-is known only then) and the gateway answers 202 only once the broker acknowledged them as well.
+uvicorn workers. The entries are queued in one buffer right after the events' PubAcks (the sequence is
+known only then), without PubAcks of their own: waiting for them cost 1.6–1.8 times the request time of a
+batch, queuing them 1.04–1.2 times (``bench/bench_status.py``). The broker stores them in order a moment
+later; an entry lost because the broker died within that moment makes the id answer 404 until the client
+posts it again, which re-indexes it (a duplicate is indexed like a first copy).
 """
 
 from __future__ import annotations

@@ -52,3 +52,24 @@ def test_batches_against_a_real_broker(broker):
     assert first.stored == 300 and not any(first.duplicates) and len(set(first.seqs)) == 300
     assert again.duplicates == [True] * 10 and again.seqs == first.seqs[:10]
     assert lost.stored == 0 and lost.errors
+
+
+def test_hpub_without_a_reply_subject_asks_for_no_ack():
+    frame = _hpub("$KV.EVENT_INDEX.P01.t-1", "", "t-1@7", "c-1", b"7")
+    header = b"NATS/1.0\r\nNats-Msg-Id: t-1@7\r\nX-Correlation-Id: c-1\r\n\r\n"
+    assert frame == b"HPUB $KV.EVENT_INDEX.P01.t-1 %d %d\r\n" % (len(header), len(header) + 1) + header + b"7\r\n"
+
+
+@pytest.mark.slow
+def test_unacknowledged_messages_are_stored_in_order(broker, kit):
+    async def run():
+        nc = await nats.connect(broker.url)
+        await ensure_streams(nc.jetstream())
+        pub = BatchPublisher(nc)
+        await pub.publish_unacknowledged([Message("events.P08.scrap", f"un-{i}", "c", b"{}") for i in range(50)])
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(run())
+    stored = kit.poll(lambda: kit.read_stream(broker.url, "events.P08.>"), 10)
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [f"un-{i}" for i in range(50)]
