@@ -43,17 +43,23 @@ class BulkPuller:
         self._request_over = asyncio.Event()
         self._received = 0  # messages delivered for the open request
         self._puller: asyncio.Task | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Subscribe the inbox and start requesting (idempotent)."""
         if self._sub is None:
             self._inbox = self.nc.new_inbox()
             self._sub = await self.nc.subscribe(self._inbox, cb=self._on_message)
+            self._stopping = False
             self._puller = asyncio.create_task(self._keep_requesting())
 
     async def stop(self) -> None:
         """Stop requesting; messages of a request still open are redelivered after ``ack_wait``."""
         if self._puller is not None:
+            # The flag ends the loop even when Python 3.11's wait_for swallows the cancellation (it does
+            # when the awaited event is set in the same turn).
+            self._stopping = True
+            self._request_over.set()
             self._puller.cancel()
             await asyncio.gather(self._puller, return_exceptions=True)
             self._puller = None
@@ -84,7 +90,7 @@ class BulkPuller:
 
     async def _keep_requesting(self) -> None:
         body = json.dumps({"batch": self.batch, "expires": int(self.expires * 1e9)}).encode()
-        while True:
+        while not self._stopping:
             self._request_over.clear()
             self._received = 0
             try:
