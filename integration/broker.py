@@ -249,10 +249,15 @@ class ConnectionLog:
         self.lost_at = None
 
 
+# nats-py internals write_raw uses (pyproject.toml bounds the nats-py version).
+RAW_WRITE_INTERNALS = ("_send_command", "_flush_pending")
+
+
 def can_write_raw(nc: Any) -> bool:
     """Can pre-encoded protocol commands go straight into ``nc``'s write queue right now? nats-py 2.x
-    keeps one (ordering and reconnect buffering included); without it callers use the public API."""
-    return bool(nc.is_connected and hasattr(nc, "_send_command"))
+    keeps one (ordering and reconnect buffering included) behind :data:`RAW_WRITE_INTERNALS`; when any of
+    them is missing callers use the public API."""
+    return bool(nc.is_connected) and all(callable(getattr(nc, name, None)) for name in RAW_WRITE_INTERNALS)
 
 
 async def write_raw(nc: Any, commands: bytes) -> None:
@@ -314,6 +319,7 @@ async def read_messages(js: Any, stream: str, subject: str, limit: int | None = 
     Reads at most ``limit`` messages (all if None) and returns those ``keep`` accepts (all if None).
     Nothing is acknowledged or removed.
     """
+
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
