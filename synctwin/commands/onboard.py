@@ -78,7 +78,9 @@ def discover_command(
 
 def onboard_command(
     plant_file: Annotated[Path, typer.Argument(help="plant file written by `synctwin discover`")],
-    into: Annotated[Path | None, typer.Option(help="fleet scenario the plant joins (ERP master, plants, SLAs)")] = None,
+    into: Annotated[Path | None, typer.Option(
+        help="fleet scenario the plant joins: ERP item master, plants, SLAs (default scenarios/library/baseline.yaml)")]
+    = None,
     wave: Annotated[str | None, typer.Option(help="rollout wave of --into the plant joins, e.g. wave-3")] = None,
     gateway: Annotated[str | None, typer.Option(help="the team's own gateway URL (default: an embedded one)")]
     = None,
