@@ -26,7 +26,7 @@ from integration.gateway.settings import generate_credentials
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from live.procs import Service, ServiceSet, python_module
-from loadtest.chain import ChainSampler, CpuMeter, DeliveryTail, read_backlog
+from loadtest.chain import ChainSampler, CpuMeter, DeliveryTail
 from loadtest.plan import Stage, pace, plan_duration, stage_bounds
 from loadtest.users import LoadConfig
 from loadtest.verdict import knee, settled, stage_figures
@@ -70,6 +70,7 @@ class LoadRun:
         self.clock: ScaledClock | None = None
         self.embedded = opts.gateway is None
         self.verdict = None  # reports.finalize.RunVerdict (embedded chain)
+        self.sampler: ChainSampler | None = None
 
     # ------------------------------------------------------------------------------ the chain
     def _start_chain(self) -> None:
@@ -139,6 +140,7 @@ class LoadRun:
             summary = self._drive(cfg)
             if self.embedded:
                 drained = self._drain()
+            self._close_samples(summary, cfg)
         finally:
             self.services.stop_all()
         summary.update(drained=drained, wall_seconds=round(time.time() - started, 1))
@@ -193,11 +195,8 @@ class LoadRun:
         for i in range(len(judged), len(bounds)):  # stages that ended with the driver (not judged yet)
             if t0 + bounds[i][1] <= time.time() and stopped_at is None:
                 judged.append(self._judge(i, cfg, sampler, t0))
-        if sampler.deliveries is not None:
-            sampler.deliveries.close()
-        self._write_samples(sampler, cfg, t0)
+        self.sampler = sampler
         locust = self._locust_summary(cfg)
-        cpu = sampler.cpu.used() if sampler.cpu else {}
         summary: dict[str, Any] = {
             "mode": "embedded" if self.embedded else "external", "gateway": cfg.host, "t0": t0,
             "speed": cfg.speed, "epoch": cfg.epoch, "batch": cfg.batch, "user_rps": round(cfg.user_rps, 3),
@@ -205,15 +204,27 @@ class LoadRun:
             "plan": [s.as_dict() for s in cfg.plan], "sla_p99_s": self.opts.sla_p99,
             "max_error_share": self.opts.max_error_share, "find_capacity": self.opts.find_capacity,
             "stages": judged, "stopped_at": stopped_at, "locust": locust,
-            "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()}, "delivered": sampler.delivered_total,
-            # CPU per event of each process over the load (machine: every core, other work included)
-            "cpu_us_per_event": {k: round(v / sampler.delivered_total * 1e6, 1) for k, v in cpu.items()}
-            if sampler.delivered_total else {},
         }
         if self.opts.find_capacity:
             summary["capacity"] = knee(judged, psutil.cpu_count() or 1)
         summary["passed"] = self._passed(summary)
         return summary
+
+    def _close_samples(self, summary: dict[str, Any], cfg: LoadConfig) -> None:
+        """Write the samples (load and drain) and the CPU per delivered event of each process."""
+        sampler = self.sampler
+        assert sampler is not None, "_drive() first"
+        if sampler.deliveries is not None:
+            sampler.deliveries.close()
+        self._write_samples(sampler, cfg, sampler.t0)
+        cpu = sampler.cpu.used() if sampler.cpu else {}
+        delivered = sampler.delivered_total
+        summary.update({
+            "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()}, "delivered": delivered,
+            # over the load and the drain, so every accepted event's work is counted once; machine: every
+            # core, other work included
+            "cpu_us_per_event": {k: round(v / delivered * 1e6, 1) for k, v in cpu.items()} if delivered else {},
+        })
 
     def _passed(self, summary: dict[str, Any]) -> bool:
         if self.opts.find_capacity:
@@ -230,11 +241,13 @@ class LoadRun:
 
     # -------------------------------------------------------------------------------- finishing
     def _drain(self) -> bool:
+        assert self.sampler is not None, "_drive() first"
         deadline = time.monotonic() + self.opts.drain_timeout
         while time.monotonic() < deadline:
-            if read_backlog(self.urls["broker"]) == 0:
+            row = self.sampler.sample()  # the drain is part of the record: backlog down, CPU, deliveries
+            if row["backlog"] == 0:
                 return True
-            time.sleep(0.25)
+            time.sleep(max(0.0, 1.0 - (time.time() - self.sampler.t0 - row["t"])))
         self.log("  drain deadline passed; what is left is reported as in flight")
         return False
 
