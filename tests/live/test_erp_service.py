@@ -6,45 +6,14 @@ import asyncio
 import sqlite3
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from live.procs import Service
+from tests.live.erp_support import erp, posting, scenario
 
 pytestmark = pytest.mark.slow
-
-SCENARIO = """
-name: erp-test
-landscape:
-  erp:
-    kind: legacy
-    service: {{mean: {mean}, distribution: constant}}
-    network_latency: 0s
-    {rate}
-  plants:
-    - id: P01
-"""
-
-
-def scenario(tmp_path: Path, mean: str = "6s", rate: str = "") -> Path:
-    path = tmp_path / f"erp-{mean}-{len(rate)}.yaml"
-    path.write_text(SCENARIO.format(mean=mean, rate=f"rate_limit: {rate}" if rate else ""))
-    return path
-
-
-def erp(scenario_file: Path, db: Path, speed: float = 60.0) -> Service:
-    args = [sys.executable, "-m", "synctwin.commands.live_services", "erp", "--kind", "legacy",
-            "--scenario", str(scenario_file), "--db", str(db), "--epoch", str(time.time()), "--speed", str(speed)]
-    proc = Service("erp-legacy", args, db.parent / "logs")
-    proc.start()
-    return proc
-
-
-def posting(txn: str, qty: float = 5.0) -> dict:
-    return {"txn_id": txn, "flow": "goods_receipt", "plant": "P01", "item": "FG-100", "qty": qty, "unit": "EA",
-            "t_created": 30.0}
 
 
 @pytest.fixture(scope="module")

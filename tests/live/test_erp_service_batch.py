@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from live.procs import Service
-from tests.live.test_erp_service import erp, scenario
-from tests.live.test_erp_service import posting as single_posting
+from tests.live.erp_support import erp, scenario
+from tests.live.erp_support import posting as single_posting
 
 pytestmark = pytest.mark.slow
 

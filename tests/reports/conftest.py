@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reports_fixture_run import Expected, build_run
+
+from tests.reports.reports_fixture_run import Expected, build_run
 
 
 @pytest.fixture

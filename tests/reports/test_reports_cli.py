@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from reports_fixture_run import Expected, build_run
 from typer.testing import CliRunner
 
 from synctwin.commands import reports as report_commands
+from tests.reports.reports_fixture_run import Expected, build_run
 
 
 def _app() -> typer.Typer:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from reports_fixture_run import OUTAGE, Expected, build_run
 
 from kernel.trace import ERP_POSTING_FLOWS
 from reports.evaluate import evaluate_run
 from reports.finalize import RunVerdict, finalize_run
 from reports.runfolder import RunFolderError
+from tests.reports.reports_fixture_run import OUTAGE, Expected, build_run
 
 
 def _posting_delays(run_dir: Path, shipment: bool) -> pd.Series:

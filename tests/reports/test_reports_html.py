@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from reports_fixture_run import Expected, build_run
 
 from reports.finalize import finalize_run
+from tests.reports.reports_fixture_run import Expected, build_run
 
 
 class _Page(HTMLParser):
