@@ -17,7 +17,7 @@ import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from kernel.trace import FLOWS
 from reports import palette
@@ -85,8 +85,18 @@ def decorate(ax: Axes, meta: dict[str, Any], start: datetime, faults: list[dict[
                     color=palette.WAVE_LINE, rotation=90, va="top", ha="right")
 
 
-def _new(size: tuple[float, float] = WIDE) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
+_PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+
+
+def _new(size: tuple[float, float] = WIDE, fixed: bool = False) -> Figure:
+    """A figure; ``fixed``: fixed margins for one-axes charts whose labels are known (the constrained
+    layout's passes cost more than drawing them)."""
+    if not fixed:
+        return Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size)
+    width, height = size
+    fig.subplots_adjust(left=1.0 / width, right=1 - 0.2 / width, top=1 - 0.4 / height, bottom=0.55 / height,
+                        hspace=0.12)
     return fig
 
 
@@ -116,6 +126,7 @@ def latency_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
         if positive.size and positive.max() / max(positive.min(), 1e-3) > 50:
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds on many panels
+            ax.yaxis.set_major_formatter(_PLAIN)  # "100", not mathtext "10^2": parsing it was a tenth of the report
         else:
             ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "1e-11+4.5e-2" offsets
             ax.set_ylim(bottom=0)
@@ -135,7 +146,7 @@ def latency_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
 
 def backlog_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list[dict[str, Any]]) -> Chart:
     """Queue depth per stage over time."""
-    fig = _new()
+    fig = _new(fixed=True)
     ax = fig.subplots()
     x = to_clock(start, s.grid)
     names = {"edge": "edge (created → broker)", "integration": "integration (broker → delivered)",
@@ -159,15 +170,16 @@ _BREAKER_LEVEL = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
 
 def retries_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list[dict[str, Any]]) -> Chart:
     """Retries and dead letters per bucket, with the circuit-breaker state underneath."""
-    fig = _new((10.0, 4.6))
+    fig = _new((10.0, 4.6), fixed=True)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
     r = s.retries
     x = to_clock(start, r["bucket_t"].to_numpy())
-    width = s.width / 86400.0
-    top.bar(x, r["retries"].to_numpy(), width=width, align="edge", color=palette.STAGE_COLORS["integration"],
-            label="retries")
-    top.bar(x, r["dead_letters"].to_numpy(), width=width, align="edge", color=palette.FAIL_COLOR,
-            label="dead letters")
+    edges = np.append(x, x[-1] + s.width / 86400.0) if x.size else np.zeros(1)
+    # One filled step patch per series draws like contiguous bars at a fraction of the cost of one
+    # rectangle artist per bucket (the bars were a third of the report's fixed chart time).
+    top.stairs(r["retries"].to_numpy(), edges, fill=True, color=palette.STAGE_COLORS["integration"],
+               label="retries")
+    top.stairs(r["dead_letters"].to_numpy(), edges, fill=True, color=palette.FAIL_COLOR, label="dead letters")
     decorate(top, meta, start, faults)
     title = f"Retries and circuit breaker ({s.width / 60:.0f}-min buckets)"
     ylabel = "retries per bucket (count)"
@@ -194,7 +206,7 @@ def retries_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list
 
 def erp_load_chart(s: Series, meta: dict[str, Any], start: datetime, faults: list[dict[str, Any]]) -> Chart:
     """ERP postings per second per ERP over time."""
-    fig = _new()
+    fig = _new(fixed=True)
     ax = fig.subplots()
     for i, (erp, d) in enumerate(s.erp_load.groupby("erp", sort=True)):
         ax.plot(to_clock(start, d["bucket_t"].to_numpy() + s.width / 2), d["per_s"].to_numpy(), lw=1.4,
