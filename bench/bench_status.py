@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="events per request")
     parser.add_argument("--reads", type=int, default=200, help="status GETs timed per kind of id")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -136,7 +138,8 @@ def main() -> None:
             broker.stop()
 
     per_event = {name: sum(t) / args.events * 1e6 for name, t in times.items()}
-    print(f"stream: {size:,} messages in EVENTS (filled in {filled:.0f} s)")
+    print(f"stream: {size:,} messages in EVENTS (filled in {filled:.0f} s); load average 1 min "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     print(f"ingest, batches of {args.batch}: request p50 indexed {ms(times['indexed'], 50):.0f} ms vs plain "
           f"{ms(times['plain'], 50):.0f} ms; wall per event {per_event['indexed']:.1f} vs {per_event['plain']:.1f} us"
           f" (ratio {per_event['indexed'] / per_event['plain']:.2f})")
