@@ -27,7 +27,7 @@ def synctwin(*args: str, timeout: float = 150.0) -> subprocess.CompletedProcess:
 def test_step_ramp_against_the_embedded_chain_lands_in_the_run_folder_and_report(tmp_path: Path):
     run_dir = tmp_path / "ramp"
     done = synctwin("load", str(SCENARIO), "--shape", "step-ramp", "--rate", "300", "--max-rate", "900",
-                    "--steps", "3", "--duration", "12s", "--processes", "2", "--out", str(run_dir), "--no-progress")
+                    "--steps", "3", "--duration", "12s", "--out", str(run_dir), "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
 
     load = run_dir / "load"

@@ -45,14 +45,15 @@ def test_load_against_a_separately_started_gateway(tmp_path: Path):
         run_dir = tmp_path / "load"
         done = subprocess.run(cli("load", str(SCENARIO), "--gateway", gateway, "--api-key", creds["plants"]["P01"],
                                   "--api-key", creds["plants"]["P02"], "--nats", nats, "--worker-run-dir", str(team),
-                                  "--epoch", epoch, "--speed", "1", "--rate", "400", "--duration", "8s",
-                                  "--out", str(run_dir), "--no-progress"),
+                                  "--epoch", epoch, "--speed", "1", "--rate", "400", "--duration", "6s",
+                                  "--processes", "2", "--out", str(run_dir), "--no-progress"),
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         assert services["gateway"].alive() and services["worker"].alive()  # the team's chain is left running
 
     summary = json.loads((run_dir / "load" / "load.json").read_text())
     assert summary["mode"] == "external" and summary["gateway"] == gateway
+    assert summary["processes"] == 2 and summary["locust"]["requests"] > 0  # a master and two Locust workers
     stage = summary["stages"][0]
     assert stage["holds"] and stage["accepted_events_per_s"] > 200 and stage["e2e_p99_s"] < 1.0
     assert (run_dir / "load" / "locust_stats_history.csv").is_file()
