@@ -36,7 +36,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration.gateway.settings import generate_credentials  # noqa: E402
-from integration.http1 import Http1Connection, Response  # noqa: E402
+from integration.http1 import Http1Connection, Response, retry_after_seconds  # noqa: E402
 from kernel.clock import ScaledClock  # noqa: E402
 from live.procs import ServiceSet, python_module  # noqa: E402
 
@@ -93,7 +93,7 @@ async def ingest_rate(url: str, key: str, seconds: float, batch: int, clients: i
             if r.status == 202:
                 accepted += batch
             elif r.status == 429:
-                await asyncio.sleep(float(r.headers.get("retry-after", "0.1")))
+                await asyncio.sleep(retry_after_seconds(r.headers.get("retry-after"), 0.1))
             else:
                 raise RuntimeError(f"gateway answered {r.status}: {r.body[:200]!r}")
             i += 1

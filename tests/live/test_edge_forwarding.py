@@ -24,7 +24,7 @@ from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run
 from live.plant_host import PlantHost
 from scenarios.spec import Scenario
-from tests.polling import poll
+from tests.polling import poll, until
 
 API_KEY = "key-P01"
 pytestmark = pytest.mark.slow
@@ -94,14 +94,6 @@ class GatewayStandIn:
             self.server.should_exit = True
             self.thread.join(10)
             self.server = None
-
-
-async def until(predicate, deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def ids(gateway: GatewayStandIn) -> list[str]:

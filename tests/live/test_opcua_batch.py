@@ -4,7 +4,6 @@ through a bulk subscription (live.opcua_bulk)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +12,7 @@ from asyncua import Client, Server, ua
 from kernel.net import free_port
 from live.opcua_batch import BatchWriteError, write_values
 from live.opcua_bulk import BulkSubscription, create_bulk_subscription
+from tests.polling import until
 
 DEADBAND = ua.DataChangeFilter(
     Trigger=ua.DataChangeTrigger.StatusValue, DeadbandType=ua.DeadbandType.Absolute, DeadbandValue=1.0
@@ -34,15 +34,6 @@ class Batches:
 
     def values_of(self, key) -> list:
         return [dv.Value.Value for call in self.calls for k, dv in call if k == key]
-
-
-async def until(predicate, deadline: float, what: str) -> None:
-    """Poll ``predicate`` until true; fail naming ``what`` after ``deadline`` wall seconds."""
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def start_server(names: list[str]) -> tuple[Server, dict[str, ua.NodeId]]:

@@ -22,6 +22,7 @@ from live.opcua_server import (
 )
 from live.plant_host import PlantHost, build_bank
 from scenarios.spec import Scenario
+from tests.polling import until
 
 LINES, PER_LINE = 2, 3
 EXPECTED_TYPES = {
@@ -47,15 +48,6 @@ def scenario(mtbf: str = "1000h") -> Scenario:
             },
         }
     )
-
-
-async def until(predicate, deadline: float, what: str) -> None:
-    """Poll ``predicate`` (sync) until true or fail after ``deadline`` wall seconds."""
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Changes:
