@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,10 +110,8 @@ class PilotEdge:
         if events or telemetry or items:
             self.store.add(events, now, agg.state(), telemetry)
 
-    async def run(self, seconds: float, drain_timeout: float = 60.0,
-                  on_tick: Callable[[float, int], None] | None = None) -> PilotCounters:
-        """The whole pilot; returns the counters' start and end values. ``on_tick(elapsed wall seconds,
-        events stored)`` is called after every processing step (progress displays)."""
+    async def run(self, seconds: float, drain_timeout: float = 60.0) -> PilotCounters:
+        """The whole pilot; returns the counters' start and end values."""
         stop = asyncio.Event()
         poster = asyncio.create_task(self.poster.run(stop))
         try:
@@ -132,8 +129,6 @@ class PilotEdge:
                 while time.monotonic() < began + seconds:
                     await asyncio.sleep(0.25)
                     self._step(inbox, self.clock.now())
-                    if on_tick is not None:
-                        on_tick(time.monotonic() - began, sum(self.store.counts().values()))
                 await sub.delete()
                 self.counters.end = await self._read_counters(client)
             now = self.clock.now()

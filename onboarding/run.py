@@ -1,15 +1,17 @@
-"""``synctwin onboard``: every readiness check in order, then ``onboarding.json`` and ``onboarding.html``.
+"""``synctwin onboard``: every readiness check, then ``onboarding.json`` and ``onboarding.html``.
 
 Order: master data (no I/O), the plant's OPC UA endpoint (security, connectivity), the gateway
-(contract and segmentation: the embedded one, or ``--gateway``), the pilot through the embedded
-integration layer, and last the capacity runs of the virtual engine (CPU-heavy, so nothing else
-runs beside them). A check that cannot run is a failing row with its reason, never a crash.
+(contract and segmentation: the embedded one, or ``--gateway``), then the pilot through the embedded
+integration layer on a thread of its own while the capacity runs of the virtual engine use this one
+(the pilot mostly waits on the plant's wall clock). A check that cannot run is a failing row with its
+reason, never a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,37 +82,51 @@ def run_onboarding(plant: PlantFile, fleet: Fleet, out: Path, options: OnboardOp
     epoch = time.time()
     log("  starting the embedded integration layer (broker, gateway) ...")
     with Embedded(out / "state", [*fleet_plants, plant.plant.id], epoch=epoch, speed=1.0) as embedded:
-        def start_gateway() -> list[Row]:
-            embedded.start_gateway()
-            return []
+        gateway_ok = _gateway_checks(plant, fleet, options, embedded, rows, log)
+        pilot = _start_pilot(plant, fleet, profile, options, embedded, epoch, opcua_ok and gateway_ok, out,
+                             result, log)
+        # The pilot mostly waits on the plant's wall clock: the capacity runs meanwhile, on this thread
+        # (Ray starts only from the main thread).
+        rows += _capacity(plant, fleet, options, out, result, log)
+        rows += pilot.join()
+    write(result, out)
+    return result
 
-        started = _guarded("contract", "embedded gateway", "see the logs under state/logs", start_gateway)
-        rows += started
-        if options.gateway:
-            target = _external_target(plant, options.gateway, fleet)
-        elif not started:
-            target = GatewayTarget(embedded.urls["gateway"], embedded.key(plant.plant.id), fleet_plants[0])
-        else:
-            target = None
-        if isinstance(target, Row):
-            rows.append(target)
-        elif target is not None:
-            log(f"  contract and segmentation against {target.url} ...")
-            stored: list[str | None] = [None]
 
-            def contract() -> list[Row]:
-                found, stored[0] = check_contract(plant, target)
-                return found
+def _gateway_checks(plant: PlantFile, fleet: Fleet, options: OnboardOptions, embedded: Embedded, rows: list[Row],
+                    log: Callable[[str], None]) -> bool:
+    """Start the embedded gateway, then the contract and segmentation rows (against ``--gateway`` if given)."""
+    def start_gateway() -> list[Row]:
+        embedded.start_gateway()
+        return []
 
-            rows += _guarded("contract", "contract", "", contract)
-            rows += _guarded("security", "gateway segmentation", "",
-                             lambda: check_gateway_security(plant, target, stored[0]))
-        rows += _pilot(plant, fleet, profile, options, embedded, epoch, opcua_ok and not started, out, result, log)
+    started = _guarded("contract", "embedded gateway", "see the logs under state/logs", start_gateway)
+    rows += started
+    if started:
+        return False
+    target = (_external_target(plant, options.gateway, fleet) if options.gateway else
+              GatewayTarget(embedded.urls["gateway"], embedded.key(plant.plant.id),
+                            next(p.id for p in fleet.base.landscape.all_plants)))
+    if isinstance(target, Row):
+        rows.append(target)
+        return True
+    log(f"  contract and segmentation against {target.url} ...")
+    stored: list[str | None] = [None]
+
+    def contract() -> list[Row]:
+        found, stored[0] = check_contract(plant, target)
+        return found
+
+    rows += _guarded("contract", "contract", "", contract)
+    rows += _guarded("security", "gateway segmentation", "", lambda: check_gateway_security(plant, target, stored[0]))
+    return True
+
+
+def _capacity(plant: PlantFile, fleet: Fleet, options: OnboardOptions, out: Path, result: Result,
+              log: Callable[[str], None]) -> list[Row]:
     if not options.capacity:
-        rows.append(Row("capacity", "capacity", WARN, "no capacity run (--no-capacity)",
-                        "run onboard with capacity before go-live"))
-        write(result, out)
-        return result
+        return [Row("capacity", "capacity", WARN, "no capacity run (--no-capacity)",
+                    "run onboard with capacity before go-live")]
     log(f"  capacity: the fleet plus {plant.plant.id} in the virtual engine ...")
 
     def capacity() -> list[Row]:
@@ -118,31 +134,57 @@ def run_onboarding(plant: PlantFile, fleet: Fleet, out: Path, options: OnboardOp
                                                            options.replications, options.capacity_duration)
         return found
 
-    rows += _guarded("capacity", "capacity run", "see the capacity run's folder", capacity)
-    write(result, out)
-    return result
+    return _guarded("capacity", "capacity run", "see the capacity run's folder", capacity)
 
 
-def _pilot(plant: PlantFile, fleet: Fleet, profile, options: OnboardOptions, embedded: Embedded, epoch: float,
-           can_run: bool, out: Path, result: Result, log: Callable[[str], None]) -> list[Row]:
+class _Background:
+    """Rows computed on a thread of their own; ``join()`` returns them."""
+
+    def __init__(self, work: Callable[[], list[Row]] | None = None, rows: list[Row] | None = None):
+        self.rows = rows or []
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True) if work else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def _run(self, work: Callable[[], list[Row]]) -> None:
+        self.rows = work()
+
+    def join(self) -> list[Row]:
+        if self.thread is not None:
+            self.thread.join()
+        return self.rows
+
+
+def _start_pilot(plant: PlantFile, fleet: Fleet, profile, options: OnboardOptions, embedded: Embedded,
+                 epoch: float, can_run: bool, out: Path, result: Result, log: Callable[[str], None]) -> _Background:
     if options.pilot_minutes <= 0:
-        return [Row("pilot", "pilot", WARN, "no pilot was run (--pilot-minutes 0)",
-                    "run onboard with --pilot-minutes 2 or more before go-live")]
+        return _Background(rows=[Row("pilot", "pilot", WARN, "no pilot was run (--pilot-minutes 0)",
+                                     "run onboard with --pilot-minutes 2 or more before go-live")])
     if not can_run:
-        return [Row("pilot", "pilot", FAIL, "not run: the plant's OPC UA endpoint or the gateway is not usable",
-                    "fix the failing connectivity and security rows first")]
-    log(f"  pilot: {options.pilot_minutes:g} min on the plant's server through the embedded layer ...")
+        return _Background(rows=[Row("pilot", "pilot", FAIL, "not run: the plant's OPC UA endpoint or the "
+                                     "gateway is not usable", "fix the failing connectivity and security rows first")])
     scenario = fleet.combined.model_copy(update={"rollout": fleet.combined.rollout.model_copy(update={"waves": []})})
+    erp: list[str] = []
+
+    def start_chain() -> list[Row]:  # on the main thread: services die with the thread that started them
+        erp.append(embedded.start_chain(scenario, plant.erp))
+        return []
+
+    failed = _guarded("pilot", "pilot", "see the logs under state/logs", start_chain)
+    if failed:
+        return _Background(rows=failed)
+    log(f"  pilot: {options.pilot_minutes:g} min on the plant's server through the embedded layer (in the "
+        "background) ...")
 
     def pilot() -> list[Row]:
-        erp_url = embedded.start_chain(scenario, plant.erp)
         found, result.figures["pilot"] = check_pilot(
             plant, fleet, profile, options.pki_dir, out / "state", embedded.urls["gateway"],
-            (embedded.key(plant.plant.id), embedded.credentials["admin"]), erp_url, ScaledClock(epoch, 1.0),
+            (embedded.key(plant.plant.id), embedded.credentials["admin"]), erp[0], ScaledClock(epoch, 1.0),
             options.pilot_minutes, options.pilot_interval)
+        log("  pilot finished")
         return found
 
-    return _guarded("pilot", "pilot", "see the logs under state/logs", pilot)
+    return _Background(lambda: _guarded("pilot", "pilot", "see the logs under state/logs", pilot))
 
 
 def write(result: Result, out: Path) -> None:

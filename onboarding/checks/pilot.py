@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from integration.mapping import Mapped, PlantMapping
 from kernel.clock import ScaledClock
@@ -79,15 +78,6 @@ def reconcile(plant: PlantFile, fleet: Fleet, counters, outbox: list[dict], ledg
             "rejected": [f"{r['txn_id']}: {r['reason']}" for r in outbox if r["status"] == "rejected"]}
 
 
-async def _with_progress(edge: PilotEdge, seconds: float):
-    """Run the pilot under a rich progress bar (wall time, events stored)."""
-    columns = (TextColumn("[bold]pilot[/]"), BarColumn(), TextColumn("{task.fields[events]} events"),
-               TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("pilot", total=seconds, events=0)
-        return await edge.run(seconds, on_tick=lambda t, n: bar.update(task, completed=t, events=n))
-
-
 def check_pilot(plant: PlantFile, fleet: Fleet, profile: Profile, pki_dir: Path, state_dir: Path, gateway_url: str,
                 keys: tuple[str, str], erp_url: str, clock: ScaledClock, minutes: float,
                 interval: float) -> tuple[list[Row], dict[str, Any]]:
@@ -97,7 +87,7 @@ def check_pilot(plant: PlantFile, fleet: Fleet, profile: Profile, pki_dir: Path,
     edge = PilotEdge(plant, profile, pki_dir, state_dir, gateway_url, api_key, clock, interval)
     try:
         try:
-            counters = asyncio.run(_with_progress(edge, minutes * 60.0))
+            counters = asyncio.run(edge.run(minutes * 60.0))
         except Exception as exc:  # noqa: BLE001 - a pilot that cannot run is a finding
             return [Row(CHECK, "pilot ran", FAIL, f"the pilot edge stopped: {type(exc).__name__} {exc}",
                         "fix the connectivity and security rows first")], {}
