@@ -7,7 +7,6 @@ Exit codes: discover 0 (machines found), 1 (no machine or a machine misses a req
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -48,10 +47,10 @@ def discover_command(
         prof = load_profile(profile)
     except (ValueError, PlantFileError) as exc:
         _fail(str(exc))
-    if password is not None:
-        os.environ[PASSWORD_ENV] = password
     endpoint = as_endpoint(url, policy, mode, user, PASSWORD_ENV if user else None,
                            str(cert.resolve()) if cert else None, str(key.resolve()) if key else None)
+    if password is not None:  # used for this connection only; the plant file names the variable
+        endpoint = endpoint.model_copy(update={"password": password})
     pki = out.resolve().parent / f"{out.stem}.pki"
     try:
         plant_file, notes = asyncio.run(discover(endpoint, plant, prof, pki))
@@ -62,6 +61,7 @@ def discover_command(
         if "Untrusted" in type(exc).__name__ or "Untrusted" in str(exc):
             hint = f"; the server does not trust the client certificate: have it trust {pki}/own/*-cert.der"
         _fail(f"could not browse {url}: {type(exc).__name__}: {exc}{hint}")
+    plant_file.endpoint = plant_file.endpoint.model_copy(update={"password": None})
     out.write_text(dump_plant(plant_file))
     for line in summary_lines(plant_file, prof):
         typer.echo(line)
