@@ -123,7 +123,7 @@ def _bind(found: Found, candidates: list[Item], profile: Profile) -> None:
 
 
 def find_machines(root: Item, profile: Profile) -> list[Found]:
-    """Every machine under ``root``: structured ones first claim their subtree, then plain folders."""
+    """Every machine under ``root``, top down: the first object recognised on a path claims its subtree."""
     found: list[Found] = []
 
     def visit(obj: Item, parent: Item | None) -> None:
