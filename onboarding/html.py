@@ -52,6 +52,24 @@ def _check_tiles(result: Result) -> str:
     return f"<div class='checks'>{''.join(tiles)}</div>"
 
 
+def _details(result: Result) -> str:
+    """The pilot's per-item reconciliation and where the capacity run's own report is."""
+    parts = []
+    pilot = result.figures.get("pilot") or {}
+    if pilot.get("items"):
+        body = "".join(f"<tr><td>{escape(x['flow'])}</td><td>{escape(x['item'])}</td><td>{x['counters']:g}</td>"
+                       f"<td>{x['ledger']:g}</td></tr>" for x in pilot["items"])
+        parts.append("<h2>Pilot: plant counters against the ERP ledger</h2><table id='reconciliation'><thead><tr>"
+                     "<th>flow</th><th>ERP item</th><th>counters (ERP unit)</th><th>ledger</th></tr></thead>"
+                     f"<tbody>{body}</tbody></table>")
+    capacity = result.figures.get("capacity") or {}
+    if capacity.get("run_dir"):
+        parts.append(f"<h2>Capacity</h2><p>The fleet with the plant, {capacity.get('replications')} replications: "
+                     f"<a href='capacity/with-plant/report.html'>report</a> and sla.json in "
+                     f"<code>{escape(str(capacity['run_dir']))}</code>.</p>")
+    return f"<section id='details'>{''.join(parts)}</section>" if parts else ""
+
+
 def render(result: Result) -> str:
     """The page for ``result``: verdict banner, per-check tiles, failing and warning rows, then all rows."""
     counts = result.counts()
@@ -70,5 +88,6 @@ def render(result: Result) -> str:
 {_check_tiles(result)}
 <section id="attention-rows"><h2>Failing rows and warnings</h2>{first}</section>
 <section id="all-rows"><h2>Every check</h2>{_table(result.ordered(), "checklist")}</section>
+{_details(result)}
 </main></body></html>
 """

@@ -88,4 +88,5 @@ def test_onboard_is_ready_with_warnings_naming_the_missing_counter_and_the_pilot
         assert rows[("capacity", name)]["verdict"] == "pass" and "[" in rows[("capacity", name)]["evidence"]
     sla = json.loads((out / "capacity" / "with-plant" / "sla.json").read_text())
     assert [w["plants"] for w in sla["per_wave"] if w["wave"] == "W1"] == [["P01", "LNZ"]]
-    assert (out / "onboarding.html").read_text().count("ready with warnings") >= 1
+    html = (out / "onboarding.html").read_text()
+    assert "Plant LNZ: ready with warnings" in html and "id='reconciliation'" in html
