@@ -84,6 +84,10 @@ def load(
         _fail("--api-key/--nats/--worker-run-dir/--epoch: only with --gateway (the embedded chain sets its own)")
     if gateway is not None and not api_key:
         _fail("--api-key: --gateway needs a plant API key, e.g. --api-key $(jq -r .plants.P01 credentials.json)")
+    if worker_run_dir is not None and epoch is None:
+        _fail("--epoch: --worker-run-dir needs the chain's --epoch (and --speed) to read end-to-end latency")
+    if worker_run_dir is not None and not (worker_run_dir / "state").is_dir():
+        _fail(f"--worker-run-dir: {worker_run_dir} has no state/ folder; give the worker's --run-dir")
     if not 1 <= processes <= 16:
         _fail("--processes: must be between 1 and 16")
     if users is not None and users < 1:

@@ -70,6 +70,7 @@ def test_bad_input_exits_2_naming_the_option(tmp_path: Path):
         (["--processes", "0"], "--processes"),
         (["--nats", "nats://127.0.0.1:4222"], "only with --gateway"),
         (["--find-capacity", "--rate", "5000", "--max-rate", "1000"], "--max-rate"),
+        (["--gateway", "http://127.0.0.1:8000", "--api-key", "k", "--worker-run-dir", str(tmp_path)], "--epoch"),
     ]
     for extra, needle in bad:
         done = CliRunner().invoke(app, ["load", str(SCENARIO), "--out", str(tmp_path / "x"), *extra])
