@@ -264,6 +264,9 @@ class LoadRun:
             # per row, from the cumulative counts (Locust's Requests/s is a sliding 10 s average)
             frame["events_per_s"] = (ok.diff() / frame["Timestamp"].diff()).fillna(0.0).clip(lower=0) * cfg.batch
             frame.columns = [str(c) for c in frame.columns]
+            pct = [c for c in frame.columns if c.endswith("%")]
+            frame[pct] = frame[pct].apply(pd.to_numeric, errors="coerce")  # "N/A" before the first answer
+            frame.loc[frame["Total Request Count"] == 0, pct] = float("nan")
             frame.to_parquet(self.load_dir / "requests.parquet", index=False)
         stats = self.load_dir / "locust_stats.csv"
         if stats.is_file():
