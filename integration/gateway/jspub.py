@@ -115,17 +115,19 @@ class BatchPublisher:
         if acks.pending == 0 and not acks.future.done():
             acks.future.set_result(None)
 
-    async def publish_unacknowledged(self, messages: Sequence[Any]) -> None:
-        """Queue ``messages`` for JetStream without asking for PubAcks (one buffer, nothing to wait for).
+    async def publish_unacknowledged(self, messages: Sequence[Any], timeout_s: float) -> None:
+        """Send ``messages`` to JetStream without asking for PubAcks (one buffer), then one PING/PONG.
 
-        Ordered after everything queued before on this connection; nats-py buffers it across a reconnect."""
+        The PONG means the broker has received them (it stores a connection's messages in order), so a
+        crash of this process afterwards cannot lose them; raises ``TimeoutError`` without a PONG."""
         if can_write_raw(self.nc):
             await write_raw(self.nc, b"".join(_hpub(m.subject, "", m.txn_id, m.correlation_id, m.body)
                                               for m in messages))
-            return
-        for m in messages:
-            await self.nc.publish(m.subject, m.body,
-                                  headers={HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id})
+        else:
+            for m in messages:
+                await self.nc.publish(m.subject, m.body,
+                                      headers={HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id})
+        await self.nc.flush(timeout_s)
 
     async def publish(self, messages: Sequence[Any], timeout_s: float) -> BatchAcks:
         """Publish ``messages`` (``subject``, ``body``, ``txn_id``, ``correlation_id``); wait for every ack.

@@ -139,8 +139,11 @@ class Publisher:
         if acks.errors:
             first = next(iter(acks.errors.values()))
             raise BrokerUnavailable(f"{len(acks.errors)} of {acks.size} not stored: {first}", acks.stored)
-        if self.index_kv:
-            await self.batches.publish_unacknowledged(status_index.entries(plant, messages, acks.seqs))
+        if self.index_kv:  # events are stored; without the index a 503 too: the client's retry re-indexes them
+            try:
+                await self.batches.publish_unacknowledged(status_index.entries(plant, messages, acks.seqs), timeout_s)
+            except (TimeoutError, nats.errors.Error) as exc:
+                raise BrokerUnavailable(f"events stored, status index not sent: {exc!r}", acks.size) from None
         if self.index_size:
             index = self._index
             for m, seq in zip(messages, acks.seqs, strict=True):

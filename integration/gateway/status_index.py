@@ -3,11 +3,12 @@
 Every event the gateway stores gets an entry ``<plant>.<txn key>`` in the bucket ``EVENT_INDEX`` holding its
 stream sequence, flow and correlation id. A status read is then one KV get (JetStream's direct get of the
 last message on that subject), whatever the stream's length, after a gateway restart too and across
-uvicorn workers. The entries are queued in one buffer right after the events' PubAcks (the sequence is
-known only then), without PubAcks of their own: waiting for them cost 1.6–1.8 times the request time of a
-batch, queuing them 1.04–1.2 times (``bench/bench_status.py``). The broker stores them in order a moment
-later; an entry lost because the broker died within that moment makes the id answer 404 until the client
-posts it again, which re-indexes it (a duplicate is indexed like a first copy).
+uvicorn workers. The entries are sent in one buffer right after the events' PubAcks (the sequence is known
+only then), without PubAcks of their own, followed by one PING/PONG: once the PONG is in, the broker holds
+them, so a gateway killed after its 202 loses no entry. Per-entry PubAcks cost 1.6–1.8 times the request
+time of a 1,000-event batch, this 1.3–1.5 times (``bench/bench_status.py``). An entry lost because the
+broker itself died before storing it makes the id answer 404 until the client posts it again, which
+re-indexes it (a duplicate is indexed like a first copy).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import pytest
 from integration.broker import ensure_streams
 from integration.gateway.ingest import Message
 from integration.gateway.jspub import BatchPublisher, MessageTooLarge, _duplicate, _hpub, _seq
+from tests.integration.gateway_support import read_stream
+from tests.polling import poll
 
 
 def test_hpub_frames_headers_and_body():
@@ -61,15 +63,14 @@ def test_hpub_without_a_reply_subject_asks_for_no_ack():
 
 
 @pytest.mark.slow
-def test_unacknowledged_messages_are_stored_in_order(broker, kit):
+def test_unacknowledged_messages_are_stored_in_order(broker):
     async def run():
         nc = await nats.connect(broker.url)
         await ensure_streams(nc.jetstream())
         pub = BatchPublisher(nc)
-        await pub.publish_unacknowledged([Message("events.P08.scrap", f"un-{i}", "c", b"{}") for i in range(50)])
-        await nc.flush()
+        await pub.publish_unacknowledged([Message("events.P08.scrap", f"un-{i}", "c", b"{}") for i in range(50)], 5)
         await nc.close()
 
     asyncio.run(run())
-    stored = kit.poll(lambda: kit.read_stream(broker.url, "events.P08.>"), 10)
+    stored = poll(lambda: read_stream(broker.url, "events.P08.>"), 10)
     assert [m.headers["Nats-Msg-Id"] for m in stored] == [f"un-{i}" for i in range(50)]
