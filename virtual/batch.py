@@ -92,11 +92,17 @@ def size(batch: Batch) -> int:
 
 
 def concat(batches: list[Batch], columns: dict[str, type] | None = None) -> Batch:
-    """Stack batches row-wise (all must carry the same columns)."""
-    batches = [b for b in batches if b and size(b)]
-    if not batches:
-        return empty(columns or ALL_COLUMNS)
-    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    """Stack batches row-wise (all must carry the same columns).
+
+    When every batch is empty the result still carries their columns (with their dtypes), or
+    ``columns`` when given: a pool with extra columns stays a pool after an empty window."""
+    rows = [b for b in batches if b and size(b)]
+    if rows:
+        return {name: np.concatenate([b[name] for b in rows]) for name in rows[0]}
+    if columns is not None:
+        return empty(columns)
+    kept = {name: col.dtype for b in batches if b for name, col in b.items()}
+    return {name: np.empty(0, dtype=dtype) for name, dtype in kept.items()} if kept else empty(ALL_COLUMNS)
 
 
 def postings(rows: Batch) -> Batch:
