@@ -73,11 +73,9 @@ def test_a_profile_with_a_broken_pattern_or_unknown_signal_is_refused():
 
 
 def test_an_unreachable_endpoint_fails_security_and_connectivity_with_fixes(tmp_path):
-    import socket
+    from kernel.net import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     gone = plant(endpoint={"url": f"opc.tcp://127.0.0.1:{port}"})
     security = asyncio.run(check_endpoint_security(gone))
     assert security[0].verdict == FAIL and "reachable" in security[0].fix
