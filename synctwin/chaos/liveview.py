@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from integration.sqlite import connect_readonly
 from synctwin.chaos.timeline import fault_windows
 
 WINDOW_S = 600.0  # scenario seconds of postings behind each latency percentile
@@ -23,7 +24,7 @@ def _deliveries(state: Path, since: float) -> list[tuple[str, float, float]]:
     path = state / "deliveries.sqlite"
     if not path.is_file():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+    db = connect_readonly(path, timeout=2)
     try:
         return db.execute("SELECT flow, t_delivered, t_delivered - t_created FROM deliveries "
                           "WHERE outcome = 'delivered' AND t_delivered >= ?", (since,)).fetchall()
@@ -36,7 +37,7 @@ def _deliveries(state: Path, since: float) -> list[tuple[str, float, float]]:
 def _edge_pending(state: Path) -> int:
     total = 0
     for path in state.glob("edge-*.sqlite"):
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        db = connect_readonly(path, timeout=2)
         try:
             total += db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
         except sqlite3.OperationalError:
