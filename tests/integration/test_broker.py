@@ -26,6 +26,7 @@ from integration.broker import (
 )
 from integration.canonical import CanonicalEvent
 from kernel.clock import ScaledClock
+from tests.integration.gateway_support import read_stream
 
 pytestmark = pytest.mark.slow
 
@@ -65,20 +66,20 @@ def test_streams_have_the_contracted_layout(broker):
     assert events.duplicate_window == pytest.approx(120.0)
 
 
-def test_msg_id_deduplicates_and_t_broker_is_scenario_time(broker, kit):
+def test_msg_id_deduplicates_and_t_broker_is_scenario_time(broker):
     clock = ScaledClock(time.time() - 10, speed=60)  # scenario time is ~600 s now
     before = clock.now()
     dupes = asyncio.run(_publish(broker.url, [_event("d-1"), _event("d-1"), _event("d-2")]))
     after = clock.now()
     assert dupes == [False, True, False]
-    msgs = [m for m in kit.read_stream(broker.url) if m.headers["Nats-Msg-Id"].startswith("d-")]
+    msgs = [m for m in read_stream(broker.url) if m.headers["Nats-Msg-Id"].startswith("d-")]
     assert [m.headers["Nats-Msg-Id"] for m in msgs] == ["d-1", "d-2"]
     assert CanonicalEvent.model_validate_json(msgs[0].data) == _event("d-1")
     assert msgs[0].headers["X-Correlation-Id"] == "c-d-1"
     assert before - 1 <= broker_time(msgs[0], clock) <= after + 1
 
 
-def test_dead_letter_carries_reason(broker, kit):
+def test_dead_letter_carries_reason(broker):
     async def run():
         nc = await nats.connect(broker.url)
         js = nc.jetstream()
@@ -89,12 +90,12 @@ def test_dead_letter_carries_reason(broker, kit):
         await nc.close()
 
     asyncio.run(run())
-    msgs = kit.read_stream(broker.url, "dlq.>", DLQ_STREAM)
+    msgs = read_stream(broker.url, "dlq.>", DLQ_STREAM)
     assert [(m.subject, m.headers[HEADER_DLQ_REASON]) for m in msgs] == [(dlq_subject("P02", "scrap"),
                                                                          "unmapped_item")]
 
 
-def test_streams_survive_kill_and_restart(tmp_path, kit):
+def test_streams_survive_kill_and_restart(tmp_path):
     server = EmbeddedNats(tmp_path / "nats", die_with_parent=True)
     server.start()
     port = server.port
@@ -104,7 +105,7 @@ def test_streams_survive_kill_and_restart(tmp_path, kit):
         socket.create_connection(("127.0.0.1", port), timeout=2)
     server.start()
     assert server.port == port
-    assert len(kit.read_stream(server.url)) == 50
+    assert len(read_stream(server.url)) == 50
     server.stop()
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from integration.broker import DLQ_STREAM, dead_letter, ensure_streams
 from integration.canonical import CanonicalEvent
+from tests.integration.gateway_support import read_stream
 
 pytestmark = pytest.mark.slow
 
@@ -43,37 +44,37 @@ def test_health_openapi_and_metrics(client):
     assert 'gateway_events_accepted_total{plant="P01",version="v2"}' in text
 
 
-def test_single_v2_event_is_stored_with_correlation(client, broker, kit):
+def test_single_v2_event_is_stored_with_correlation(client, broker):
     r = post(client, P01, v2("s-1", correlation_id="order-9"), headers={"X-Correlation-Id": "req-42"})
     assert r.status_code == 202
     assert r.json() == {"accepted": 1, "duplicates": 0, "correlation_ids": ["order-9"]}
     assert r.headers["X-Correlation-Id"] == "req-42"
-    msg = [m for m in kit.read_stream(broker.url) if m.headers["Nats-Msg-Id"] == "s-1"]
+    msg = [m for m in read_stream(broker.url) if m.headers["Nats-Msg-Id"] == "s-1"]
     assert len(msg) == 1 and msg[0].subject == "events.P01.operation_confirmation"
     assert msg[0].headers["X-Correlation-Id"] == "order-9"
     event = CanonicalEvent.model_validate_json(msg[0].data)
     assert (event.plant, event.schema_version, event.qty) == ("P01", "v2", 4)
 
 
-def test_v1_payload_is_mapped_to_canonical(client, broker, kit):
+def test_v1_payload_is_mapped_to_canonical(client, broker):
     body = {"id": "v1-1", "type": "goods_receipt", "material": "FG-200", "quantity": 150, "uom": "EA",
             "lot": "LOT-3", "timestamp": 99.0}
     r = post(client, P02, [body], version="v1")
     assert r.status_code == 202 and r.json()["correlation_ids"] == ["LOT-3"]
     assert "X-Correlation-Id" in r.headers  # generated when the client sent none
-    msg = [m for m in kit.read_stream(broker.url, "events.P02.>") if m.headers["Nats-Msg-Id"] == "v1-1"]
+    msg = [m for m in read_stream(broker.url, "events.P02.>") if m.headers["Nats-Msg-Id"] == "v1-1"]
     event = CanonicalEvent.model_validate_json(msg[0].data)
     assert (event.item, event.qty, event.lot, event.schema_version, event.t_created) == (
         "FG-200", 150, "LOT-3", "v1", 99.0)
 
 
-def test_batch_of_500_is_stored_and_retry_is_deduplicated(client, broker, kit):
+def test_batch_of_500_is_stored_and_retry_is_deduplicated(client, broker):
     batch = [v2(f"b-{i}") for i in range(500)]
     r = post(client, P01, batch)
     assert r.status_code == 202 and r.json()["accepted"] == 500 and r.json()["duplicates"] == 0
     again = post(client, P01, batch)  # the client retries after a lost response: nothing stored twice
     assert again.status_code == 202 and again.json()["duplicates"] == 500
-    stored = [m for m in kit.read_stream(broker.url, "events.P01.>") if m.headers["Nats-Msg-Id"][:2] == "b-"]
+    stored = [m for m in read_stream(broker.url, "events.P01.>") if m.headers["Nats-Msg-Id"][:2] == "b-"]
     assert sorted(m.headers["Nats-Msg-Id"] for m in stored) == sorted(f"b-{i}" for i in range(500))
 
 
@@ -129,7 +130,7 @@ def test_429_with_retry_after_on_a_burst(client):
     assert big.status_code == 413 and "split" in big.json()["detail"]
 
 
-def test_dlq_listing_and_replay(client, broker, kit):
+def test_dlq_listing_and_replay(client, broker):
     async def dead(txns):
         nc = await nats.connect(broker.url)
         js = nc.jetstream()
@@ -154,7 +155,7 @@ def test_dlq_listing_and_replay(client, broker, kit):
     assert client.get("/v2/plants/P02/events/dq-2", headers={"X-Api-Key": P02}).json()["status"] == "dead_lettered"
     r = client.post("/admin/replay", json={"txn_ids": ["dq-2", "dq-404"]}, headers=admin).json()
     assert r == {"replayed": 1, "txn_ids": ["dq-2"], "not_found": ["dq-404"]}
-    replayed = [m for m in kit.read_stream(broker.url, "events.P02.scrap")
+    replayed = [m for m in read_stream(broker.url, "events.P02.scrap")
                 if m.headers.get("X-Replay-Of")]
     assert len(replayed) == 1 and CanonicalEvent.model_validate_json(replayed[0].data).txn_id == "dq-2"
     again = client.get("/v2/plants/P02/events/dq-2", headers={"X-Api-Key": P02}).json()
@@ -163,7 +164,7 @@ def test_dlq_listing_and_replay(client, broker, kit):
     # by scenario-time range: everything dead-lettered up to now
     r = client.post("/admin/replay", json={"t_to": 1e12}, headers=admin).json()
     assert sorted(r["txn_ids"]) == ["dq-1", "dq-3"]
-    assert len(kit.read_stream(broker.url, "dlq.>", DLQ_STREAM)) == 0
+    assert len(read_stream(broker.url, "dlq.>", DLQ_STREAM)) == 0
     bad = client.post("/admin/replay", json={}, headers=admin)
     assert bad.status_code == 422 and "txn_ids" in json.dumps(bad.json())
 

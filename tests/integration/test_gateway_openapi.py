@@ -12,6 +12,7 @@ import pytest
 
 from integration.broker import EmbeddedNats
 from live.procs import Service
+from tests.integration.gateway_support import start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +41,10 @@ OPERATIONS = {("post", "/v1/events"), ("post", "/v2/events"), ("post", "/v2/plan
 
 
 @pytest.fixture(scope="module")
-def fuzzed_gateway(broker: EmbeddedNats, credentials_file: Path, kit) -> Service:
+def fuzzed_gateway(broker: EmbeddedNats, credentials_file: Path) -> Service:
     """A gateway whose limits stay out of the fuzzer's way (batches of 50 keep boundary cases small)."""
     env = {"SYNCTWIN_GATEWAY_STATUS_RATE_LIMIT": "1000000/s"}
-    proc = kit.start_gateway(broker, credentials_file, "--rate-limit", "1000000/s", "--max-batch", "50", env=env)
+    proc = start_gateway(broker, credentials_file, "--rate-limit", "1000000/s", "--max-batch", "50", env=env)
     yield proc
     proc.stop()
 

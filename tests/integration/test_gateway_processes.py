@@ -16,6 +16,8 @@ import pytest
 
 from integration.broker import EVENTS_STREAM
 from live.procs import ProcessError, Service
+from tests.integration.gateway_support import read_stream, service_command, start_gateway
+from tests.polling import poll
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +36,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_broker_command_streams_and_clean_stop(tmp_path, kit):
-    proc = Service("broker", kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
+def test_broker_command_streams_and_clean_stop(tmp_path):
+    proc = Service("broker", service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
     url = proc.start()
 
     async def streams():
@@ -47,21 +49,21 @@ def test_broker_command_streams_and_clean_stop(tmp_path, kit):
     assert asyncio.run(streams()) == ["DLQ", "EVENTS"]
     server_pid = _children(proc.proc.pid)[0]
     assert proc.stop() == 0
-    kit.poll(lambda: not _alive(server_pid))
+    poll(lambda: not _alive(server_pid))
 
 
-def test_broker_command_killed_takes_its_server_with_it(tmp_path, kit):
-    proc = Service("broker", kit.service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
+def test_broker_command_killed_takes_its_server_with_it(tmp_path):
+    proc = Service("broker", service_command("broker", "--data-dir", str(tmp_path / "nats")), tmp_path)
     proc.start()
     server_pid = _children(proc.proc.pid)[0]
     os.kill(proc.proc.pid, signal.SIGKILL)  # the command alone, not its process group
     proc.proc.wait()
-    kit.poll(lambda: not _alive(server_pid))  # no orphaned nats-server keeps the port
+    poll(lambda: not _alive(server_pid))  # no orphaned nats-server keeps the port
     proc.stop()
 
 
-def test_two_gateway_workers_store_everything_and_stop_cleanly(broker, credentials_file, kit):
-    gw = kit.start_gateway(broker, credentials_file, "--workers", "2")
+def test_two_gateway_workers_store_everything_and_stop_cleanly(broker, credentials_file):
+    gw = start_gateway(broker, credentials_file, "--workers", "2")
     workers = _children(gw.proc.pid)
     body = [{"txn_id": f"w2-{i}", "flow": "scrap", "item": "FG-100", "qty": 1, "unit": "EA", "t_created": 1.0}
             for i in range(50)]
@@ -69,22 +71,22 @@ def test_two_gateway_workers_store_everything_and_stop_cleanly(broker, credentia
         codes = {client.post("/v2/events", content=json.dumps(body[i:i + 5])).status_code
                  for i in range(0, 50, 5)}
     assert codes == {202}
-    ids = {m.headers["Nats-Msg-Id"] for m in kit.read_stream(broker.url, "events.P02.scrap")}
+    ids = {m.headers["Nats-Msg-Id"] for m in read_stream(broker.url, "events.P02.scrap")}
     assert {f"w2-{i}" for i in range(50)} <= ids
     assert len(workers) >= 2
     assert gw.stop() == 0
-    kit.poll(lambda: not any(_alive(w) for w in workers), deadline_s=10)
+    poll(lambda: not any(_alive(w) for w in workers), deadline_s=10)
 
 
-def test_gateway_refuses_a_bad_rate_limit(credentials_file, kit, tmp_path):
-    proc = Service("gateway", kit.service_command("gateway", "--nats", "nats://127.0.0.1:1", "--credentials",
+def test_gateway_refuses_a_bad_rate_limit(credentials_file, tmp_path):
+    proc = Service("gateway", service_command("gateway", "--nats", "nats://127.0.0.1:1", "--credentials",
                                                   str(credentials_file), "--rate-limit", "lots"), tmp_path)
     with pytest.raises(ProcessError, match="code 2"):
         proc.start()
     assert "rate_limit" in proc.log_path.read_text()
 
 
-def test_locustfile_drives_the_gateway(gateway, broker, kit, tmp_path):
+def test_locustfile_drives_the_gateway(gateway, broker, tmp_path):
     async def count():
         nc = await nats.connect(broker.url)
         info = await nc.jetstream().stream_info(EVENTS_STREAM)
@@ -109,8 +111,8 @@ def test_locustfile_drives_the_gateway(gateway, broker, kit, tmp_path):
     assert stored <= 2000 * (3 + 2) + 2000
 
 
-def test_sigterm_during_load_is_a_clean_exit(broker, credentials_file, kit):
-    gw = kit.start_gateway(broker, credentials_file)
+def test_sigterm_during_load_is_a_clean_exit(broker, credentials_file):
+    gw = start_gateway(broker, credentials_file)
     body = json.dumps([{"txn_id": f"tm-{i}", "flow": "scrap", "item": "FG-100", "qty": 1, "unit": "EA",
                         "t_created": 1.0} for i in range(200)])
     r = httpx.post(f"{gw.url}/v2/events", content=body, headers={"X-Api-Key": "key-p01"})

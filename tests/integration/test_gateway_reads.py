@@ -14,6 +14,7 @@ import nats
 import pytest
 
 from integration.broker import dead_letter, ensure_streams
+from tests.integration.gateway_support import start_gateway
 from tests.polling import poll
 
 pytestmark = pytest.mark.slow
@@ -27,9 +28,9 @@ def event(txn: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fresh_gateway(broker, credentials_file, kit, tmp_path_factory):
+def fresh_gateway(broker, credentials_file, tmp_path_factory):
     """A gateway started for this module alone; status reads not rate-limited in the way of the hammering."""
-    proc = kit.start_gateway(broker, credentials_file, env={"SYNCTWIN_GATEWAY_STATUS_RATE_LIMIT": "100000/s"},
+    proc = start_gateway(broker, credentials_file, env={"SYNCTWIN_GATEWAY_STATUS_RATE_LIMIT": "100000/s"},
                              log_dir=tmp_path_factory.mktemp("reads-logs"))
     yield proc
     proc.stop()
@@ -78,14 +79,14 @@ def test_concurrent_dlq_and_status_reads_never_fail(fresh_gateway, broker):
     assert asyncio.run(hammer()) == []
 
 
-def test_status_of_an_id_survives_a_gateway_restart(broker, credentials_file, kit, tmp_path):
-    first = kit.start_gateway(broker, credentials_file, log_dir=tmp_path)
+def test_status_of_an_id_survives_a_gateway_restart(broker, credentials_file, tmp_path):
+    first = start_gateway(broker, credentials_file, log_dir=tmp_path)
     try:
         r = httpx.post(f"{first.url}/v2/events", json=event("rs-1"), headers={"X-Api-Key": P02}, timeout=10)
         assert r.status_code == 202
     finally:
         first.stop()
-    second = kit.start_gateway(broker, credentials_file, log_dir=tmp_path)
+    second = start_gateway(broker, credentials_file, log_dir=tmp_path)
     try:
         started = time.perf_counter()
         r = httpx.get(f"{second.url}/v2/plants/P02/events/rs-1", headers={"X-Api-Key": P02}, timeout=10)
@@ -97,12 +98,12 @@ def test_status_of_an_id_survives_a_gateway_restart(broker, credentials_file, ki
         second.stop()
 
 
-def test_a_broker_outage_logs_one_line_per_state_change(tmp_path, credentials_file, kit):
+def test_a_broker_outage_logs_one_line_per_state_change(tmp_path, credentials_file):
     from integration.broker import EmbeddedNats
 
     server = EmbeddedNats(tmp_path / "nats", die_with_parent=True)
     server.start()
-    gw = kit.start_gateway(server, credentials_file, log_dir=tmp_path)
+    gw = start_gateway(server, credentials_file, log_dir=tmp_path)
     try:
         health = f"{gw.url}/health"
         server.kill()
@@ -122,3 +123,18 @@ def test_a_broker_outage_logs_one_line_per_state_change(tmp_path, credentials_fi
     attempts = int(re.search(r"and (\d+) failed attempts \(outage 1\)", back).group(1))
     assert attempts >= 1, back
     assert "Traceback" not in log
+
+
+def test_poison_dead_letters_are_listed(fresh_gateway, broker):
+    async def poison() -> None:
+        nc = await nats.connect(broker.url)
+        js = nc.jetstream()
+        for i, body in enumerate((b"not json", b"[1, 2]", b'{"txn_id": "p-3", "t_created": "soon"}')):
+            await dead_letter(js, body, "P03", "scrap", f"poison-{i}", "", "invalid_payload", "cannot parse")
+        await nc.close()
+
+    asyncio.run(poison())
+    r = httpx.get(f"{fresh_gateway.url}/admin/dlq", params={"plant": "P03"}, headers={"X-Api-Key": ADMIN})
+    assert r.status_code == 200
+    listed = r.json()["messages"]
+    assert [m["reason"] for m in listed] == ["invalid_payload"] * 3 and {m["t_created"] for m in listed} == {None}
