@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -65,7 +66,8 @@ class DeadLetter:
         return {
             "seq": self.seq, "txn_id": self.txn_id, "plant": self.plant, "flow": self.flow,
             "correlation_id": self.correlation_id, "reason": self.reason, "detail": self.detail,
-            "t_dead_lettered": self.t_dead_lettered, "t_created": self.t_created,
+            "t_dead_lettered": self.t_dead_lettered,
+            "t_created": self.t_created if math.isfinite(self.t_created) else None,  # a poison body may lack it
         }
 
 
@@ -163,13 +165,15 @@ class Publisher:
             event = json.loads(msg.data)
         except ValueError:
             event = {}
+        event = event if isinstance(event, dict) else {}  # a poison body may be any JSON, or none
+        t_created = event.get("t_created")
         _, plant, flow = (msg.subject.split(".", 2) + ["", ""])[:3]
         return DeadLetter(
             seq=msg.metadata.sequence.stream, subject=msg.subject, txn_id=str(event.get("txn_id", "")),
             plant=plant, flow=flow, correlation_id=headers.get(HEADER_CORRELATION, ""),
             reason=headers.get(HEADER_DLQ_REASON, ""), detail=headers.get(HEADER_DLQ_DETAIL, ""),
             t_dead_lettered=self.clock.to_scenario(msg.metadata.timestamp.timestamp()),
-            t_created=float(event.get("t_created", float("nan"))), body=msg.data,
+            t_created=float(t_created) if isinstance(t_created, int | float) else math.nan, body=msg.data,
         )
 
     async def dead_letters(self, plant: str | None = None, limit: int | None = None) -> list[DeadLetter]:
