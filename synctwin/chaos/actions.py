@@ -14,7 +14,7 @@ import httpx
 
 from synctwin.chaos.settings import ChaosConfigError, Target, target
 
-__all__ = ["add_toxic", "flood_duplicates", "inject_poison", "kill_process", "link_down", "link_up",
+__all__ = ["add_toxic", "flood_duplicates", "inject_poison", "kill_process", "link_down", "link_up", "lose_acks",
            "remove_toxic", "reset_links", "restart_process", "rollback_all", "set_erp_mode"]
 
 
@@ -151,17 +151,24 @@ def flood_duplicates(plant: str | None = None, limit: int = 100_000,
     return {"plant": plant, "replayed": len(events), "requests": statuses}
 
 
+def lose_acks(share: float, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The workers withhold ``share`` of their acks: JetStream delivers those messages again (a redelivery
+    storm); 0 ends it."""
+    return _control(target(configuration), "POST", "/worker/ack_loss", {"share": share})
+
+
 # ------------------------------------------------------------------------------------ rollback
 def rollback_all(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Undo every fault: links reset, ERPs normal, killed processes started again."""
     cfg = target(configuration)
     if cfg.control:
         reset_links(configuration)
+        lose_acks(0.0, configuration)
     set_erp_mode("normal", configuration=configuration)
     restarted = []
     if cfg.control:
         for name, proc in _control(cfg, "GET", "/processes").items():
-            if proc["state"] in ("killed", "dead"):
+            if proc["state"] in ("killed", "dead", "restart_failed"):
                 restart_process(name, configuration)
                 restarted.append(name)
     return {"restarted": restarted}

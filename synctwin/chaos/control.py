@@ -8,6 +8,7 @@
 | ``POST /processes/{name}/restart`` | start a killed process again (same port) |
 | ``/proxies...``, ``POST /reset`` | the fault proxies' Toxiproxy-shaped API (:mod:`live.faultproxy_api`) |
 | ``POST /erp/{kind}/mode`` | the ERP twin's ``/admin/mode``, recorded on the timeline |
+| ``POST /worker/ack_loss`` | ``{"share": s}``: the workers withhold that share of acks (JetStream redelivers) |
 | ``GET /timeline`` | every change made through this API, in scenario seconds |
 | ``GET /view``, ``GET /live`` | the live view page (:mod:`synctwin.chaos.liveview`) and its data |
 
@@ -116,6 +117,8 @@ class StackControl:
 
     # ------------------------------------------------------------------------ process thread
     def _operate(self) -> None:
+        """The process thread: it must outlive every service it started (their parent-death signal fires
+        when it ends), so no failure of one operation may end it."""
         pending: list[tuple[float, str]] = []  # (monotonic due time, name) of delayed restarts
         while True:
             wait = max(0.0, min(t for t, _ in pending) - time.monotonic()) if pending else None
@@ -128,7 +131,10 @@ class StackControl:
             now = time.monotonic()
             for due, name in [p for p in pending if p[0] <= now]:
                 pending.remove((due, name))
-                self._restart_now(name, "restart_after")
+                try:
+                    self._restart_now(name, "restart_after")
+                except Exception as exc:  # noqa: BLE001 - shown as the process's state and on the timeline
+                    self._restart_failed(name, exc)
             if item == "tick":
                 continue
             op, name, arg, future = item
@@ -140,7 +146,9 @@ class StackControl:
                 else:
                     future.set_result(self._restart_now(name, "restart"))
             except Exception as exc:  # noqa: BLE001 - the caller gets it as an HTTP error
-                future.set_exception(exc)
+                if op != "kill":
+                    self._restart_failed(name, exc)
+                future.set_exception(ControlError(500, f"{op} {name}: {type(exc).__name__}: {exc}"))
 
     def _submit(self, op: str, name: str, arg: Any = None) -> dict[str, Any]:
         future: Future = Future()
@@ -165,6 +173,11 @@ class StackControl:
         self.write_state()
         self.record("process_restart", name, {"why": why})
         return self.process(name)
+
+    def _restart_failed(self, name: str, exc: Exception) -> None:
+        with self._lock:
+            self.down[name] = "restart_failed"
+        self.record("process_restart_failed", name, {"error": f"{type(exc).__name__}: {exc}"})
 
     # ---------------------------------------------------------------------------------- state
     def record(self, event: str, what: str, detail: dict[str, Any] | None = None) -> None:
@@ -218,6 +231,8 @@ class StackControl:
             return self._proxies(method, path, parts, body)
         if len(parts) == 3 and parts[0] == "erp" and parts[2] == "mode":
             return self._erp_mode(method, parts[1], body)
+        if parts == ["worker", "ack_loss"] and method == "POST":
+            return self._ack_loss(float(body.get("share", 0.0)))
         raise ControlError(404, f"no route {method} {path}")
 
     def _processes(self) -> dict[str, Any]:
@@ -247,6 +262,17 @@ class StackControl:
                                                   "attributes": body.get("attributes", {})})
         elif len(parts) == 4 and method == "DELETE":
             self.record("toxic_removed", parts[1], {"toxic": parts[3]})
+
+    def _ack_loss(self, share: float) -> tuple[int, Any]:
+        """The workers withhold ``share`` of their acks (``integration.worker_faults``): JetStream delivers
+        those messages again after its ack wait."""
+        from integration.worker_faults import write_ack_loss
+
+        if not 0.0 <= share <= 1.0:
+            raise ControlError(400, f"share: {share} is outside 0..1")
+        write_ack_loss(self.run_dir, share)
+        self.record("ack_loss", "worker", {"share": share})
+        return 200, {"share": share}
 
     def _erp_mode(self, method: str, kind: str, body: dict[str, Any]) -> tuple[int, Any]:
         urls = self.urls()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from kernel.trace import REASON_EDGE_OVERFLOW
 from synctwin.chaos.settings import Target, target
 
 __all__ = ["backlog", "dead_letters", "duplicate_ids", "duplicates_so_far", "erp_state", "gateway_health",
@@ -31,7 +32,7 @@ def _poll(read, good, wait_s: float) -> Any:
         value = read()
         if good(value) or time.monotonic() >= end:
             return value
-        pause.wait(0.5)
+        pause.wait(0.25)
 
 
 def _rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
@@ -65,19 +66,21 @@ def _backlog(cfg: Target) -> int:
 
 # --------------------------------------------------------------------------------- lost events
 def lost_ids(older_than_s: float = 120.0, configuration: dict[str, Any] | None = None) -> list[str]:
-    """Events an edge sent (gateway answered 202) at least ``older_than_s`` scenario seconds ago that no
-    worker has finished (posted, suppressed or dead-lettered) and no ERP ledger holds."""
+    """Events an edge dropped (its buffer's overflow policy), and events it sent (gateway answered 202) at
+    least ``older_than_s`` scenario seconds ago that no worker has finished (posted, suppressed or
+    dead-lettered) and no ERP ledger holds."""
     cfg = target(configuration)
     cutoff = cfg.now() - older_than_s
-    sent = {t for p in cfg.state.glob("edge-*.sqlite")
+    edges = list(cfg.state.glob("edge-*.sqlite"))
+    dropped = {t for p in edges for (t,) in _rows(p, "SELECT txn_id FROM outbox WHERE reason = ?",
+                                                   (REASON_EDGE_OVERFLOW,))}
+    sent = {t for p in edges
             for (t,) in _rows(p, "SELECT txn_id FROM outbox WHERE status = 'sent' AND t_sent <= ?", (cutoff,))}
-    if not sent:
-        return []
     done = {t for (t,) in _rows(cfg.state / "deliveries.sqlite", "SELECT DISTINCT txn_id FROM deliveries")}
     missing = sent - done
     if missing:
         missing -= set(_ledger_counts(cfg))
-    return sorted(missing)
+    return sorted(missing | dropped)
 
 
 def lost_so_far(older_than_s: float = 120.0, wait_s: float = 0.0,

@@ -111,6 +111,7 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
         if control is not None:
             control.close()
     if failed:
+        _write_journals(run_dir, results)  # what ran is kept for the post-mortem
         raise StackError(f"the live stack failed: {failed[0]}") from failed[0]
     if stack.duration < ended_at:
         log("  warning: the scenario's duration ended before the experiments did; lengthen its run.duration")
@@ -202,10 +203,7 @@ def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[Experime
             timeline: list[dict[str, Any]], duration: float) -> ChaosOutcome:
     from reports.finalize import finalize_run
 
-    for r in results:
-        path = run_dir / r.journal_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(r.journal, indent=1, default=str))
+    _write_journals(run_dir, results)
     windows = fault_windows(timeline, duration)
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text())
@@ -225,6 +223,13 @@ def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[Experime
     failures += _failures({}, True, True, sla)
     first = results[0] if results else ExperimentResult("", {}, None, None)
     return ChaosOutcome(run_dir, first.journal, first.before, first.after, failures, sla, results)
+
+
+def _write_journals(run_dir: Path, results: list[ExperimentResult]) -> None:
+    for r in results:
+        path = run_dir / r.journal_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r.journal, indent=1, default=str))
 
 
 def _failures(journal: dict[str, Any], before: bool | None, after: bool | None, sla: dict[str, Any]) -> list[str]:

@@ -49,6 +49,10 @@ def fault_windows(timeline: list[dict[str, Any]], end_of_run: float) -> list[dic
         elif ev == "links_reset":
             for key in [k for k in open_ if k[0] in ("link", "toxic")]:
                 close(key, e["t"])
+        elif ev == "ack_loss":
+            close(("acks", what), e["t"])
+            if e.get("share", 0.0) > 0:
+                begin(("acks", what), "broker_redelivery", e, record={"rate": e["share"]})
         elif ev == "erp_mode":
             key = ("erp", what)
             close(key, e["t"])
