@@ -70,6 +70,7 @@ class GatewayPoster:
         self.batch_size, self.wall_rate = batch_size, wall_rate
         self.backoff_initial, self.backoff_max = backoff
         self.posts = self.failures = 0
+        self.draining = False  # a failed post left a backlog: drain it at ``wall_rate``
 
     async def run(self, stop: asyncio.Event) -> None:
         """Post until ``stop`` is set."""
@@ -84,9 +85,13 @@ class GatewayPoster:
                 wait = await self._post(http, rows, delay)
                 if wait is None:
                     delay = self.backoff_initial
-                    if math.isfinite(self.wall_rate):  # drain rate: pace batches after an outage
+                    # The drain rate paces only the backlog a failure left (as the virtual edge does,
+                    # virtual/store_forward.py); a batch shorter than the limit emptied the outbox.
+                    if self.draining and math.isfinite(self.wall_rate):
                         await wait_or_stop(stop, len(rows) / self.wall_rate - (time.monotonic() - began))
+                    self.draining = self.draining and len(rows) >= self.batch_size
                 else:
+                    self.draining = True
                     self.failures += 1
                     await wait_or_stop(stop, wait)
                     delay = min(self.backoff_max, delay * 2)

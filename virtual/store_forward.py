@@ -1,13 +1,16 @@
 """Edge store-and-forward over a plant's outbound stream.
 
-The edge accepts each event, forwards it at once while the WAN is up, and buffers it while the WAN
-(or the gateway behind it) is down; after an outage the backlog drains at ``drain_rate``. While the
-buffer never fills, forwarding is a FIFO with service ``1/drain_rate`` whose customers become ready
-when the link is up, and the closed-form Lindley recursion gives every forward time at once. When a
-window's arrivals would overflow the bound, that window is replayed event by event, exactly, under
-the overflow policy: ``block`` delays acceptance until a slot frees (the source keeps the record),
-``drop_newest`` and ``drop_oldest`` discard visibly (outcome ``rejected``, reason
-``edge_overflow_dropped``).
+The edge accepts each event and forwards it at once while the WAN is up and nothing waits in its
+buffer; it buffers while the WAN (or the gateway behind it) is down, and after an outage the backlog
+drains at ``drain_rate`` -- an event that arrives while a backlog still waits queues behind it (FIFO)
+and is forwarded at the drain rate too; once the backlog is gone, events pass straight through again.
+So ``drain_rate`` paces only a backlog, never the steady stream (the live edge's poster does the same,
+``live/edge_poster.py``). The queued events form a FIFO with service ``1/drain_rate`` whose customers
+become ready when the link is up; the closed-form Lindley recursion gives their forward times at once
+(a few passes decide which events queue). When a window's arrivals would overflow the bound, that
+window is replayed event by event, exactly, under the overflow policy: ``block`` delays acceptance
+until a slot frees (the source keeps the record), ``drop_newest`` and ``drop_oldest`` discard visibly
+(outcome ``rejected``, reason ``edge_overflow_dropped``).
 
 Events handed over in an earlier window keep their forward times: ``drop_oldest`` can only discard
 events of the current window, so an overflow that starts later drops the newest events instead.
@@ -29,7 +32,7 @@ from twins.erp import fifo_departures
 class StoreAndForward:
     spec: EdgeSpec
     wan_down: Windows
-    last_forward: float = float("-inf")
+    last_forward: float = float("-inf")  # forward time of the last event that drained from the backlog
     buffered: np.ndarray = field(default_factory=lambda: np.empty(0))  # forward times of handed-over events
     dropped_total: int = 0
     peak_depth: int = 0
@@ -47,12 +50,12 @@ class StoreAndForward:
         t_accept = np.maximum(t_accept, self.source_clock)  # still held back from an earlier window
         carried = np.sort(self.buffered[self.buffered > t_accept[0]])
         result = self._vectorised(t_accept, carried)
-        if result is None:
+        if result is None:  # the buffer fills (or the queue took too many passes to settle)
             result = self._event_by_event(t_accept, carried)
-        t_edge, fwd, dropped = result
+        t_edge, fwd, dropped, drained = result
+        if drained.any():
+            self.last_forward = max(self.last_forward, float(fwd[drained].max()))
         kept = fwd[~dropped]
-        if kept.size:
-            self.last_forward = max(self.last_forward, float(kept.max()))
         self.buffered = np.concatenate([carried, kept])
         self.dropped_total += int(dropped.sum())
         return t_edge, fwd, dropped
@@ -60,18 +63,39 @@ class StoreAndForward:
     def _vectorised(self, t_accept: np.ndarray, carried: np.ndarray):
         """Closed form when the bound is never reached; None when some arrival would find it full."""
         n = t_accept.size
-        ready = self.wan_down.end_of(t_accept)
-        # Forward time = start of "service": max(ready_i, forward_{i-1} + step). Where nothing queued, snap
-        # to the ready time exactly (the closed form adds and subtracts sums, which costs float digits).
-        fwd = fifo_departures(ready, np.full(n, self.step), self.last_forward + self.step) - self.step
-        fwd = np.where(fwd <= ready + 1e-9 * np.maximum(1.0, np.abs(ready)), ready, fwd)
+        drained = self._drain(t_accept, self.wan_down.end_of(t_accept), carried)
+        if drained is None:
+            return None
+        fwd, queued = drained
         ahead = np.sort(np.concatenate([carried, fwd]))
         depth = len(carried) + np.arange(n) - np.searchsorted(ahead, t_accept, side="right")
         depth = np.maximum(depth, 0)
         if (depth >= self.spec.buffer).any():
             return None
         self.peak_depth = max(self.peak_depth, int(depth.max(initial=0)) + 1)
-        return t_accept.copy(), fwd, np.zeros(n, dtype=bool)
+        return t_accept.copy(), fwd, np.zeros(n, dtype=bool), queued
+
+    def _drain(self, t_accept: np.ndarray, ready: np.ndarray,
+               carried: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Forward times: at once for an event that finds the link up and nothing waiting; otherwise
+        FIFO behind the backlog at the drain rate. An event queues when the link is down or an earlier
+        event is still waiting at its arrival; queueing only grows the waits, so a few passes settle it."""
+        queued = ready > t_accept
+        waiting_before = carried.max(initial=-np.inf)
+        for _ in range(64):
+            fwd = ready.copy()
+            if queued.any():
+                r = ready[queued]
+                # Service start = max(ready_i, start_{i-1} + step); snapped to the ready time where nothing
+                # queued ahead (the closed form adds and subtracts sums, which costs float digits).
+                start = fifo_departures(r, np.full(r.size, self.step), self.last_forward + self.step) - self.step
+                fwd[queued] = np.where(start <= r + 1e-9 * np.maximum(1.0, np.abs(r)), r, start)
+            before = np.maximum.accumulate(np.concatenate([[waiting_before], fwd[:-1]]))
+            grown = queued | (t_accept < before)
+            if (grown == queued).all():
+                return fwd, queued
+            queued = grown
+        return None
 
     def _event_by_event(self, t_accept: np.ndarray, carried: np.ndarray):
         """Exact replay of a window whose buffer fills, under the overflow policy."""
@@ -79,6 +103,7 @@ class StoreAndForward:
         t_edge = t_accept.copy()
         fwd = np.full(n, np.nan)
         dropped = np.zeros(n, dtype=bool)
+        queued = np.zeros(n, dtype=bool)
         ready = self.wan_down.end_of(t_accept)
         waiting_old = deque(carried.tolist())  # handed over earlier, forward times fixed
         waiting: deque[int] = deque()  # this window's kept events, in order
@@ -98,6 +123,10 @@ class StoreAndForward:
                 waiting_old.popleft()
             while waiting and max(ready[waiting[0]], next_free) <= t:
                 send_head()
+            if not waiting and not waiting_old and ready[i] <= t == t_accept[i]:
+                fwd[i] = t  # link up, nothing waiting: straight through, no drain slot taken
+                self.peak_depth = max(self.peak_depth, 1)
+                continue
             if len(waiting_old) + len(waiting) >= cap:
                 if policy == "block":
                     left = waiting_old.popleft() if waiting_old else send_head()
@@ -111,8 +140,9 @@ class StoreAndForward:
             if t != t_accept[i]:
                 ready[i] = float(self.wan_down.end_of(np.array([t]))[0])
             waiting.append(i)
+            queued[i] = True
             self.peak_depth = max(self.peak_depth, len(waiting_old) + len(waiting))
         while waiting:
             send_head()
         self.source_clock = source_clock
-        return t_edge, fwd, dropped
+        return t_edge, fwd, dropped, queued & ~dropped

@@ -28,10 +28,36 @@ def test_without_outage_events_pass_straight_through():
     assert not dropped.any() and edge.dropped_total == 0
 
 
-def test_without_outage_a_burst_is_spaced_by_the_drain_rate():
+def test_without_outage_a_burst_passes_straight_through_uncapped():
+    """The drain rate paces a backlog only: with the link up a burst above it is not capped or spaced."""
     edge = _edge(drain=4.0)
-    _, fwd, _ = edge.forward(np.array([10.0, 10.0, 10.0, 10.1, 20.0]))
-    assert fwd == pytest.approx([10.0, 10.25, 10.5, 10.75, 20.0])
+    t = np.array([10.0, 10.0, 10.0, 10.1, 20.0])
+    _, fwd, _ = edge.forward(t)
+    assert fwd.tolist() == t.tolist()
+    assert edge.last_forward == float("-inf")  # nothing drained
+
+
+def test_arrivals_during_a_drain_queue_behind_it_then_pass_straight_through():
+    edge = _edge(outages=[(100.0, 200.0)], drain=1.0)
+    t = np.array([110.0, 120.0, 130.0, 200.5, 201.0, 202.9, 203.0, 203.2, 210.0, 210.1])
+    _, fwd, _ = edge.forward(t)
+    # Backlog of three leaves at 200, 201, 202; 200.5 and 201 arrive while it waits and queue (203, 204);
+    # 202.9 and 203 and 203.2 still find a queue (205, 206, 207); 210 finds it empty and passes through.
+    assert fwd.tolist() == [200.0, 201.0, 202.0, 203.0, 204.0, 205.0, 206.0, 207.0, 210.0, 210.1]
+    assert edge.last_forward == 207.0
+
+
+_times = st.lists(st.floats(0, 300, allow_nan=False), min_size=1, max_size=60)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_times, st.floats(0, 250), st.floats(0.5, 60), st.sampled_from([0.5, 3.0, 50.0]))
+def test_closed_form_equals_the_event_by_event_replay(times, start, length, drain):
+    t = np.sort(np.array(times))
+    closed = _edge([(start, start + length)], drain=drain)._vectorised(t, np.empty(0))
+    replay = _edge([(start, start + length)], drain=drain)._event_by_event(t, np.empty(0))
+    for a, b in zip(closed, replay, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
 
 
 def test_wan_outage_buffers_and_forwards_after_its_end_in_fifo_order_at_the_drain_rate():
