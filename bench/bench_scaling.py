@@ -94,11 +94,11 @@ def fleet_scenario(plants: int, days: int, folder: Path) -> Path:
     return path
 
 
-def run_command(scenario: Path, out: Path, checkout: Path) -> dict:
+def run_command(scenario: Path, out: Path, checkout: Path, extra: tuple[str, ...] = ()) -> dict:
     """``synctwin run`` of ``checkout`` on ``scenario``: wall, engine/report split, memory, CPU."""
     env = os.environ | {"PYTHONPATH": str(checkout)}
     code = "import sys; from synctwin.cli import app; sys.argv[0] = 'synctwin'; app()"
-    cmd = [sys.executable, "-c", code, "run", str(scenario), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-c", code, "run", str(scenario), "--out", str(out), "--quiet", *extra]
     started, started_wall = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = TreeSampler(proc.pid).start()

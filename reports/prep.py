@@ -82,12 +82,51 @@ def member(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.zeros(sorted_keys.size, dtype=bool)
     if not sorted_keys.size or not values.size:
         return out
+    space = _dense_space(sorted_keys, values)
+    if space:
+        # Keys are factorized codes (dense): a flag table is linear, the binary search n log n.
+        seen = np.zeros(space, dtype=bool)
+        seen[values] = True
+        return seen[sorted_keys]
     pos = np.searchsorted(sorted_keys, values)
     ok = pos < sorted_keys.size
     pos = pos[ok]
     pos = pos[sorted_keys[pos] == values[ok]]
     out[pos] = True
     return out
+
+
+def _dense_space(*keys: np.ndarray) -> int:
+    """Size of a flag/lookup table covering ``keys`` when they are dense non-negative integers (at
+    most a few times as many slots as keys), else 0."""
+    if not all(k.size for k in keys) or any(k.dtype.kind not in "iu" for k in keys):
+        return 0
+    low = min(int(k.min()) for k in keys)
+    space = max(int(k.max()) for k in keys) + 1
+    return space if low >= 0 and space <= 4 * sum(k.size for k in keys) + 1024 else 0
+
+
+def positions(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index in the sorted unique ``sorted_keys`` of each of ``values`` (all present):
+    ``np.searchsorted``, or a lookup table when the keys are dense."""
+    space = _dense_space(sorted_keys, values)
+    if not space:
+        return np.searchsorted(sorted_keys, values)
+    where = np.zeros(space, dtype=np.int64)
+    where[sorted_keys] = np.arange(sorted_keys.size)
+    return where[values]
+
+
+def first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True)`` (sorted unique keys, row of each one's first
+    occurrence), by a scatter instead of a stable sort when the keys are dense."""
+    space = _dense_space(keys)
+    if not space:
+        return np.unique(keys, return_index=True)
+    first = np.full(space, -1, dtype=np.int64)
+    first[keys[::-1]] = np.arange(keys.size - 1, -1, -1)  # the last write of a slot is its first row
+    uniq = np.flatnonzero(first >= 0)
+    return uniq.astype(keys.dtype, copy=False), first[uniq]
 
 
 def _reason_present(text: np.ndarray) -> np.ndarray:
@@ -119,7 +158,7 @@ def prepare(run: RunData) -> Prepared:
     fd = narrow[delivered]
     fd = fd.iloc[np.argsort(fd["t_delivered"].to_numpy(), kind="stable")]
     first_delivered = fd[~fd["key"].duplicated().to_numpy()]
-    _, first_idx = np.unique(trace["key"].to_numpy(), return_index=True)
+    _, first_idx = first_index(trace["key"].to_numpy())
     first_rows = trace[[*_NARROW, "t_edge", "t_broker", "t_acked", "outcome", "last_hop"]].iloc[first_idx]
     postings = _postings(trace, ledger, first_delivered)
     return Prepared(run, trace, ledger, postings, first_delivered, first_rows, n_reps)
@@ -151,16 +190,22 @@ def _postings(trace: pd.DataFrame, ledger: pd.DataFrame, first_delivered: pd.Dat
 
     fd = first_delivered[first_delivered["posting"].to_numpy()]
     fd_keys = fd["key"].to_numpy()
-    sorter = np.argsort(fd_keys)
-    pos = np.clip(np.searchsorted(fd_keys, keys, sorter=sorter), 0, max(len(fd_keys) - 1, 0))
-    found = fd_keys[sorter[pos]] == keys if len(fd_keys) else np.zeros(len(keys), bool)
-    t_del = np.where(found, fd["t_delivered"].to_numpy()[sorter[pos]] if len(fd_keys) else np.nan, np.nan)
+    space = _dense_space(fd_keys, keys)
+    if space:  # dense keys: a lookup table instead of a sort and a binary search
+        t_del = np.full(space, np.nan)
+        t_del[fd_keys] = fd["t_delivered"].to_numpy()
+        t_del = t_del[keys]
+    else:
+        sorter = np.argsort(fd_keys)
+        pos = np.clip(np.searchsorted(fd_keys, keys, sorter=sorter), 0, max(len(fd_keys) - 1, 0))
+        found = fd_keys[sorter[pos]] == keys if len(fd_keys) else np.zeros(len(keys), bool)
+        t_del = np.where(found, fd["t_delivered"].to_numpy()[sorter[pos]] if len(fd_keys) else np.nan, np.nan)
     txns["t_delivered"] = t_del
     txns["delay"] = t_del - txns["t_created"].to_numpy()
     # When the transaction leaves the integration backlog: first delivery; never while in flight;
     # otherwise (dead letter / rejection) at the last hop it reached.
     last_hop = np.full(len(keys), -np.inf)
-    np.maximum.at(last_hop, np.searchsorted(keys, row_key), rows["last_hop"].to_numpy())
+    np.maximum.at(last_hop, positions(keys, row_key), rows["last_hop"].to_numpy())
     t_end = np.where(np.isfinite(t_del), t_del, last_hop)
     t_end = np.where(~txns["delivered"].to_numpy() & txns["in_flight"].to_numpy(), np.inf, t_end)
     txns["t_end"] = t_end
