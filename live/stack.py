@@ -12,8 +12,12 @@ Whatever happens -- Ctrl-C, a child dying, a failed start -- the ``finally`` blo
 process the stack started (process groups, SIGTERM then SIGKILL with a deadline) and shuts Ray
 down. ``RUN_DIR/state/processes.json`` lists every pid the run started.
 
-Scenario second 0 is the launch of the first process, so startup is part of the run: at speed 60
-the ~10 s it takes are ~10 scenario minutes before the plants produce.
+Scenario second 0 comes ``StackOptions.warmup`` wall seconds (``--warmup``, 20 s) after the launch:
+every process gets that epoch, start-up happens before the scenario and the plants idle until 0. A
+start-up that outlasts the warm-up is logged, and production then begins after 0.
+
+What the run will do (fault timeline, command lines) is planned in :mod:`live.stack_plan`; the plants'
+OPC UA servers on Ray are :class:`live.ray_plants.RayPlants`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,74 +45,22 @@ from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
 from live.collect import collect_run, live_run_record, pending_at_edges
 from live.partition import Relays
-from live.procs import ServiceSet, python_module
+from live.procs import ServiceSet
+from live.ray_plants import RayPlants
+from live.stack_plan import FaultAction, ServiceCommands, fault_timeline
 from scenarios.loader import dump_scenario
-from scenarios.spec import FaultSpec, Scenario
+from scenarios.spec import Scenario
 from scenarios.units import format_duration
-
-SERVICES_MODULE = "synctwin.commands.live_services"
-PLANT_MODULE = "synctwin.commands.live_plant"
-WORKER_MODULE = "synctwin.commands.live"
 
 
 class StackError(RuntimeError):
     """The live stack could not run (a service failed to start or died)."""
 
 
-@dataclass(frozen=True)
-class FaultAction:
-    """One step of the fault timeline: at scenario time ``at`` do ``action`` to ``what``."""
-
-    at: float
-    action: str  # erp_mode | kill_restart | stop | restart | partition | heal | ack_loss
-    what: tuple[str, ...]
-    payload: dict[str, Any] = field(default_factory=dict)
-    index: int = 0
-
-
-def fault_timeline(scenario: Scenario) -> tuple[list[FaultAction], list[str]]:
-    """The scenario's faults as timed actions, plus a note for each fault the live stack cannot do."""
-    actions: list[FaultAction] = []
-    notes: list[str] = []
-    kinds = sorted(Routing.of(scenario).kinds())
-    plants = [p.id for p in scenario.landscape.all_plants]
-    for i, f in enumerate(scenario.faults):
-        end = f.at + f.duration
-        if f.kind in ("erp_outage", "erp_slow"):
-            erps = tuple(k for k in kinds if f.erp in ("all", k)) or tuple(kinds)
-            mode = {"mode": "outage"} if f.kind == "erp_outage" else {"mode": "slow", "factor": f.factor}
-            actions += [FaultAction(f.at, "erp_mode", erps, mode, i),
-                        FaultAction(end, "erp_mode", erps, {"mode": "normal"}, i)]
-        elif f.kind == "process_kill":
-            targets = _kill_targets(f, plants, kinds)
-            actions.append(FaultAction(f.at, "kill_restart", targets, {}, i))
-        elif f.kind == "gateway_down":
-            actions += [FaultAction(f.at, "stop", ("gateway",), {}, i),
-                        FaultAction(end, "restart", ("gateway",), {}, i)]
-        elif f.kind == "wan_outage":
-            cut = tuple(plants if f.plants == "all" else f.plants)
-            actions += [FaultAction(f.at, "partition", cut, {}, i), FaultAction(end, "heal", cut, {}, i)]
-        elif f.kind == "broker_redelivery":  # acks lost on their way: JetStream delivers those messages again
-            actions += [FaultAction(f.at, "ack_loss", ("worker",), {"share": f.rate}, i),
-                        FaultAction(end, "ack_loss", ("worker",), {"share": 0.0}, i)]
-        else:
-            notes.append(f"faults[{i}] {f.kind}: not injected by the live stack (virtual engine only)")
-    actions.sort(key=lambda a: a.at)
-    return actions, notes
-
-
-def _kill_targets(fault: FaultSpec, plants: list[str], kinds: list[str]) -> tuple[str, ...]:
-    """Service names a process_kill hits: the plants' edges, the fault's ERP(s), or the one service."""
-    if fault.target == "edge":
-        chosen = plants if fault.plants == "all" else fault.plants
-        return tuple(f"edge-{p}" for p in chosen)
-    if fault.target == "erp":
-        return tuple(f"erp-{k}" for k in kinds if fault.erp in ("all", k)) or tuple(f"erp-{k}" for k in kinds)
-    return (str(fault.target),)
-
-
 @dataclass
 class StackOptions:
+    """How ``synctwin up`` runs the stack (the scenario says what runs)."""
+
     speed: float = 60.0
     duration: float | None = None  # scenario seconds; default the scenario's run.duration
     insecure: bool = False  # True: OPC UA without certificates/passwords, on loopback only
@@ -194,38 +146,13 @@ class LiveStack:
         self.credentials = creds
 
     # ------------------------------------------------------------------------------- processes
-    def _clock_args(self) -> list[str]:
-        assert self.clock is not None
-        return ["--epoch", repr(self.clock.epoch), "--speed", repr(self.clock.speed)]
-
     def _command(self, name: str, port: int = 0) -> list[str]:
-        """Command line of service ``name``; ``port`` pins the port on a restart."""
-        scen, clock, run_dir = str(self.scenario_path), self._clock_args(), str(self.run_dir)
-        if name == "broker":
-            return python_module(SERVICES_MODULE, "broker", "--data-dir", str(self.state / "nats"),
-                                 "--port", str(port))
-        if name.startswith("erp-"):
-            kind = name.removeprefix("erp-")
-            return python_module(SERVICES_MODULE, "erp", "--kind", kind, "--scenario", scen, "--db",
-                                 str(self.state / f"{name}.sqlite"), "--port", str(port), *clock)
-        if name == "gateway":
-            return python_module(SERVICES_MODULE, "gateway", "--nats", self.urls["broker"], "--credentials",
-                                 str(self.credentials_path), "--port", str(port), *clock)
-        if name == "worker":
-            erps = [a for k in self.erp_kinds for a in ("--erp", f"{k}={self.urls[f'erp-{k}']}")]
-            return python_module(WORKER_MODULE, "worker", "--nats", self.urls["broker"], "--scenario", scen,
-                                 *erps, "--run-dir", run_dir, *clock)
-        insecure = ["--insecure"] if self.opts.insecure else []
-        if name.startswith("opcua-"):
-            plant = name.removeprefix("opcua-")
-            return python_module(PLANT_MODULE, "opcua", "--scenario", scen, "--plant", plant, "--port",
-                                 str(port), "--run-dir", run_dir, *clock, *insecure)
-        if name.startswith("edge-"):
-            plant = name.removeprefix("edge-")
-            return python_module(PLANT_MODULE, "edge", "--scenario", scen, "--plant", plant, "--opcua",
-                                 self.urls[f"opcua-{plant}"], "--gateway", self.urls[f"wan-{plant}"], "--api-key",
-                                 self.credentials["plants"][plant], "--run-dir", run_dir, *clock, *insecure)
-        raise ValueError(f"unknown service {name!r}")
+        """Command line of service ``name`` (:class:`~live.stack_plan.ServiceCommands`); ``port`` pins the
+        port on a restart."""
+        assert self.clock is not None
+        plan = ServiceCommands(self.scenario_path, self.run_dir, self.credentials_path, tuple(self.erp_kinds),
+                               self.credentials["plants"], self.clock.epoch, self.clock.speed, self.opts.insecure)
+        return plan.command(name, self.urls, port)
 
     def _start_tier(self, names: list[str]) -> None:
         specs = {n: self._command(n) for n in names}
@@ -407,59 +334,6 @@ def _no_interrupts():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class RayPlants:
-    """The plants' OPC UA servers as ``LivePlantActor`` s on an embedded, bounded Ray instance.
-
-    ``pids`` lists every process Ray started for the run (collected once the actors are up) so a
-    caller can check that ``shutdown`` left none behind."""
-
-    def __init__(self, scenario: Scenario, run_dir: Path, clock: ScaledClock, insecure: bool):
-        self.scenario, self.run_dir, self.clock, self.insecure = scenario, run_dir, clock, insecure
-        self.handles: dict[str, Any] = {}
-        self.pids: list[int] = []
-        self._started = False
-
-    def start(self, plants: list[str]) -> dict[str, str]:
-        import psutil
-        import ray
-
-        from live.plant_actor import LivePlantHandle
-
-        before = {p.pid for p in psutil.Process().children(recursive=True)}
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
-                 log_to_driver=False,
-                 configure_logging=False)
-        self._started = True
-        self.pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
-        for plant in plants:
-            self.handles[plant] = LivePlantHandle(self.scenario, plant, self.run_dir, self.clock.epoch,
-                                                  self.clock.speed, insecure=self.insecure)
-        try:
-            urls = {plant: handle.start() for plant, handle in self.handles.items()}
-        finally:
-            known = set(self.pids)
-            self.pids += [p.pid for p in psutil.Process().children(recursive=True)
-                          if p.pid not in before and p.pid not in known]
-        return urls
-
-    def stop_plants(self) -> None:
-        """Stop every plant's server and actor (idempotent, never raises)."""
-        for handle in self.handles.values():
-            with contextlib.suppress(Exception):
-                handle.stop(timeout=15.0)
-        self.handles.clear()
-
-    def shutdown(self) -> None:
-        """Stop the plants and Ray itself."""
-        self.stop_plants()
-        if self._started:
-            import ray
-
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            self._started = False
 
 
 async def consumer_backlog(nats_url: str, consumer: str = CONSUMER) -> int:

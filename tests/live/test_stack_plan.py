@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from kernel.clock import ScaledClock
-from live.stack import FaultAction, LiveStack, StackOptions, fault_timeline
+from live.stack import LiveStack, StackOptions
+from live.stack_plan import FaultAction, ServiceCommands, fault_timeline
 from scenarios.loader import parse_scenario
 
 SPEC = {
@@ -42,6 +43,23 @@ def test_fault_timeline_turns_every_fault_into_timed_actions():
         FaultAction(22200.0, "ack_loss", ("worker",), {"share": 0.0}, 5),
     ]
     assert notes == []
+
+
+def test_service_commands_are_planned_from_paths_urls_and_clock_alone(tmp_path: Path):
+    plan = ServiceCommands(tmp_path / "scenario.yaml", tmp_path, tmp_path / "state" / "credentials.json",
+                           ("cloud", "legacy"), {"P01": "key-1"}, epoch=1000.0, speed=60.0, insecure=True)
+    urls = {"broker": "nats://127.0.0.1:1", "erp-legacy": "http://127.0.0.1:2", "erp-cloud": "http://127.0.0.1:3",
+            "opcua-P01": "opc.tcp://127.0.0.1:5/synctwin/P01", "wan-P01": "http://127.0.0.1:6"}
+    erp = plan.command("erp-cloud", urls, port=3)
+    assert erp[erp.index("--db") + 1] == str(tmp_path / "state" / "erp-cloud.sqlite")
+    assert erp[erp.index("--port") + 1] == "3" and erp[erp.index("--speed") + 1] == "60.0"
+    edge = plan.command("edge-P01", urls)
+    assert edge[edge.index("--api-key") + 1] == "key-1" and "--insecure" in edge
+    assert plan.command("broker", urls)[-2:] == ["--port", "0"]  # any free port on the first start
+    with pytest.raises(ValueError, match="unknown service 'mes'"):
+        plan.command("mes", urls)
+    with pytest.raises(KeyError):  # the worker cannot be planned before its ERPs have URLs
+        plan.command("worker", {"broker": "nats://127.0.0.1:1"})
 
 
 def test_stack_starts_both_erps_when_a_wave_moves_to_cloud(tmp_path: Path):
