@@ -6,6 +6,15 @@ therefore share one set of retry and idempotency semantics.
 
 The arithmetic of :class:`RetryPolicy` works on numpy arrays as well as on scalars, which is how
 the vectorised engine applies exactly the same backoff to a million transactions at once.
+
+Retries under the breaker (the policy both engines follow): waiting for an open breaker is not an
+attempt (:meth:`Delivery.offer` answers ``RetryAt`` with the same attempt number), while a half-open
+probe is a real call and counts as an attempt of the message carrying it. ``max_attempts`` bounds how
+often a message is tried against a failing target, not how long an outage may last: with the breaker
+on, an outage costs the waiting messages about one attempt per cooldown between them, so
+``retries_exhausted`` appears only when an outage outlasts those shares or a target fails calls
+without the breaker opening. The virtual hub charges each failed probe to a waiting message drawn at
+random (``virtual/hub.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,11 @@ once every message that could reach that ERP earlier is known, so FIFO order and
 
 Approximations, bounded and documented:
 - the circuit breaker of a target opens at the ``failure_threshold``-th failed first attempt of an
-  outage seen by the hub and probes every ``cooldown``; it closes at the first probe after the outage;
+  outage seen by the hub and probes every ``cooldown``; it closes at the first probe after the outage.
+  As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
+  failed probe is: it is charged to one message drawn at random among those waiting for the breaker at
+  that moment (a message in backoff waits out its delay first), and dead-letters it with
+  ``retries_exhausted`` when that was its last attempt;
 - an API rate limit is enforced by pacing (minimum spacing of calls) rather than by collecting 429s;
 - a slow window multiplies the service time of calls that *arrive* inside it.
 """
@@ -30,6 +34,7 @@ from virtual import batch as B
 OUT = B.OUTCOME_CODE
 R = B.REASON_CODE
 POOL_EXTRA = {"t_arrive": np.float64, "copy": np.bool_}
+HELD_EXTRA = {"t_avail": np.float64, "span": np.int64, "copy": np.bool_}  # waiting for an open breaker
 
 
 @dataclass
@@ -53,6 +58,15 @@ class BreakerTimeline:
             seen.sort()
             if len(seen) >= self.threshold:
                 self.t_open[int(w)] = seen[self.threshold - 1]
+
+    def span(self, w: int) -> tuple[float, float]:
+        """(open, close) of the breaker during outage ``w`` (it must have opened)."""
+        opened = self.t_open[w]
+        return opened, opened + self.cooldown * np.ceil((self.outages.end[w] - opened) / self.cooldown)
+
+    def open_keys(self) -> np.ndarray:
+        """Outage indices whose breaker opened, in the order of :meth:`open_spans`."""
+        return np.array(sorted(self.t_open), dtype=np.int64)
 
     def open_spans(self) -> tuple[np.ndarray, np.ndarray]:
         """(open, close) per outage whose breaker opened; close is the first probe after the outage."""
@@ -90,6 +104,8 @@ class IntegrationHub:
         self.breakers = [BreakerTimeline(faults.erp_outage[k], cb.failure_threshold, cb.cooldown) for k in ERP_KINDS]
         self._map_cache: dict[int, tuple[int, float, int, int]] = {}
         self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
+        self.held = B.empty(B.ALL_COLUMNS | HELD_EXTRA)
+        self.probed: list[dict[int, float]] = [{} for _ in ERP_KINDS]  # outage -> last probe charged
 
     # ------------------------------------------------------------------------------------ mapping
     def _map(self, rows: B.Batch) -> np.ndarray:
@@ -116,36 +132,44 @@ class IntegrationHub:
         return self._map_cache[key]
 
     # ----------------------------------------------------------------------------------- delivery
-    def _attempts(self, rows: B.Batch, t_ready: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Retry every message until an attempt finds its ERP up: (arrival at ERP, attempts, dead)."""
+    def _attempts(self, rows: B.Batch, a: np.ndarray, attempts: np.ndarray | None = None,
+                  first: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Retry every message (``a``: its time at the ERP) until an attempt finds its ERP up or it meets
+        an open breaker: (time at the ERP, attempts, dead, held by the breaker, outage of that breaker).
+        ``first``: ``a`` are first attempts (they can open the breaker)."""
         erp = rows["target"]
-        a = t_ready + self.network[erp]
-        attempts = np.zeros(a.size, dtype=np.int32)
+        a = a.copy()
+        attempts = np.zeros(a.size, dtype=np.int32) if attempts is None else attempts.copy()
         dead = np.zeros(a.size, dtype=bool)
+        parked = np.zeros(a.size, dtype=bool)
+        span = np.full(a.size, -1, dtype=np.int64)
         active = np.ones(a.size, dtype=bool)
-        for code, breaker in enumerate(self.breakers):
-            first = erp == code
-            breaker.note_failures(a[first][breaker.outages.contains(a[first])])
-        spans = [b.open_spans() for b in self.breakers]
+        if first:
+            for code, breaker in enumerate(self.breakers):
+                mine = erp == code
+                breaker.note_failures(a[mine][breaker.outages.contains(a[mine])])
+        spans = [(*b.open_spans(), b.open_keys()) for b in self.breakers]
         while active.any():
             idx = np.flatnonzero(active)
             t = a[idx]
             code = erp[idx]
             down = np.zeros(idx.size, dtype=bool)
             held = np.zeros(idx.size, dtype=bool)
-            release = np.zeros(idx.size)
+            outage = np.full(idx.size, -1, dtype=np.int64)
             for c, breaker in enumerate(self.breakers):
                 sel = code == c
                 down[sel] = breaker.outages.contains(t[sel])
-                opened, close = spans[c]
+                opened, close, keys = spans[c]
                 if opened.size:
                     k = np.searchsorted(opened, t[sel], side="right") - 1
                     inside = (k >= 0) & (t[sel] < close[np.clip(k, 0, None)])
                     held[sel] = inside
-                    release[sel] = np.where(inside, close[np.clip(k, 0, None)], 0.0)
+                    outage[sel] = np.where(inside, keys[np.clip(k, 0, None)], -1)
+            # Breaker open: wait for it (not an attempt); the probes are charged in _probes.
+            parked[idx[held]] = True
+            span[idx[held]] = outage[held]
+            active[idx[held]] = False
             u = self.rng.random(idx.size)
-            # Breaker open: wait for its probe; that is not an attempt against the ERP.
-            a[idx[held]] = release[held] + self.policy.initial * u[held]
             tried = ~held
             attempts[idx[tried]] += 1
             ok = tried & ~down
@@ -156,7 +180,83 @@ class IntegrationHub:
             active[idx[give_up]] = False
             retry = failed & ~give_up
             a[idx[retry]] = t[retry] + self.policy.delay(attempts[idx[retry]], u[retry])
-        return a, attempts, dead
+        return a, attempts, dead, parked, span
+
+    def _probes(self, until: float) -> tuple[B.Batch, B.Batch]:
+        """Charge the failed half-open probes before ``until`` to the messages waiting for the breaker;
+        return (dead-lettered, released): released are the waiting messages of every breaker that closed
+        before ``until``, with their time at the ERP in ``t_avail``."""
+        held = self.held
+        n = B.size(held)
+        if n == 0:
+            return B.empty(B.ALL_COLUMNS), B.empty(B.ALL_COLUMNS | HELD_EXTRA)
+        gone = np.zeros(n, dtype=bool)
+        dead_at = np.full(n, np.nan)
+        released = np.zeros(n, dtype=bool)
+        for c, breaker in enumerate(self.breakers):
+            for w in np.unique(held["span"][held["target"] == c]):
+                opened, close = breaker.span(int(w))
+                sel = np.flatnonzero((held["target"] == c) & (held["span"] == w))
+                probe = self.probed[c].get(int(w), opened) + breaker.cooldown
+                while probe < min(close, until):  # every probe before `close` meets the outage
+                    waiting = sel[(held["t_avail"][sel] <= probe) & ~gone[sel]]
+                    if waiting.size:
+                        i = waiting[self.rng.integers(waiting.size)]
+                        held["attempts"][i] += 1
+                        if self.policy.gives_up_after(int(held["attempts"][i])):
+                            gone[i], dead_at[i] = True, probe
+                        else:
+                            held["t_avail"][i] = probe + self.policy.delay(held["attempts"][i], self.rng.random())
+                    self.probed[c][int(w)] = probe
+                    probe += breaker.cooldown
+                if close < until:  # closed: the waiting ones try again just after the closing probe
+                    out = sel[~gone[sel]]
+                    again = close + self.policy.initial * self.rng.random(out.size)
+                    held["t_avail"][out] = np.maximum(held["t_avail"][out], again)
+                    released[out] = True
+        dead = B.take(held, gone)
+        dead.update(outcome=np.full(B.size(dead), OUT[trace.DEAD_LETTERED], np.int8),
+                    reason=np.full(B.size(dead), R[trace.REASON_RETRIES_EXHAUSTED], np.int8),
+                    t_acked=dead_at[gone])  # given up at its last failed probe
+        for extra in HELD_EXTRA:
+            dead.pop(extra)
+        out = B.take(held, released)
+        self.held = B.take(held, ~gone & ~released)
+        return dead, out
+
+    def _enqueue(self, rows: B.Batch, at_erp: np.ndarray, is_copy: np.ndarray, attempts: np.ndarray | None,
+                 first: bool, finished: list[B.Batch]) -> None:
+        """Deliver ``rows`` (times at the ERP) as far as this window can: dead letters to ``finished``,
+        messages meeting an open breaker to the held set, the others to the ERP pool."""
+        arrive, attempts, dead, parked, span = self._attempts(rows, at_erp, attempts, first)
+        rows["attempts"] = attempts
+        if dead.any():
+            lost = B.take(rows, dead)
+            lost.update(outcome=np.full(dead.sum(), OUT[trace.DEAD_LETTERED], np.int8),
+                        reason=np.full(dead.sum(), R[trace.REASON_RETRIES_EXHAUSTED], np.int8),
+                        t_acked=arrive[dead])  # given up at its last failed attempt
+            finished.append(lost)
+        if parked.any():
+            wait = B.take(rows, parked)
+            wait.update(t_avail=arrive[parked], span=span[parked], copy=is_copy[parked])
+            self.held = B.concat([self.held, wait])
+        go = ~dead & ~parked
+        alive = B.take(rows, go)
+        alive["t_arrive"] = arrive[go]
+        alive["copy"] = is_copy[go]
+        self.pool = B.concat([self.pool, alive])
+
+    def _release(self, until: float, finished: list[B.Batch]) -> None:
+        """Probes and closing breakers before ``until``; the released messages go on (until none is left)."""
+        while True:
+            dead, released = self._probes(until)
+            if B.size(dead):
+                finished.append(dead)
+            if not B.size(released):
+                return
+            at_erp, is_copy = released.pop("t_avail"), released.pop("copy")
+            released.pop("span")
+            self._enqueue(released, at_erp, is_copy, released["attempts"], False, finished)
 
     def _route(self, rows: B.Batch) -> np.ndarray:
         return self.routing.codes(rows["plant"], rows["t_created"])  # routed on t_created: kernel/routing.py
@@ -196,18 +296,9 @@ class IntegrationHub:
                 copies = B.empty(B.ALL_COLUMNS)
             moving = B.concat([good, copies])
             is_copy = moving["reason"] == R[trace.REASON_REDELIVERY]
-            arrive, attempts, dead = self._attempts(moving, moving["t_broker"] + is_copy * self.broker.ack_wait)
-            moving["attempts"] = attempts
-            if dead.any():
-                lost = B.take(moving, dead)
-                lost.update(outcome=np.full(dead.sum(), OUT[trace.DEAD_LETTERED], np.int8),
-                            reason=np.full(dead.sum(), R[trace.REASON_RETRIES_EXHAUSTED], np.int8),
-                            t_acked=arrive[dead])  # given up at its last failed attempt
-                finished.append(lost)
-            alive = B.take(moving, ~dead)
-            alive["t_arrive"] = arrive[~dead]
-            alive["copy"] = is_copy[~dead]
-            self.pool = B.concat([self.pool, alive])
+            at_erp = moving["t_broker"] + is_copy * self.broker.ack_wait + self.network[moving["target"]]
+            self._enqueue(moving, at_erp, is_copy, None, True, finished)
+        self._release(window_end, finished)
         finished.append(self._serve(window_end))
         return B.concat(finished)
 
@@ -237,8 +328,10 @@ class IntegrationHub:
         return rows
 
     def finish(self) -> B.Batch:
-        """Serve everything still pooled (the caller marks what lands after the run's end in flight)."""
-        return self._serve(np.inf)
+        """Serve everything still pooled or held (the caller marks what lands after the run's end in flight)."""
+        finished: list[B.Batch] = []
+        self._release(np.inf, finished)
+        return B.concat([*finished, self._serve(np.inf)])
 
     def breaker_log(self) -> list[dict]:
         return [{"target": B.TARGETS[c], "t": t, "state": s}

@@ -196,3 +196,31 @@ def test_quality_gate_sets_the_ack_after_the_release():
     done, _ = _run(hub, [(0, rows)])
     done = _by_seq(done, trace.DELIVERED)
     assert done["t_acked"].tolist() == [5000.0, done["t_delivered"][1]]
+
+
+def _outage_with_breaker(messages: int, outage: float, max_attempts: int) -> tuple[B.Batch, B.Batch]:
+    integration = {"retry": {"initial": "1s", "max_delay": "60s", "max_attempts": max_attempts},
+                   "circuit_breaker": {"failure_threshold": 3, "cooldown": "30s"}}
+    scenario = _scenario(integration, faults=[{"kind": "erp_outage", "at": 0, "duration": outage}])
+    hub, vocab = _hub(scenario, seed=4)
+    return _run(hub, [(0, _outbound(vocab, np.arange(10.0, 10.0 + messages)))])
+
+
+def test_with_the_breaker_an_outage_charges_only_its_failed_probes_to_the_waiting_messages():
+    """Same policy as the live workers' sans-IO core (tests/integration/test_delivery_outage_policy.py):
+    waiting for the breaker is no attempt; every failed probe is one, of a waiting message."""
+    rows, ledger = _outage_with_breaker(messages=50, outage=1800.0, max_attempts=10)
+    assert B.size(ledger) == 50 and np.all(rows["outcome"] == OUT[trace.DELIVERED])
+    failed = int(rows["attempts"].sum()) - 50  # one successful attempt each
+    assert 3 + 55 <= failed <= 3 + 62  # the first failures, then one probe per 30 s cooldown
+    assert np.all(ledger["t_delivered"] >= 1800.0)
+
+
+def test_with_the_breaker_an_outage_longer_than_the_attempts_cover_dead_letters_them():
+    rows, ledger = _outage_with_breaker(messages=5, outage=3 * 3600.0, max_attempts=6)
+    assert B.size(ledger) == 0
+    dead = _by_seq(rows, trace.DEAD_LETTERED)
+    assert dead["seq"].tolist() == list(range(5))
+    assert all(B.REASONS[r] == trace.REASON_RETRIES_EXHAUSTED for r in dead["reason"])
+    assert dead["attempts"].tolist() == [6] * 5
+    assert np.all(dead["t_acked"] < 3 * 3600.0)  # given up at a failed probe inside the outage
