@@ -106,6 +106,7 @@ REASON_RETRIES_EXHAUSTED = "retries_exhausted"
 REASON_REDELIVERY = "broker_redelivery"
 
 HOPS: tuple[str, ...] = ("t_created", "t_edge", "t_broker", "t_delivered", "t_acked")
+ERP_QUEUE_TIMES: tuple[str, ...] = ("t_erp_arrival", "t_service_start")
 
 TRACE_SCHEMA = pa.schema(
     [
@@ -131,6 +132,12 @@ TRACE_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32()),
         pa.field("outcome", pa.string()),
         pa.field("reason", pa.string()),
+        # Queueing at the ERP (NaN where the copy never reached an ERP, or the engine cannot see it):
+        # when the delivered attempt reached the ERP, and when the ERP began serving it. So
+        # t_service_start - t_erp_arrival is the wait in the ERP's queue, t_delivered - t_service_start
+        # its service. V: the hub's ERP queues. L: NaN (the ERP twin does not report them yet).
+        pa.field("t_erp_arrival", pa.float64()),
+        pa.field("t_service_start", pa.float64()),
     ]
 )
 

@@ -24,6 +24,7 @@ from integration.sqlite import connect_readonly
 from kernel.run_folder import write_run_folder
 from kernel.run_record import RunRecord, run_record
 from kernel.trace import (
+    ERP_QUEUE_TIMES,
     GOODS_RECEIPT,
     IN_FLIGHT,
     LEDGER_SCHEMA,
@@ -85,7 +86,7 @@ def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], 
 
     def add(row: dict[str, Any]) -> None:
         for name in cols:
-            cols[name].append(row.get(name))
+            cols[name].append(row.get(name, NAN if name in ERP_QUEUE_TIMES else None))
 
     seen: set[str] = set()
     for d in deliveries:

@@ -50,6 +50,8 @@ RESULT_COLUMNS: dict[str, type] = {
     "target": np.int8,
     "t_delivered": np.float64,
     "t_acked": np.float64,
+    "t_erp_arrival": np.float64,  # the delivered attempt at the ERP (kernel/trace.py)
+    "t_service_start": np.float64,
     "attempts": np.int32,
     "outcome": np.int8,
     "reason": np.int8,

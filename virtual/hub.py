@@ -315,8 +315,12 @@ class IntegrationHub:
             part = B.take(ready, sel)
             order = np.argsort(part["t_arrive"], kind="stable")
             part = B.take(part, order)
+            busy_until = erp.free_at
             posted = erp.serve(part["t_arrive"])
             part["t_delivered"] = posted
+            # FIFO: service starts when the copy is there and the one before it has left.
+            part["t_erp_arrival"] = part["t_arrive"]
+            part["t_service_start"] = np.maximum(part["t_arrive"], np.concatenate([[busy_until], posted[:-1]]))
             # Complete as the source sees it (kernel/trace.py): the ERP's acceptance recorded, and for a
             # goods receipt of a lot under inspection, its quality disposition too.
             part["t_acked"] = np.fmax(posted, part["t_gate"])

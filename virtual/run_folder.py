@@ -49,7 +49,7 @@ def trace_table(rows: B.Batch, scenario: Scenario, run_id: str) -> pa.Table:
     plant_names = _text(rows["plant"], [p.id for p in plants])
     txn = _ids(plant_names, rows["seq"])
     lots = _lot_ids(plant_names, rows["lot"])
-    hops = {h: np.where(rows[h] > end, np.nan, rows[h]) for h in trace.HOPS}
+    hops = {h: np.where(rows[h] > end, np.nan, rows[h]) for h in trace.HOPS + trace.ERP_QUEUE_TIMES}
     outcome = rows["outcome"].copy()
     reached = ~np.isnan(hops["t_delivered"])
     late = (outcome == B.OUTCOME_CODE[trace.DELIVERED]) & ~reached
@@ -76,6 +76,7 @@ def trace_table(rows: B.Batch, scenario: Scenario, run_id: str) -> pa.Table:
         "attempts": pa.array(rows["attempts"].astype(np.int32)),
         "outcome": _text(outcome, trace.OUTCOMES),
         "reason": _text(rows["reason"], B.REASONS),
+        **{h: pa.array(hops[h]) for h in trace.ERP_QUEUE_TIMES},
     }
     return pa.table(columns, schema=trace.TRACE_SCHEMA)
 

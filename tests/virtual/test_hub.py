@@ -224,3 +224,12 @@ def test_with_the_breaker_an_outage_longer_than_the_attempts_cover_dead_letters_
     assert all(B.REASONS[r] == trace.REASON_RETRIES_EXHAUSTED for r in dead["reason"])
     assert dead["attempts"].tolist() == [6] * 5
     assert np.all(dead["t_acked"] < 3 * 3600.0)  # given up at a failed probe inside the outage
+
+
+def test_the_trace_shows_erp_arrival_and_service_start_so_queueing_can_be_read():
+    hub, vocab = _hub(_scenario())  # constant 10 ms service, no network latency
+    rows, _ = _run(hub, [(0, _outbound(vocab, [100.0, 100.0, 100.0, 100.005, 500.0]))])
+    done = _by_seq(rows, trace.DELIVERED)
+    np.testing.assert_allclose(done["t_erp_arrival"], [100.0, 100.0, 100.0, 100.005, 500.0])
+    np.testing.assert_allclose(done["t_service_start"], [100.0, 100.01, 100.02, 100.03, 500.0])
+    np.testing.assert_allclose(done["t_delivered"] - done["t_service_start"], 0.01, atol=1e-9)
