@@ -70,12 +70,26 @@ class BrokerSpec(Strict):
     ack_wait: Duration = Field(30.0, gt=0, description="a message not acked by then is redelivered")
 
 
+class HopsSpec(Strict):
+    """Service times of the integration layer's hops in scenario seconds (virtual engine), each on top of
+    the intervals and latencies set elsewhere. Zero by default; ``synctwin calibrate`` fits them from a
+    live run and ``synctwin run --calibration`` sets them."""
+
+    edge: LatencySpec = Field(LatencySpec(mean=0.0), description="t_created -> t_edge: OPC UA sampling and "
+                              "publishing, the edge's scan and confirmation")
+    edge_to_broker: LatencySpec = Field(LatencySpec(mean=0.0), description="t_edge -> t_broker: the edge's "
+                                        "flush and post, the gateway, the broker's store")
+    broker_to_erp: LatencySpec = Field(LatencySpec(mean=0.0), description="t_broker -> ERP arrival: the "
+                                       "worker's pull and batching, its request to the ERP")
+
+
 class IntegrationSpec(Strict):
     idempotency: bool = Field(True, description="idempotency keys + processed-key store")
     retry: RetrySpec = RetrySpec()
     circuit_breaker: BreakerSpec = BreakerSpec()
     broker: BrokerSpec = BrokerSpec()
     quality_gate: bool = Field(True, description="goods receipt and shipment wait for quality release")
+    hops: HopsSpec = HopsSpec()
 
 
 class ItemSpec(Strict):

@@ -28,7 +28,7 @@ from kernel import trace
 from kernel.routing import Routing
 from scenarios.generator import ERP_KINDS, FaultPlan, Vocabulary, Windows
 from scenarios.spec import Scenario
-from twins.erp import ErpPostingServer
+from twins.erp import ErpPostingServer, draw_latency
 from virtual import batch as B
 
 OUT = B.OUTCOME_CODE
@@ -95,6 +95,7 @@ class IntegrationHub:
         self.policy = RetryPolicy.from_spec(integ.retry)
         self.idempotency = integ.idempotency
         self.broker = integ.broker
+        self.hops = integ.hops
         plants = scenario.landscape.all_plants
         self.mappings = [PlantMapping.from_spec(p, scenario.landscape.items) for p in plants]
         self.routing = Routing.of(scenario)
@@ -296,7 +297,8 @@ class IntegrationHub:
                 copies = B.empty(B.ALL_COLUMNS)
             moving = B.concat([good, copies])
             is_copy = moving["reason"] == R[trace.REASON_REDELIVERY]
-            at_erp = moving["t_broker"] + is_copy * self.broker.ack_wait + self.network[moving["target"]]
+            at_erp = (moving["t_broker"] + is_copy * self.broker.ack_wait + self.network[moving["target"]]
+                      + draw_latency(self.hops.broker_to_erp, self.rng, B.size(moving)))
             self._enqueue(moving, at_erp, is_copy, None, True, finished)
         self._release(window_end, finished)
         finished.append(self._serve(window_end))

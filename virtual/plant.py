@@ -21,6 +21,7 @@ from kernel.routing import Routing
 from scenarios.generator import FaultPlan, Vocabulary
 from scenarios.spec import PlantSpec, Scenario
 from twins import qms, wms
+from twins.erp import draw_latency
 from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
 from virtual import batch as B
@@ -279,11 +280,19 @@ class PlantTwin:
         return B.take(pool, idx[np.argsort(pool["t_created"][idx], kind="stable")])
 
     def _through_edge(self, out: B.Batch) -> np.ndarray:
-        """Stamp t_edge and t_broker on ``out``; return the mask of records the edge dropped."""
-        t_edge, t_forward, dropped = self.edge.forward(out["t_created"])
-        broker = self.scenario.landscape.integration.broker.latency
+        """Stamp t_edge and t_broker on ``out``; return the mask of records the edge dropped.
+
+        With hop service times (``landscape.integration.hops``) a record reaches the edge's outbox after
+        its ``edge`` hop (so the edge sees them in that order) and the broker after ``edge_to_broker``."""
+        integ = self.scenario.landscape.integration
+        n = B.size(out)
+        accept = out["t_created"] + draw_latency(integ.hops.edge, self.rng, n)
+        order = np.argsort(accept, kind="stable")
+        t_edge, t_forward, dropped = (np.empty(n), np.empty(n), np.empty(n, dtype=bool))
+        t_edge[order], t_forward[order], dropped[order] = self.edge.forward(accept[order])
+        hop = draw_latency(integ.hops.edge_to_broker, self.rng, n)
         out["t_edge"] = t_edge
-        out["t_broker"] = np.where(dropped, np.nan, t_forward + self.plant.wan.latency + broker)
+        out["t_broker"] = np.where(dropped, np.nan, t_forward + self.plant.wan.latency + integ.broker.latency + hop)
         return dropped
 
     def step(self, t_to: float) -> PlantWindow:

@@ -233,3 +233,12 @@ def test_the_trace_shows_erp_arrival_and_service_start_so_queueing_can_be_read()
     np.testing.assert_allclose(done["t_erp_arrival"], [100.0, 100.0, 100.0, 100.005, 500.0])
     np.testing.assert_allclose(done["t_service_start"], [100.0, 100.01, 100.02, 100.03, 500.0])
     np.testing.assert_allclose(done["t_delivered"] - done["t_service_start"], 0.01, atol=1e-9)
+
+
+def test_a_broker_to_erp_hop_delays_the_arrival_at_the_erp():
+    hops = {"broker_to_erp": {"mean": "250ms", "distribution": "constant"}}
+    hub, vocab = _hub(_scenario({"hops": hops}))
+    rows, _ = _run(hub, [(0, _outbound(vocab, [100.0, 200.0]))])
+    done = _by_seq(rows, trace.DELIVERED)
+    np.testing.assert_allclose(done["t_erp_arrival"], [100.25, 200.25])
+    np.testing.assert_allclose(done["t_delivered"], [100.26, 200.26])

@@ -115,3 +115,16 @@ def test_same_seed_same_plant_history():
     a = _run(_scenario(), seed=5, hours=3)[2]
     b = _run(_scenario(), seed=5, hours=3)[2]
     assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_edge_hops_delay_the_outbox_and_the_broker():
+    base = _scenario()
+    hops = {"edge": {"mean": "2s", "distribution": "constant"},
+            "edge_to_broker": {"mean": "3s", "distribution": "constant"}}
+    data = base.model_dump(mode="json")
+    data["landscape"]["integration"]["hops"] = hops
+    _, _, plain, _, _ = _run(base)
+    _, _, hopped, _, _ = _run(parse_scenario(data))
+    np.testing.assert_allclose(hopped["t_edge"] - hopped["t_created"], 2.0)
+    extra = (hopped["t_broker"] - hopped["t_edge"]) - np.median(plain["t_broker"] - plain["t_edge"])
+    np.testing.assert_allclose(extra, 3.0, atol=1e-6)
