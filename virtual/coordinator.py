@@ -64,8 +64,11 @@ def run_windows(scenario: Scenario, replications: int, plant_actors: int, hub_ac
     def collect(entry) -> None:
         t_end, refs = entry
         for rows_part, lots_part in ray.get(refs):
-            rows.append(rows_part)
-            lots.extend(lots_part)
+            # ray.get maps numpy arrays zero-copy, pinning their objects in the store for as long as
+            # the arrays live: kept as they are, a big fleet's results filled the store and spilled
+            # to disk. Owned copies let Ray free each window's objects.
+            rows.append({name: np.array(column) for name, column in rows_part.items()})
+            lots.extend({name: np.array(column) for name, column in part.items()} for part in lots_part)
         if on_window:
             on_window(t_end)
 
