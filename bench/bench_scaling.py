@@ -12,7 +12,8 @@ second: trace rows over wall time.
 with ``git worktree add``) in the same session, one after the other, so the before/after figures
 come from one machine state.
 
-Usage: ``.venv/bin/python bench/bench_scaling.py [--plants 12,24,48,96] [--compare-with /tmp/base]``
+Usage: ``.venv/bin/python bench/bench_scaling.py [--plants 12,24,48,96] [--compare-with /tmp/base]
+[--compare-sizes 12]``
 """
 
 from __future__ import annotations
@@ -138,21 +139,26 @@ def main() -> None:
     parser.add_argument("--plants", default="12,24,48,96", help="fleet sizes, comma-separated")
     parser.add_argument("--days", type=int, default=7, help="simulated days (fleet-week: 7)")
     parser.add_argument("--compare-with", type=Path, help="another checkout to run side by side (before)")
+    parser.add_argument("--compare-sizes", help="fleet sizes run from --compare-with too (default: all)")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "bench-scaling.json", help="results file")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (in a temp dir)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.plants.split(",")]
     checkouts = [("current", ROOT)] + ([("before", args.compare_with.resolve())] if args.compare_with else [])
+    compare_sizes = [int(s) for s in args.compare_sizes.split(",")] if args.compare_sizes else sizes
     work = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     results: list[dict] = []
     load_before = os.getloadavg()[0]
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[now]}"),
                         TimeElapsedColumn(), console=console)
     with progress:
-        task = progress.add_task("fleets", total=len(sizes) * len(checkouts), now="")
+        total = len(sizes) + (len([n for n in sizes if n in compare_sizes]) if args.compare_with else 0)
+        task = progress.add_task("fleets", total=total, now="")
         for plants in sizes:
             scenario = fleet_scenario(plants, args.days, work)
             for code, checkout in checkouts:  # side by side: before and after of one size back to back
+                if code == "before" and plants not in compare_sizes:
+                    continue
                 progress.update(task, now=f"{code}: {plants} plants")
                 out = work / f"{code}-{plants}"
                 result = run_command(scenario, out, checkout)
