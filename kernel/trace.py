@@ -42,6 +42,15 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
 
 So ``t_acked >= t_delivered`` wherever both exist, and ``t_acked`` is the row's end for every copy the
 integration layer finished.
+
+One time semantics. Every hop time is scenario seconds in both engines, and so is every interval the
+integration layer is configured with: OPC UA sampling and publishing, the edge's scan (confirmation),
+flush and retry backoff (``landscape.plants[].edge``), the workers' retry backoff and breaker cooldown
+and the broker's ack wait (``landscape.integration``). A live run at speed ``S`` runs each of them at
+``1/S`` of its value in wall time (``live/intervals.py``; a floor of a few milliseconds wall, noted when
+it applies), so a live run at any speed has the scenario's configuration in scenario time. Only
+processing time is stretched: a live run at speed ``S`` carries ``S ×`` the plants' real event rate, and
+each wall second a process spends working counts as ``S`` scenario seconds. The report says so.
 """
 
 from __future__ import annotations

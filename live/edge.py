@@ -22,6 +22,7 @@ from kernel.clock import ScaledClock
 from live.edge_aggregator import EdgeAggregator, EdgeConfig
 from live.edge_poster import GatewayPoster, wait_or_stop
 from live.edge_store import EdgeStore
+from live.intervals import floor_notes
 from live.opcua_bulk import create_bulk_subscription
 from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
 
@@ -79,12 +80,19 @@ class Edge:
         api_key: str,
         clock: ScaledClock,
         access: OpcUaAccess,
-        tick: float = 0.25,
+        tick: float | None = None,
         batch_size: int = 200,
-        publishing_interval_ms: int = 250,
+        publishing_interval_ms: float | None = None,
     ):
+        """``tick`` (scan) and ``publishing_interval_ms`` default to the scenario's intervals at the clock's speed."""
         self.config, self.opcua_url, self.clock, self.access = config, opcua_url, clock, access
-        self.tick, self.publishing_interval_ms = tick, publishing_interval_ms
+        iv, speed = config.intervals, clock.speed
+        for note in floor_notes(config.plant, iv, speed):
+            log.warning(note)
+        self.tick = iv.wall("scan", speed) if tick is None else tick
+        if publishing_interval_ms is None:
+            publishing_interval_ms = iv.wall("publishing", speed) * 1000
+        self.publishing_interval_ms = publishing_interval_ms
         self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
         self.aggregator = EdgeAggregator(config, self.store.load_state())
         self.poster = GatewayPoster(
@@ -95,6 +103,8 @@ class Edge:
             clock,
             batch_size,
             wall_rate=config.drain_rate * clock.speed,
+            backoff=(iv.wall("retry_initial", speed), iv.wall("retry_max", speed)),
+            idle_poll=iv.wall("flush", speed),
         )
         self.connected = asyncio.Event()
         self.connects = 0

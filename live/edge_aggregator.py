@@ -27,6 +27,7 @@ from kernel.trace import (
 )
 from live.edge_bursts import BurstArrivals, plan_bursts
 from live.edge_store import OutboxEvent
+from live.intervals import EdgeIntervals
 from live.opcua_server import machine_path
 from scenarios.spec import Scenario
 
@@ -52,6 +53,7 @@ class EdgeConfig:
     drain_rate: float = 500.0
     post_downtime: bool = True
     bursts: tuple[BurstArrivals, ...] = ()
+    intervals: EdgeIntervals = EdgeIntervals()  # scenario seconds; the host runs them at 1/speed
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> EdgeConfig:
@@ -74,6 +76,7 @@ class EdgeConfig:
             overflow=plant.edge.overflow,
             drain_rate=plant.edge.drain_rate,
             bursts=plan_bursts(scenario, plant.id),
+            intervals=EdgeIntervals.of(plant.edge),
         )
 
     @property

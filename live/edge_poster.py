@@ -63,12 +63,15 @@ class GatewayPoster:
         batch_size: int = 200,
         wall_rate: float = math.inf,
         backoff: tuple[float, float] = (0.2, 5.0),
+        idle_poll: float = 0.1,
     ):
+        """``backoff`` (first, longest wait) and ``idle_poll`` are wall seconds: the host scales the scenario's."""
         self.store, self.clock = store, clock
         self.url = f"{gateway_url.rstrip('/')}/{schema_version}/events"
         self.headers = {"X-Api-Key": api_key}
         self.batch_size, self.wall_rate = batch_size, wall_rate
         self.backoff_initial, self.backoff_max = backoff
+        self.idle_poll = idle_poll
         self.posts = self.failures = 0
         self.draining = False  # a failed post left a backlog: drain it at ``wall_rate``
 
@@ -79,7 +82,7 @@ class GatewayPoster:
             while not stop.is_set():
                 rows = self.store.next_batch(self.batch_size)
                 if not rows:
-                    await wait_or_stop(stop, 0.1)
+                    await wait_or_stop(stop, self.idle_poll)
                     continue
                 began = time.monotonic()
                 wait = await self._post(http, rows, delay)

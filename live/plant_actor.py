@@ -29,7 +29,7 @@ class LivePlantHandle:
         speed: float,
         port: int = 0,
         insecure: bool = False,
-        tick: float = 0.5,
+        tick: float | None = None,
     ):
         self.plant_id = plant_id
         self.actor = LivePlantActor.options(name=None).remote(

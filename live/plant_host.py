@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kernel.clock import ScaledClock
+from live.intervals import wall_interval
 from live.opcua_server import PlantOpcUaServer, access_for_run
 from scenarios.generator import plant_seed
 from scenarios.spec import PlantSpec, Scenario
@@ -40,7 +41,9 @@ def build_bank(scenario: Scenario, plant_id: str, t0: float = 0.0) -> tuple[Mach
 
 
 class PlantHost:
-    """One plant's bank + OPC UA server, advanced one pass per ``tick`` wall seconds."""
+    """One plant's bank + OPC UA server, advanced one pass per ``tick`` wall seconds.
+
+    ``tick`` defaults to the plant's ``edge.sampling_interval`` (scenario seconds) at ``1/speed``."""
 
     def __init__(
         self,
@@ -51,13 +54,16 @@ class PlantHost:
         speed: float,
         port: int = 0,
         insecure: bool = False,
-        tick: float = 0.5,
+        tick: float | None = None,
         host: str = "127.0.0.1",
     ):
         self.scenario, self.plant_id, self.run_dir = scenario, plant_id, Path(run_dir)
         self.clock = ScaledClock(epoch, speed)
-        self.port, self.insecure, self.tick, self.host = port, insecure, tick, host
-        find_plant(scenario, plant_id)  # fail early on a bad plant id
+        self.port, self.insecure, self.host = port, insecure, host
+        _, plant = find_plant(scenario, plant_id)  # fail early on a bad plant id
+        if tick is None:
+            tick = wall_interval(plant.edge.sampling_interval, speed)
+        self.tick = tick
         self.server: PlantOpcUaServer | None = None
         self.url = ""
         self.passes = 0

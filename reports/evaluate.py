@@ -40,7 +40,7 @@ def evaluate_prepared(prep: Prepared) -> dict[str, Any]:
         "run": {
             key: meta.get(key)
             for key in ("run_id", "scenario", "engine", "version", "seed", "replications", "duration",
-                        "start_clock", "wall_seconds", "created_at")
+                        "start_clock", "wall_seconds", "created_at", "speed")
         } | {"replications": prep.n_reps, "duration": run.duration, "start_clock": str(run.start_clock)},
         "passed": all(s["passed"] for s in slas.values()) and all(i["passed"] for i in invariants.values()),
         "slas": slas,

@@ -59,6 +59,17 @@ def _length_adjective(seconds: float) -> str:
     return f"{seconds / 60:.0f}-minute"
 
 
+def time_stretch(run: dict[str, Any]) -> str | None:
+    """The live run's one time semantics in a sentence (kernel/trace.py); None for a virtual run."""
+    speed = run.get("speed")
+    if run.get("engine") != "live" or not speed:
+        return None
+    return (f"Live run at speed {speed:g}: the configured intervals (OPC UA sampling and publishing, edge scan, "
+            f"flush and retry, worker backoff, breaker cooldown, broker ack wait) ran at 1/{speed:g} of their "
+            f"scenario values, so the configuration is the scenario's; the chain carried {speed:g} × the plants' "
+            f"real rate, and processing time is {speed:g} × longer in scenario time than the same work at speed 1.")
+
+
 def fault_title(fault: dict[str, Any]) -> str:
     """``45-minute ERP outage (legacy)``."""
     name = FAULT_NAMES.get(fault.get("kind", ""), str(fault.get("kind", "fault")).replace("_", " "))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reports.narrative import breaches, clock, count, dur, fault_line, fault_title, sla_line
+from reports.narrative import breaches, clock, count, dur, fault_line, fault_title, sla_line, time_stretch
 
 
 @dataclass
@@ -89,6 +89,9 @@ def build_view(sla: dict[str, Any]) -> ReportView:
     else:
         lines.append(("pass", "Nothing was lost, nothing was posted twice, no held lot shipped and the ERP "
                               "ledger matches the plants' records."))
+    stretch = time_stretch(run)
+    if stretch:
+        lines.append(("neutral", stretch))
     br = breaches(sla)
     headline = ("All SLAs and invariants hold." if sla["passed"]
                 else f"{len(br)} breach{'es' if len(br) != 1 else ''}: " + "; ".join(b.split(':')[0] for b in br))

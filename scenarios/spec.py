@@ -120,6 +120,13 @@ class EdgeSpec(Strict):
     buffer: int = Field(1_000_000, ge=1, description="store-and-forward capacity in events")
     overflow: Literal["block", "drop_oldest", "drop_newest"] = "block"
     drain_rate: Rate = Field(500.0, gt=0, description="events per second forwarded after an outage")
+    # Scenario-time settings of the live chain; a live run divides them by its speed (kernel/trace.py).
+    sampling_interval: Duration = Field(1.0, gt=0, description="the PLC's OPC UA server updates its values this often")
+    publishing_interval: Duration = Field(1.0, gt=0, description="the edge's OPC UA subscription publishes this often")
+    scan_interval: Duration = Field(1.0, gt=0, description="the edge turns readings into confirmed events this often")
+    flush_interval: Duration = Field(1.0, gt=0, description="an idle edge looks for new outbox rows this often")
+    retry_initial: Duration = Field(1.0, gt=0, description="first wait before the edge posts a failed batch again")
+    retry_max: Duration = Field(60.0, gt=0, description="longest wait between the edge's posting attempts")
 
 
 class PlantSpec(Strict):

@@ -9,6 +9,7 @@ from kernel.routing import Routing
 from scenarios.spec import Scenario
 
 CONSUMER = "erp-workers"
+ACK_WAIT_FLOOR = 0.5  # wall seconds: a shorter ack wait would redeliver on a scheduling hiccup
 
 
 @dataclass
@@ -26,11 +27,15 @@ class WorkerConfig:
     fetch_wait: float = 0.5  # wall seconds a pull request lingers when the stream is empty
     # Fetched-but-unacknowledged messages JetStream allows the consumer: this bounds what the lanes hold.
     max_ack_pending: int = 8192
-    ack_wait: float = 5.0  # wall seconds; held messages are kept alive with in-progress acks
+    # Wall seconds; None: the scenario's broker.ack_wait (scenario seconds) at 1/speed, at least
+    # ACK_WAIT_FLOOR. Held messages are kept alive with in-progress acks every third of it.
+    ack_wait: float | None = None
     seed: int = 0
     consumer: str = CONSUMER
 
     def __post_init__(self) -> None:
+        if self.ack_wait is None:
+            self.ack_wait = max(ACK_WAIT_FLOOR, self.scenario.landscape.integration.broker.ack_wait / self.speed)
         missing = Routing.of(self.scenario).kinds() - set(self.erp_urls)
         if missing:
             raise ValueError(f"--erp: the scenario routes plants to {', '.join(sorted(missing))} but no URL "

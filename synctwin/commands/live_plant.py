@@ -45,7 +45,8 @@ def opcua(
     run_dir: Path = typer.Option(..., help="run folder; certificates go to RUN_DIR/state/pki/"),
     epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
     speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
-    tick: float = typer.Option(0.5, min=0.05, max=10.0, help="wall seconds between publishing passes"),
+    tick: float = typer.Option(None, min=0.001, max=10.0,
+                               help="wall seconds between publishing passes (default: sampling_interval / speed)"),
 ) -> None:
     """Serve PLANT's machine bank over OPC UA on the scaled clock.
 
