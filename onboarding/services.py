@@ -13,11 +13,9 @@ from pathlib import Path
 
 from integration.gateway.settings import generate_credentials
 from live.procs import ServiceSet, python_module
+from live.stack_plan import SERVICES_MODULE, WORKER_MODULE
 from scenarios.loader import dump_scenario
 from scenarios.spec import Scenario
-
-SERVICES_MODULE = "synctwin.commands.live_services"
-WORKER_MODULE = "synctwin.commands.live"
 
 
 class Embedded:
