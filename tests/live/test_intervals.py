@@ -59,3 +59,11 @@ def test_worker_ack_wait_is_the_scenario_ack_wait_at_one_over_speed(tmp_path):
     assert WorkerConfig("nats://x", _scenario(ack_wait=30.0), urls, tmp_path, 0.0, 1.0).ack_wait == pytest.approx(30.0)
     assert WorkerConfig("nats://x", _scenario(ack_wait=5.0), urls, tmp_path, 0.0, 600.0).ack_wait == ACK_WAIT_FLOOR
     assert WorkerConfig("nats://x", _scenario(), urls, tmp_path, 0.0, 60.0, ack_wait=7.0).ack_wait == 7.0
+
+
+def test_the_live_report_states_the_stretch():
+    from reports.narrative import time_stretch
+
+    text = time_stretch({"engine": "live", "speed": 60.0})
+    assert text is not None and "60 × the plants' real rate" in text and "1/60" in text
+    assert time_stretch({"engine": "virtual", "speed": None}) is None
