@@ -44,7 +44,7 @@ from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
 from live.collect import collect_run, live_run_record, pending_at_edges
-from live.partition import Relays
+from live.faultproxy import Relays
 from live.procs import ServiceSet
 from live.ray_plants import RayPlants
 from live.stack_plan import FaultAction, ServiceCommands, fault_timeline
