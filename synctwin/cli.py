@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from synctwin.commands import chaos, live, onboard, reports, simulate
+from synctwin.commands import calibrate, chaos, live, onboard, reports, simulate
 from synctwin.commands import load as load_command
 
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (simulate, reports, live, onboard, load_command, chaos):
+for module in (simulate, calibrate, reports, live, onboard, load_command, chaos):
     module.register(app)
 
 

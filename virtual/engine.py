@@ -34,8 +34,9 @@ def default_plant_actors(n_plants: int) -> int:
 
 def run_virtual(scenario: Scenario, out: Path | None = None, replications: int | None = None,
                 address: str | None = None, plant_actors: int | None = None,
-                console: Console | None = None, quiet: bool = False) -> Path:
-    """Simulate ``scenario`` in virtual time on Ray and write its run folder; returns the folder."""
+                console: Console | None = None, quiet: bool = False, notes: list[str] | None = None) -> Path:
+    """Simulate ``scenario`` in virtual time on Ray and write its run folder; returns the folder.
+    ``notes`` go into ``run.json`` (e.g. what a calibrated run predicts)."""
     console = console or Console()
     reps = replications or scenario.run.replications
     run_id = new_run_id(scenario)
@@ -73,12 +74,12 @@ def run_virtual(scenario: Scenario, out: Path | None = None, replications: int |
             ledger_f = pool.submit(run_folder.ledger_table, result.rows, scenario, run_id)
             lots_f = pool.submit(run_folder.lots_table, result.lots, scenario, run_id)
         trace_t = trace_f.result()
-        notes = [f"faults[{i}] process_kill: acts in the live engine only (a killed process has no virtual twin)"
+        kills = [f"faults[{i}] process_kill: acts in the live engine only (a killed process has no virtual twin)"
                  for i, f in enumerate(scenario.faults) if f.kind == "process_kill"]
-        for note in notes:
+        for note in kills:
             console.print(f"  note: {note}", highlight=False)
         record = run_record(scenario, run_id=run_id, engine="virtual", wall_seconds=wall, replications=reps,
-                            breaker=result.breaker, transactions=trace_t.num_rows, notes=notes)
+                            breaker=result.breaker, transactions=trace_t.num_rows, notes=[*(notes or []), *kills])
         write_run_folder(out, record, trace_t, ledger_f.result(), lots_f.result(), scenario=scenario)
     finally:
         if stopping:

@@ -60,6 +60,25 @@ def compare(
         table.add_row(*d.row())
     console.print(table)
     console.print(f"wrote {result['html']}", highlight=False)
+    _fidelity(console, run_a, run_b, out or run_b)
+
+
+def _fidelity(console: Console, run_a: Path, run_b: Path, out: Path) -> None:
+    """A live run against a virtual one: the fidelity table (reports/fidelity.py) and fidelity.json."""
+    from reports.fidelity import COLUMNS, engines, fidelity, write_fidelity
+
+    kinds = engines(run_a, run_b)
+    if sorted(kinds) != ["live", "virtual"]:
+        return
+    live, virtual = (run_a, run_b) if kinds[0] == "live" else (run_b, run_a)
+    rows = fidelity(live, virtual)
+    table = Table(title=f"fidelity: virtual {virtual.name} against live {live.name}")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("flow", "figure") else "right")
+    for row in rows:
+        table.add_row(*row.cells())
+    console.print(table)
+    console.print(f"wrote {write_fidelity(rows, Path(out) / 'fidelity.json')}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option(min=0, help="override run.seed")] = None,
         set_: Annotated[list[str], typer.Option("--set", help="override a key: --set run.duration=2h")] = [],  # noqa: B006
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        calibration: Annotated[Path | None, typer.Option(help="hop service times from `synctwin calibrate`")] = None,
+        speed: Annotated[float | None, typer.Option(min=1e-9, help="with --calibration: the speed processing is "
+                                                    "stretched by (default the live run's; 1 = real plant)")] = None,
     ) -> None:
         """Simulate SCENARIO in virtual time and check its SLAs (exit 0 pass, 1 breach, 2 bad input)."""
         from virtual.engine import run_virtual
@@ -87,6 +90,21 @@ def register(app: typer.Typer) -> None:
         overrides = parse_sets(set_)
         if seed is not None:
             overrides["run.seed"] = seed
+        notes: list[str] = []
+        if calibration is not None:
+            from virtual.calibration import CalibrationError, hops_at_speed, read_calibration
+
+            try:
+                hops, note = hops_at_speed(read_calibration(calibration), speed)
+            except CalibrationError as exc:
+                Console(stderr=True).print(str(exc), markup=False, highlight=False)
+                raise typer.Exit(2) from None
+            overrides |= hops
+            notes.append(note)
+            console.print(f"  note: {note}", markup=False, highlight=False)
+        elif speed is not None:
+            raise typer.BadParameter("--speed needs --calibration (the virtual engine has no wall clock)",
+                                     param_hint="--speed")
         spec = load_or_exit(scenario, overrides)
-        run_dir = run_virtual(spec, out, replications, address, plant_actors, console, quiet)
+        run_dir = run_virtual(spec, out, replications, address, plant_actors, console, quiet, notes=notes)
         finish_run(run_dir)

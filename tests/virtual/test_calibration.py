@@ -1,0 +1,122 @@
+"""Calibration: hop service times fitted from a live run's trace, applied to a virtual run at a speed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from synctwin.cli import app
+from virtual.calibration import CalibrationError, calibrate, fit_samples, hops_at_speed, read_calibration
+
+runner = CliRunner()
+SPEED = 60.0
+SCENARIO = {
+    "name": "cal",
+    "run": {"duration": "2h", "seed": 5, "window": "30m", "speed": SPEED},
+    "landscape": {"erp": {"service": {"mean": "50ms"}}, "plants": [{"id": "P01", "lines": 1, "machines_per_line": 2}]},
+    "load": {"orders": 0},
+}
+
+
+def live_run(root, n: int = 4000, erp_arrival: bool = True, engine: str = "live"):
+    """A live run folder whose hops are known: edge constant 100 ms wall, edge -> broker lognormal
+    (mean 50 ms, sigma 0.6), broker -> ERP exponential (mean 20 ms); an ERP outage whose postings took long."""
+    rng = np.random.default_rng(3)
+    created = np.sort(rng.uniform(0, 7000, n))
+    edge = created + 0.1 * SPEED
+    sigma = 0.6
+    broker = edge + rng.lognormal(np.log(0.05) - sigma**2 / 2, sigma, n) * SPEED
+    arrival = broker + rng.exponential(0.02, n) * SPEED
+    delivered = arrival + rng.exponential(0.05, n)
+    in_outage = (created > 3000) & (created < 3600)
+    delivered[in_outage] += 900.0
+    edge[in_outage] += 500.0  # nonsense hops inside the fault: must not be fitted
+    trace = pd.DataFrame({
+        "replication": 0, "flow": "material_issue", "target": "ERP-legacy", "outcome": "delivered", "attempts": 1,
+        "t_created": created, "t_edge": edge, "t_broker": broker, "t_delivered": delivered,
+        "t_erp_arrival": arrival if erp_arrival else np.nan,
+    })
+    root.mkdir(parents=True, exist_ok=True)
+    trace.to_parquet(root / "trace.parquet")
+    record = {"run_id": "live-1", "engine": engine, "speed": SPEED, "scenario": "cal",
+              "faults": [{"kind": "erp_outage", "start": 3000.0, "end": 3600.0}]}
+    (root / "run.json").write_text(json.dumps(record))
+    (root / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO))
+    return root
+
+
+def test_each_hop_is_fitted_in_wall_seconds_with_its_shape(tmp_path):
+    cal = calibrate(live_run(tmp_path / "live"))
+    hops = cal["hops"]
+    assert cal["speed"] == SPEED
+    assert hops["edge"]["distribution"] == "constant" and hops["edge"]["mean"] == pytest.approx(0.1)
+    assert hops["edge_to_broker"]["distribution"] == "lognormal"
+    assert hops["edge_to_broker"]["mean"] == pytest.approx(0.05, rel=0.05)
+    assert hops["edge_to_broker"]["sigma"] == pytest.approx(0.6, rel=0.1)
+    assert hops["broker_to_erp"]["distribution"] == "exponential"
+    assert hops["broker_to_erp"]["mean"] == pytest.approx(0.02, rel=0.06)
+    assert hops["edge"]["samples"] < 4000  # the fault window's postings were left out
+
+
+def test_without_erp_arrival_the_erp_hop_comes_from_the_delivery_less_the_service(tmp_path):
+    cal = calibrate(live_run(tmp_path / "live", erp_arrival=False))
+    # t_broker -> t_delivered is 20 ms wall of hop plus the ERP's 50 ms of scenario service.
+    assert cal["hops"]["broker_to_erp"]["mean"] == pytest.approx(0.02, rel=0.1)
+    assert any("no ERP arrival" in note for note in cal["notes"])
+
+
+def test_applied_at_a_speed_processing_is_stretched_and_the_note_says_what_is_predicted(tmp_path):
+    path = tmp_path / "cal.yaml"
+    result = runner.invoke(app, ["calibrate", str(live_run(tmp_path / "live")), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    cal = read_calibration(path)
+    at_live, note = hops_at_speed(cal)
+    assert at_live["landscape.integration.hops.edge"]["mean"] == pytest.approx(6.0)
+    assert "predicts that live run" in note
+    real, note = hops_at_speed(cal, 1.0)
+    assert real["landscape.integration.hops.edge"]["mean"] == pytest.approx(0.1)
+    assert "real plant" in note
+
+
+def test_a_virtual_run_folder_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(CalibrationError, match="calibrate from a live run"):
+        calibrate(live_run(tmp_path / "virtual", engine="virtual"))
+    result = runner.invoke(app, ["calibrate", str(tmp_path / "missing"), "-o", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 2
+
+
+def test_fit_picks_the_shape_of_the_samples():
+    rng = np.random.default_rng(1)
+    assert fit_samples(rng.exponential(2.0, 20000)).distribution == "exponential"
+    assert fit_samples(np.full(100, 0.3)).distribution == "constant"
+    assert fit_samples(rng.lognormal(0, 1.2, 20000)).distribution == "lognormal"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_run_with_a_calibration_uses_its_hops(tmp_path):
+    path = tmp_path / "cal.yaml"
+    assert runner.invoke(app, ["calibrate", str(live_run(tmp_path / "live")), "-o", str(path)]).exit_code == 0
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    out = tmp_path / "virtual"
+    result = runner.invoke(app, ["run", str(scenario), "--calibration", str(path), "--out", str(out), "--quiet"])
+    assert result.exit_code in (0, 1), result.output
+    assert "predicts that live run" in result.output
+    trace = pd.read_parquet(out / "trace.parquet")
+    erp = trace[trace.target.str.startswith("erp") & (trace.outcome == "delivered")]
+    assert (erp.t_edge - erp.t_created).to_numpy() == pytest.approx(6.0)
+    assert (erp.t_erp_arrival - erp.t_broker).mean() == pytest.approx(0.02 * SPEED + 0.02, rel=0.25)
+    record = json.loads((out / "run.json").read_text())
+    assert any("predicts that live run" in note for note in record["notes"])
+    real = runner.invoke(app, ["run", str(scenario), "--calibration", str(path), "--speed", "1",
+                               "--out", str(tmp_path / "real"), "--quiet"])
+    assert "real plant" in real.output
+    trace = pd.read_parquet(tmp_path / "real" / "trace.parquet")
+    erp = trace[trace.target.str.startswith("erp") & (trace.outcome == "delivered")]
+    assert (erp.t_edge - erp.t_created).to_numpy() == pytest.approx(0.1)

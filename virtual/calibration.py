@@ -1,0 +1,194 @@
+"""Calibration of the virtual engine's hop service times from a live run's trace.
+
+A live run at speed ``S`` stretches every wall second a process spends into ``S`` scenario seconds, so
+a hop's delta in its trace (scenario seconds) divided by ``S`` is the wall-clock processing per event.
+:func:`calibrate` fits one distribution per hop (constant, exponential or lognormal, by the moments and
+the p50/p95 of the samples: the shapes of :class:`scenarios.spec.LatencySpec`) and
+:func:`hops_at_speed` turns a calibration back into ``landscape.integration.hops`` at any speed: at the
+live run's speed the virtual engine predicts that run; at speed 1 it predicts the real plant, where
+processing takes its wall-clock time. The whole hop is treated as processing, which holds while the
+live chain's own intervals (OPC UA publishing, edge scan and flush) run on the wall clock.
+
+Hops (``HOP_DELTAS``): ``edge`` t_created -> t_edge, ``edge_to_broker`` t_edge -> t_broker,
+``broker_to_erp`` t_broker -> t_erp_arrival (where the live trace has no ERP arrival, t_broker ->
+t_delivered less the scenario's ERP service, by moments). Samples: first attempts delivered to an ERP
+whose journey does not overlap a fault window (nor the drain after it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from scenarios.loader import load_scenario
+from scenarios.spec import LatencySpec
+
+HOP_DELTAS: dict[str, tuple[str, str]] = {
+    "edge": ("t_created", "t_edge"),
+    "edge_to_broker": ("t_edge", "t_broker"),
+    "broker_to_erp": ("t_broker", "t_erp_arrival"),
+}
+Z95 = 1.6449
+
+
+class CalibrationError(ValueError):
+    """A live run folder or calibration file that cannot be used; the message names what and the fix."""
+
+
+@dataclass(frozen=True)
+class HopFit:
+    """One hop's fitted service time: ``mean`` in wall seconds of processing per event."""
+
+    mean: float
+    distribution: str
+    sigma: float
+    samples: int
+    p50: float  # of the samples, wall seconds
+    p95: float
+
+    def at_speed(self, speed: float) -> LatencySpec:
+        """The hop as a scenario-time latency at ``speed`` (processing stretched by the speed)."""
+        return LatencySpec(mean=self.mean * speed, distribution=self.distribution, sigma=self.sigma)
+
+
+def _quantiles(distribution: str, mean: float, sigma: float) -> tuple[float, float]:
+    if distribution == "constant":
+        return mean, mean
+    if distribution == "exponential":
+        return mean * math.log(2), mean * math.log(20)
+    mu = math.log(mean) - sigma**2 / 2
+    return math.exp(mu), math.exp(mu + Z95 * sigma)
+
+
+def fit_moments(mean: float, variance: float, p50: float | None = None, p95: float | None = None,
+                samples: int = 0) -> HopFit:
+    """The shape of :class:`LatencySpec` closest to the sample's p50 and p95 (log error), with its mean;
+    without quantiles, chosen by the coefficient of variation alone."""
+    mean, variance = max(float(mean), 0.0), float(variance)
+    p50, p95 = (None if p50 is None else float(p50)), (None if p95 is None else float(p95))
+    if mean == 0:
+        return HopFit(0.0, "constant", 0.5, samples, 0.0, 0.0)
+    cv = math.sqrt(max(variance, 0.0)) / mean
+    sigma = min(max(math.sqrt(math.log1p(cv**2)), 1e-3), 5.0)
+    candidates = {"constant": 0.5, "exponential": 0.5, "lognormal": sigma}
+    if p50 is None or p95 is None or p50 <= 0 or p95 <= 0:
+        best = "constant" if cv < 0.15 else "exponential" if abs(cv - 1) < 0.2 else "lognormal"
+    else:
+        def error(name: str) -> float:
+            q50, q95 = _quantiles(name, mean, candidates[name])
+            return abs(math.log(q50 / p50)) + abs(math.log(q95 / p95))
+
+        best = min(candidates, key=error)
+    return HopFit(mean, best, candidates[best], samples, p50 or 0.0, p95 or 0.0)
+
+
+def fit_samples(x: np.ndarray) -> HopFit:
+    """Fit a hop from its samples (wall seconds)."""
+    x = x[np.isfinite(x)]
+    x = np.maximum(x, 0.0)
+    if x.size == 0:
+        return HopFit(0.0, "constant", 0.5, 0, 0.0, 0.0)
+    p50, p95 = np.quantile(x, [0.5, 0.95])
+    return fit_moments(float(x.mean()), float(x.var()), float(p50), float(p95), int(x.size))
+
+
+def _quiet_rows(trace: pd.DataFrame, faults: list[dict]) -> pd.DataFrame:
+    """First attempts delivered to an ERP whose journey overlaps no fault window nor its drain."""
+    erp = trace.target.str.lower().str.startswith("erp") & (trace.outcome == "delivered") & (trace.attempts <= 1)
+    rows = trace[erp]
+    keep = np.ones(len(rows), dtype=bool)
+    for fault in faults:
+        start, end = float(fault["start"]), float(fault["end"])
+        drain_end = end + max(60.0, end - start)
+        keep &= ~((rows.t_created.to_numpy() < drain_end) & (rows.t_delivered.to_numpy() >= start))
+    return rows[keep]
+
+
+def _service_moments(spec: LatencySpec) -> tuple[float, float]:
+    if spec.distribution == "constant":
+        return spec.mean, 0.0
+    if spec.distribution == "exponential":
+        return spec.mean, spec.mean**2
+    return spec.mean, spec.mean**2 * math.expm1(spec.sigma**2)
+
+
+def calibrate(run_dir: str | Path) -> dict:
+    """Fit every hop of the live run in ``run_dir``; returns the calibration as a plain dict."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+        trace = pd.read_parquet(run_dir / "trace.parquet")
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{run_dir}: not a readable run folder ({exc}); pass the folder of a "
+                               "`synctwin up` run") from None
+    if record.get("engine") != "live":
+        raise CalibrationError(f"{run_dir}: a {record.get('engine')} run; calibrate from a live run "
+                               "(`synctwin up SCENARIO --out DIR`)")
+    speed = float(record.get("speed") or 1.0)
+    rows = _quiet_rows(trace, record.get("faults", []))
+    if len(rows) < 20:
+        raise CalibrationError(f"{run_dir}: only {len(rows)} quiet first-attempt postings to fit from; "
+                               "run the live engine longer or with fewer faults")
+    hops: dict[str, HopFit] = {}
+    for hop, (a, b) in HOP_DELTAS.items():
+        if b in rows and rows[b].notna().any():
+            hops[hop] = fit_samples((rows[b] - rows[a]).to_numpy(dtype=float) / speed)
+    notes = []
+    if "broker_to_erp" not in hops:
+        scenario = load_scenario(run_dir / "scenario.yaml")
+        delta = (rows.t_delivered - rows.t_broker).to_numpy(dtype=float)
+        delta = delta[np.isfinite(delta)]
+        s_mean, s_var = _service_moments(scenario.landscape.erp.service)
+        hops["broker_to_erp"] = fit_moments((delta.mean() - s_mean) / speed, (delta.var() - s_var) / speed**2,
+                                            samples=int(delta.size))
+        notes.append("broker_to_erp: the live trace has no ERP arrival; fitted from t_broker -> t_delivered "
+                     "less the scenario's ERP service (moments)")
+    return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
+            "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
+            "hops": {name: asdict(fit) for name, fit in hops.items()}, "notes": notes}
+
+
+def write_calibration(calibration: dict, path: str | Path) -> Path:
+    """Write ``calibration`` as YAML at ``path``."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(calibration, sort_keys=False))
+    return path
+
+
+def read_calibration(path: str | Path) -> dict:
+    """A calibration file written by :func:`write_calibration` (clear error otherwise)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+        fits = {name: HopFit(**fit) for name, fit in data["hops"].items() if name in HOP_DELTAS}
+        float(data["speed"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise CalibrationError(f"{path}: not a calibration file ({exc}); write one with "
+                               "`synctwin calibrate LIVE_RUN_DIR -o calibration.yaml`") from None
+    return data | {"fits": fits}
+
+
+def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[str, dict], str]:
+    """``landscape.integration.hops`` overrides at ``speed`` (default: the live run's) and a sentence
+    saying what the run then predicts."""
+    live_speed = float(calibration["speed"])
+    speed = live_speed if speed is None else float(speed)
+    hops = {f"landscape.integration.hops.{name}": fit.at_speed(speed).model_dump(mode="json")
+            for name, fit in calibration["fits"].items()}
+    source = calibration.get("run_id") or calibration.get("source_run", "a live run")
+    if speed == 1.0:
+        note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed 1: hop processing takes its "
+                "wall-clock time, so this run predicts the real plant")
+    elif speed == live_speed:
+        note = (f"calibrated from live run {source} at its speed {live_speed:g}: hop processing stretched "
+                f"x{speed:g} in scenario time, so this run predicts that live run")
+    else:
+        note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed {speed:g}: hop processing "
+                f"stretched x{speed:g} in scenario time")
+    return hops, note
