@@ -106,7 +106,7 @@ def run_command(scenario: Path, out: Path, checkout: Path, extra: tuple[str, ...
     stdout, stderr = proc.communicate()
     ended = time.monotonic()
     sampler.stop()
-    if proc.returncode not in (0, 1):  # 1 = an SLA breached: still a finished run
+    if proc.returncode not in (0, 1) or not (out / "sla.json").is_file():  # 1 with sla.json = an SLA breached
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-2000:]}")
     # run.json is written when the engine is done; sla.json and the report come after it.
     engine_done = min(max(started + (out / "run.json").stat().st_mtime - started_wall, started), ended)
