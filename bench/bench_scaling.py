@@ -134,6 +134,12 @@ def table_of(results: list[dict], title: str) -> Table:
     return table
 
 
+def save(path: Path, days: int, load_before: float, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"days": days, "load_1m_at_start": load_before, "machine_cpus": os.cpu_count(),
+                                "results": results}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", default="12,24,48,96", help="fleet sizes, comma-separated")
@@ -161,8 +167,14 @@ def main() -> None:
                     continue
                 progress.update(task, now=f"{code}: {plants} plants")
                 out = work / f"{code}-{plants}"
-                result = run_command(scenario, out, checkout)
+                try:
+                    result = run_command(scenario, out, checkout)
+                except RuntimeError as exc:  # e.g. Ray's 30 s start-up deadline on a loaded machine: once more
+                    console.print(f"{code} {plants} plants failed, running it again: {str(exc)[-300:]}")
+                    subprocess.run(["rm", "-rf", str(out)], check=False)
+                    result = run_command(scenario, out, checkout)
                 results.append({"code": code, "plants": plants, "load_1m": os.getloadavg()[0]} | result)
+                save(args.json, args.days, load_before, results)  # partial results survive an interrupted run
                 progress.advance(task)
                 if not args.keep:
                     subprocess.run(["rm", "-rf", str(out)], check=False)
@@ -173,9 +185,7 @@ def main() -> None:
             ratio = mine[max(sizes)]["wall_s"] / mine[min(sizes)]["wall_s"]
             console.print(f"{code}: {max(sizes)} plants take {ratio:.2f}x the {min(sizes)}-plant command "
                           f"(linear: {max(sizes) / min(sizes):.1f}x)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"days": args.days, "load_1m_at_start": load_before, "machine_cpus": os.cpu_count(),
-                                     "results": results}, indent=2) + "\n")
+    save(args.json, args.days, load_before, results)
     console.print(f"results: {args.json}")
 
 
