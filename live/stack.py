@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -205,7 +206,7 @@ class LiveStack:
     def _restart(self, name: str) -> None:
         """Start ``name`` again on its former port (dependants keep their URLs)."""
         service = self.services[name]
-        port = int(self.urls[name].rsplit(":", 1)[1]) if self.urls.get(name, "").count(":") >= 2 else 0
+        port = urlsplit(self.urls.get(name, "")).port or 0  # opc.tcp URLs have a path after the port
         try:
             url = service.start(self._command(name, port))
         finally:

@@ -30,6 +30,7 @@ def test_the_groups_cover_the_whole_library():
     assert grouped | API_ONLY == {p.stem for p in LIBRARY.glob("*.yaml")}
 
 
+@pytest.mark.timeout(900)  # about 3.5 minutes each on a quiet machine; headroom for a loaded one
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_library_experiments_pass_on_the_embedded_stack(group: str, tmp_path: Path):
     run_dir = tmp_path / group
