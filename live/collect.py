@@ -79,9 +79,20 @@ def read_ledgers(state: Path) -> list[dict[str, Any]]:
     return [r for p in sorted(state.glob("erp-*.sqlite")) for r in _rows(p, sql)]
 
 
-def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], run_id: str) -> pa.Table:
-    """One trace row per delivery copy, plus one per source record that never reached a worker."""
+def read_erp_times(state: Path) -> dict[str, tuple[float, float]]:
+    """Per transaction, when its posting reached the ERP and when the ERP began serving it (the ledger's
+    first row of it; an older ledger without these columns gives none)."""
+    sql = "SELECT txn_id, t_arrival, t_service_start FROM ledger ORDER BY id DESC"
+    return {r["txn_id"]: (_num(r["t_arrival"]), _num(r["t_service_start"]))
+            for p in sorted(state.glob("erp-*.sqlite")) for r in _rows(p, sql)}
+
+
+def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], run_id: str,
+                erp_times: dict[str, tuple[float, float]] | None = None) -> pa.Table:
+    """One trace row per delivery copy, plus one per source record that never reached a worker;
+    ``erp_times`` (:func:`read_erp_times`) fills the ERP arrival and service start of delivered postings."""
     source = {r["txn_id"]: r for r in outbox}
+    erp_times = erp_times or {}
     cols: dict[str, list[Any]] = {f.name: [] for f in TRACE_SCHEMA}
 
     def add(row: dict[str, Any]) -> None:
@@ -93,6 +104,7 @@ def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], 
         src = source.get(d["txn_id"], {})
         seen.add(d["txn_id"])
         kind = d.get("target") or ""
+        queued = erp_times.get(d["txn_id"], (NAN, NAN)) if d["outcome"] == "delivered" else (NAN, NAN)
         add({
             "run_id": run_id, "replication": 0, "txn_id": d["txn_id"],
             "correlation_id": d.get("correlation_id") or src.get("correlation_id") or "",
@@ -107,6 +119,7 @@ def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], 
             "t_broker": _num(d.get("t_broker")), "t_delivered": _num(d.get("t_delivered")),
             "t_acked": _num(d.get("t_acked")), "attempts": int(d.get("attempts") or 0),
             "outcome": d["outcome"], "reason": d.get("reason") or "",
+            "t_erp_arrival": queued[0], "t_service_start": queued[1],
         })
     for src in outbox:
         if src["txn_id"] in seen:
@@ -175,7 +188,7 @@ def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> d
     run_dir = Path(run_dir)
     state = run_dir / "state"
     outbox = read_outboxes(state)
-    trace = build_trace(outbox, read_deliveries(state), record.run_id)
+    trace = build_trace(outbox, read_deliveries(state), record.run_id, read_erp_times(state))
     ledger = build_ledger(read_ledgers(state), record.run_id)
     lots = build_lots(outbox, scenario, record.run_id)
     counts = {"trace": trace.num_rows, "ledger": ledger.num_rows, "lots": lots.num_rows,

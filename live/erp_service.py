@@ -97,27 +97,33 @@ class Ledger:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, "
             "txn_id TEXT NOT NULL, flow TEXT NOT NULL, plant TEXT NOT NULL, item TEXT NOT NULL, "
-            "qty REAL NOT NULL, unit TEXT NOT NULL, erp TEXT NOT NULL, t_posted REAL NOT NULL)"
+            "qty REAL NOT NULL, unit TEXT NOT NULL, erp TEXT NOT NULL, t_posted REAL NOT NULL, "
+            "t_arrival REAL, t_service_start REAL)"  # queueing at the ERP, read into the trace (kernel/trace.py)
         )
         self.db.execute("CREATE INDEX IF NOT EXISTS ledger_txn ON ledger (txn_id)")
 
-    def post(self, posting: Posting, erp: str, t_posted: float) -> int:
-        """Append one row and commit it; return its row id."""
+    def post(self, posting: Posting, erp: str, t_posted: float, t_arrival: float | None = None,
+             t_service_start: float | None = None) -> int:
+        """Append one row and commit it; return its row id. ``t_arrival``/``t_service_start``: when the
+        request reached the ERP and when its service began (scenario seconds)."""
         cur = self.db.execute(
-            "INSERT INTO ledger (txn_id, flow, plant, item, qty, unit, erp, t_posted) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO ledger (txn_id, flow, plant, item, qty, unit, erp, t_posted, t_arrival, t_service_start) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
             (posting.txn_id, posting.flow, posting.plant, posting.item, posting.qty, posting.unit, erp,
-             t_posted),
+             t_posted, t_arrival, t_service_start),
         )
         return int(cur.lastrowid or 0)
 
-    def post_many(self, postings: list[Posting], erp: str, t_posted: float) -> tuple[int, int]:
+    def post_many(self, postings: list[Posting], erp: str, t_posted: float, t_arrival: float | None = None,
+                  t_service_start: float | None = None) -> tuple[int, int]:
         """Append all ``postings`` in one transaction (all or nothing); return the first and last row id."""
-        rows = [(p.txn_id, p.flow, p.plant, p.item, p.qty, p.unit, erp, t_posted) for p in postings]
+        rows = [(p.txn_id, p.flow, p.plant, p.item, p.qty, p.unit, erp, t_posted, t_arrival, t_service_start)
+                for p in postings]
         self.db.execute("BEGIN")
         try:
             self.db.executemany(
-                "INSERT INTO ledger (txn_id, flow, plant, item, qty, unit, erp, t_posted) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO ledger (txn_id, flow, plant, item, qty, unit, erp, t_posted, t_arrival, t_service_start) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             last = int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
@@ -217,9 +223,11 @@ class ErpTwin:
         refused = await self._admit(1)
         if refused is not None:
             return refused
+        t_arrival = self.clock.now()
         async with self.server:
+            t_start = self.clock.now()
             t_posted = await self._serve(service_time(self.spec.service, self.rng))
-            posting_id = self.ledger.post(posting, self.kind, t_posted)
+            posting_id = self.ledger.post(posting, self.kind, t_posted, t_arrival, t_start)
         if loses_answer(self.mode, self.share, self.rng, self.injected):
             return DROP, {}, {}
         return 201, {"txn_id": posting.txn_id, "posting_id": posting_id, "t_posted": t_posted}, {}
@@ -229,9 +237,11 @@ class ErpTwin:
         refused = await self._admit(len(postings))
         if refused is not None:
             return refused
+        t_arrival = self.clock.now()
         async with self.server:
+            t_start = self.clock.now()
             t_posted = await self._serve(service_time(self.spec.service, self.rng, len(postings)))
-            first, last = self.ledger.post_many(postings, self.kind, t_posted)
+            first, last = self.ledger.post_many(postings, self.kind, t_posted, t_arrival, t_start)
         if loses_answer(self.mode, self.share, self.rng, self.injected):
             return DROP, {}, {}
         return 201, {"posted": len(postings), "first_posting_id": first, "last_posting_id": last,
