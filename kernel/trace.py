@@ -144,7 +144,8 @@ TRACE_SCHEMA = pa.schema(
         # Queueing at the ERP (NaN where the copy never reached an ERP, or the engine cannot see it):
         # when the delivered attempt reached the ERP, and when the ERP began serving it. So
         # t_service_start - t_erp_arrival is the wait in the ERP's queue, t_delivered - t_service_start
-        # its service. V: the hub's ERP queues. L: NaN (the ERP twin does not report them yet).
+        # its service. V: the hub's ERP queues. L: the ERP twin's ledger (live/erp_service.py), joined by
+        # live/collect.py; a batch's postings share their request's arrival and service start.
         pa.field("t_erp_arrival", pa.float64()),
         pa.field("t_service_start", pa.float64()),
     ]
