@@ -55,6 +55,7 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     trace = pd.read_parquet(run_dir / "trace.parquet")
     assert set(trace["plant"]) == {"P01", "P02"}
     assert (trace["outcome"] != "in_flight").all()  # drained
+    assert sla["run"]["speed"] == 60  # the report states the stretch of a live run (reports/narrative.py)
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["engine"] == "live" and meta["drained"]
     applied = {e["event"] for e in meta["events"]}
