@@ -92,6 +92,7 @@ def lost_so_far(older_than_s: float = 120.0, wait_s: float = 0.0,
 # --------------------------------------------------------------------------------- duplicates
 _LEDGERS: dict[str, tuple[int, Counter]] = {}  # ERP URL -> (last row id read, postings per txn id)
 _LEDGER_LOCK = threading.Lock()
+_PAGE = 50_000
 
 
 def _ledger_counts(cfg: Target) -> Counter:
@@ -101,12 +102,12 @@ def _ledger_counts(cfg: Target) -> Counter:
         for url in cfg.erps.values():
             after, counts = _LEDGERS.get(url, (0, Counter()))
             while True:
-                page = httpx.get(f"{url}/ledger", params={"after": after, "limit": 50_000}, timeout=30).json()
+                page = httpx.get(f"{url}/ledger", params={"after": after, "limit": _PAGE}, timeout=30).json()
                 rows = page.get("rows", [])
                 counts.update(r["txn_id"] for r in rows)
-                if not rows or page.get("next_after", after) == after:
+                after = page.get("next_after", after) if rows else after
+                if len(rows) < _PAGE:  # caught up; under load new rows keep coming, so "empty" may never be seen
                     break
-                after = page["next_after"]
             _LEDGERS[url] = (after, counts)
             total.update(counts)
     return total
