@@ -89,7 +89,7 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
         url = control.start()
         log(f"chaos control API {url}; live view {url}/view")
         for one in suite:
-            if failed:
+            if failed or host.now() >= stack.duration:  # the stack failed, or its scenario time is over
                 break
             log(f"experiment {one.path.stem}: {one.experiment['title']}")
             experiment = scale_pauses(copy.deepcopy(one.experiment), pause_scale)
@@ -219,7 +219,8 @@ def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[Experime
     sla = finalize_run(run_dir).sla
     failures = [f"{r.stem}: {line}" if len(suite) > 1 else line
                 for r in results for line in _failures(r.journal, r.before, r.after, {})]
-    failures += [f"{one.path.stem}: did not run (the stack failed first)" for one in suite[len(results):]]
+    failures += [f"{one.path.stem}: did not run (the scenario's run.duration ended first; lengthen it)"
+                 for one in suite[len(results):]]
     failures += _failures({}, True, True, sla)
     first = results[0] if results else ExperimentResult("", {}, None, None)
     return ChaosOutcome(run_dir, first.journal, first.before, first.after, failures, sla, results)
