@@ -40,6 +40,9 @@ def build_bank(scenario: Scenario, plant_id: str, t0: float = 0.0) -> tuple[Mach
     return MachineBank.for_plant(plant, np.random.default_rng(plant_seed(scenario, index)), t0), plant
 
 
+WARMUP_TICK = 0.25  # wall seconds between passes during the warm-up
+
+
 class PlantHost:
     """One plant's bank + OPC UA server, advanced one pass per ``tick`` wall seconds.
 
@@ -93,7 +96,9 @@ class PlantHost:
                 if now > bank.t:
                     await self.server.publish(bank.advance(now))
                 self.passes += 1
-                remaining = self.tick - (time.monotonic() - began)
+                # Before scenario time 0 there is nothing to advance: a relaxed pace leaves the CPU to start-up.
+                period = self.tick if now >= 0 else max(self.tick, WARMUP_TICK)
+                remaining = period - (time.monotonic() - began)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=max(remaining, 0.0) or 0.001)
         finally:
