@@ -6,8 +6,10 @@ a hop's delta in its trace (scenario seconds) divided by ``S`` is the wall-clock
 the p50/p95 of the samples: the shapes of :class:`scenarios.spec.LatencySpec`) and
 :func:`hops_at_speed` turns a calibration back into ``landscape.integration.hops`` at any speed: at the
 live run's speed the virtual engine predicts that run; at speed 1 it predicts the real plant, where
-processing takes its wall-clock time. The whole hop is treated as processing, which holds while the
-live chain's own intervals (OPC UA publishing, edge scan and flush) run on the wall clock.
+processing takes its wall-clock time. The live chain's configured intervals are scenario-time settings
+(kernel/trace.py): their expected share of a hop (half of each interval a record waits for: OPC UA
+sampling and publishing plus the edge's scan for ``edge``, the edge's flush for ``edge_to_broker``) is
+kept apart as ``interval`` (scenario seconds, not stretched) and only the rest counts as processing.
 
 Hops (``HOP_DELTAS``): ``edge`` t_created -> t_edge, ``edge_to_broker`` t_edge -> t_broker,
 ``broker_to_erp`` t_broker -> t_erp_arrival (where the live trace has no ERP arrival, t_broker ->
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +53,12 @@ class HopFit:
     samples: int
     p50: float  # of the samples, wall seconds
     p95: float
+    interval: float = 0.0  # scenario seconds of the hop that are configured intervals, not processing
 
     def at_speed(self, speed: float) -> LatencySpec:
-        """The hop as a scenario-time latency at ``speed`` (processing stretched by the speed)."""
-        return LatencySpec(mean=self.mean * speed, distribution=self.distribution, sigma=self.sigma)
+        """The hop as a scenario-time latency at ``speed``: its intervals as configured, its processing
+        stretched by the speed."""
+        return LatencySpec(mean=self.interval + self.mean * speed, distribution=self.distribution, sigma=self.sigma)
 
 
 def _quantiles(distribution: str, mean: float, sigma: float) -> tuple[float, float]:
@@ -110,6 +114,15 @@ def _quiet_rows(trace: pd.DataFrame, faults: list[dict]) -> pd.DataFrame:
     return rows[keep]
 
 
+def hop_intervals(scenario) -> dict[str, float]:
+    """Expected scenario seconds of each hop spent waiting on configured intervals (half of each
+    interval, averaged over the plants)."""
+    edges = [p.edge for p in scenario.landscape.all_plants]
+    half = lambda name: float(np.mean([getattr(e, name, 0.0) for e in edges])) / 2  # noqa: E731
+    return {"edge": half("sampling_interval") + half("publishing_interval") + half("scan_interval"),
+            "edge_to_broker": half("flush_interval")}
+
+
 def _service_moments(spec: LatencySpec) -> tuple[float, float]:
     if spec.distribution == "constant":
         return spec.mean, 0.0
@@ -135,13 +148,16 @@ def calibrate(run_dir: str | Path) -> dict:
     if len(rows) < 20:
         raise CalibrationError(f"{run_dir}: only {len(rows)} quiet first-attempt postings to fit from; "
                                "run the live engine longer or with fewer faults")
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    intervals = hop_intervals(scenario)
     hops: dict[str, HopFit] = {}
     for hop, (a, b) in HOP_DELTAS.items():
         if b in rows and rows[b].notna().any():
-            hops[hop] = fit_samples((rows[b] - rows[a]).to_numpy(dtype=float) / speed)
+            fit = fit_samples((rows[b] - rows[a]).to_numpy(dtype=float) / speed)
+            interval = min(intervals.get(hop, 0.0), fit.mean * speed)  # never more than the hop took
+            hops[hop] = replace(fit, mean=fit.mean - interval / speed, interval=interval)
     notes = []
     if "broker_to_erp" not in hops:
-        scenario = load_scenario(run_dir / "scenario.yaml")
         delta = (rows.t_delivered - rows.t_broker).to_numpy(dtype=float)
         delta = delta[np.isfinite(delta)]
         s_mean, s_var = _service_moments(scenario.landscape.erp.service)

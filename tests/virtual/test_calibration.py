@@ -54,9 +54,13 @@ def test_each_hop_is_fitted_in_wall_seconds_with_its_shape(tmp_path):
     cal = calibrate(live_run(tmp_path / "live"))
     hops = cal["hops"]
     assert cal["speed"] == SPEED
-    assert hops["edge"]["distribution"] == "constant" and hops["edge"]["mean"] == pytest.approx(0.1)
+    # The configured intervals' expected share is kept apart in scenario seconds (half of sampling,
+    # publishing and scan, 1 s each, for the edge; half the 1 s flush for edge -> broker), not stretched.
+    assert hops["edge"]["distribution"] == "constant" and hops["edge"]["interval"] == pytest.approx(1.5)
+    assert hops["edge"]["mean"] == pytest.approx((6.0 - 1.5) / SPEED)
     assert hops["edge_to_broker"]["distribution"] == "lognormal"
-    assert hops["edge_to_broker"]["mean"] == pytest.approx(0.05, rel=0.05)
+    assert hops["edge_to_broker"]["interval"] == pytest.approx(0.5)
+    assert hops["edge_to_broker"]["mean"] == pytest.approx(0.05 - 0.5 / SPEED, rel=0.06)
     assert hops["edge_to_broker"]["sigma"] == pytest.approx(0.6, rel=0.1)
     assert hops["broker_to_erp"]["distribution"] == "exponential"
     assert hops["broker_to_erp"]["mean"] == pytest.approx(0.02, rel=0.06)
@@ -79,7 +83,7 @@ def test_applied_at_a_speed_processing_is_stretched_and_the_note_says_what_is_pr
     assert at_live["landscape.integration.hops.edge"]["mean"] == pytest.approx(6.0)
     assert "predicts that live run" in note
     real, note = hops_at_speed(cal, 1.0)
-    assert real["landscape.integration.hops.edge"]["mean"] == pytest.approx(0.1)
+    assert real["landscape.integration.hops.edge"]["mean"] == pytest.approx(1.5 + 4.5 / SPEED)
     assert "real plant" in note
 
 
@@ -119,4 +123,4 @@ def test_run_with_a_calibration_uses_its_hops(tmp_path):
     assert "real plant" in real.output
     trace = pd.read_parquet(tmp_path / "real" / "trace.parquet")
     erp = trace[trace.target.str.startswith("erp") & (trace.outcome == "delivered")]
-    assert (erp.t_edge - erp.t_created).to_numpy() == pytest.approx(0.1)
+    assert (erp.t_edge - erp.t_created).to_numpy() == pytest.approx(1.5 + 4.5 / SPEED)
