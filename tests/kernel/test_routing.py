@@ -66,3 +66,14 @@ def test_the_virtual_hub_routes_on_t_created_as_the_live_workers_do():
     live = [ERP_KINDS.index(routing.target(spec.landscape.all_plants[p].id, t))
             for p, t in zip(rows["plant"], rows["t_created"], strict=True)]
     assert hub._route(rows).tolist() == live
+
+
+def test_waves_in_file_order_apply_by_time_and_plants_outside_every_wave_stay_home():
+    spec = parse_scenario({"name": "g", "landscape": {"cloud_erp": {}, "plants": [
+        {"id": "P01"}, {"id": "P02"}, {"id": "C", "erp": "cloud"}]}, "rollout": {"waves": [
+            {"name": "late", "at": "5h", "plants": ["P01"], "erp": "legacy"},
+            {"name": "early", "at": "2h", "plants": ["P01", "P02"], "erp": "cloud"}]}})
+    routing = Routing.of(spec)
+    assert routing.plant_codes(0, np.array([0.0, 7199.9, 7200.0, 17999.0, 18000.0])).tolist() == [0, 0, 1, 1, 0]
+    assert routing.plant_codes(1, np.array([7199.9, 7200.0, 9e9])).tolist() == [0, 1, 1]
+    assert routing.plant_codes(2, np.array([0.0, 1e12])).tolist() == [1, 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scenarios.generator import FaultPlan, Routing, Vocabulary, Windows, seeds
+from scenarios.generator import FaultPlan, Vocabulary, Windows, seeds
 from scenarios.loader import parse_scenario
 from scenarios.spec import FaultSpec
 
@@ -101,30 +101,6 @@ def test_fault_plan_wan_outages_per_plant_include_gateway_down():
     assert set(plan.wan_outage) == {"P01", "P02", "P03"}
     assert plan.wan_outage["P01"].as_records() == [(7200.0, 7260.0)]
     assert plan.wan_outage["P02"].as_records() == [(3600.0, 4200.0), (7200.0, 7260.0)]
-
-
-# ------------------------------------------------------------------------------------------ Routing
-def test_routing_switches_at_the_plants_first_wave():
-    scenario = _scenario(rollout={"waves": [
-        {"name": "late", "at": "5h", "plants": ["P01"], "erp": "legacy"},
-        {"name": "early", "at": "2h", "plants": ["P01", "P02"], "erp": "cloud"},
-    ]})
-    p1, p2, p3 = scenario.landscape.all_plants
-    r1 = Routing.of(scenario, p1)
-    assert (r1.switch_at, r1.before, r1.after) == (7200.0, "legacy", "cloud")
-    assert r1.erp_code(np.array([0.0, 7199.9, 7200.0, 9e9])).tolist() == [0, 0, 1, 1]
-    assert Routing.of(scenario, p2).switch_at == 7200.0
-    r3 = Routing.of(scenario, p3)
-    assert r3.switch_at == float("inf")
-    assert r3.erp_code(np.array([0.0, 1e12])).tolist() == [0, 0]
-
-
-def test_routing_of_a_cloud_plant_without_waves_stays_on_cloud():
-    landscape = {"cloud_erp": {"kind": "cloud"}, "plants": [{"id": "C", "erp": "cloud"}]}
-    data = {"name": "g", "landscape": landscape}
-    scenario = parse_scenario(data)
-    route = Routing.of(scenario, scenario.landscape.all_plants[0])
-    assert route.erp_code(np.array([0.0, 1e6])).tolist() == [1, 1]
 
 
 # --------------------------------------------------------------------------------------- Vocabulary
