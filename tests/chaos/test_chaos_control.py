@@ -122,7 +122,7 @@ def test_the_stock_chaos_run_cli_drives_the_stack_through_the_provider(control, 
     journal = tmp_path / "journal.json"
     chaos = Path(sys.executable).with_name("chaos")
     done = subprocess.run([str(chaos), "--no-version-check", "run", str(path), "--journal-path", str(journal)],
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its chaostoolkit.log goes there
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(journal.read_text())
     assert result["status"] == "completed" and result["steady_states"]["after"]["steady_state_met"]
