@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from integration.gateway.settings import generate_credentials
 from integration.worker_faults import write_ack_loss
@@ -225,8 +226,8 @@ class LiveStack:
             self.log(f"  burst: {burst['rate']:g}/s extra {burst['flow']} at {plants} from "
                      f"{format_duration(burst['start'])} for {format_duration(burst['end'] - burst['start'])}")
         pending = list(actions)
-        progress = _Progress(self.duration, self.opts.progress)
-        with progress:
+        bar, task = _scenario_progress(self.duration, self.opts.progress)
+        with bar:
             while (now := self.clock.now()) < self.duration:
                 while pending and pending[0].at <= now:
                     self._apply(pending.pop(0))
@@ -234,7 +235,9 @@ class LiveStack:
                 if dead:
                     tails = "\n".join(f"--- {n}:\n{self.services[n].tail()}" for n in dead)
                     raise StackError(f"service(s) died: {', '.join(dead)}\n{tails}")
-                progress.update(max(0.0, now), self._pending_at_edges())
+                clock = f"{format_duration(max(0.0, now))} / {format_duration(self.duration)}, " \
+                        f"edge backlog {self._pending_at_edges()}"
+                bar.update(task, completed=min(max(0.0, now), self.duration), clock=clock)
                 next_at = min([a.at for a in pending] + [self.duration])
                 time.sleep(min(0.2, max(0.005, self.clock.wall_delay(next_at - self.clock.now()))))
 
@@ -351,28 +354,8 @@ async def consumer_backlog(nats_url: str, consumer: str = CONSUMER) -> int:
         await nc.close()
 
 
-class _Progress:
-    """Rich progress over scenario time (or nothing when disabled)."""
-
-    def __init__(self, duration: float, enabled: bool):
-        self.enabled, self.duration = enabled, duration
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("[bold]live[/] {task.description}"), BarColumn(),
-                                TextColumn("{task.fields[clock]}"), TimeRemainingColumn())
-            self.task = self.bar.add_task("scenario", total=duration, clock="")
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
-
-    def update(self, now: float, edge_pending: int) -> None:
-        if self.enabled:
-            text = f"{format_duration(now)} / {format_duration(self.duration)}, edge backlog {edge_pending}"
-            self.bar.update(self.task, completed=min(now, self.duration), clock=text)
+def _scenario_progress(duration: float, enabled: bool) -> tuple[Progress, TaskID]:
+    """Rich progress over scenario time; a disabled one prints nothing."""
+    bar = Progress(TextColumn("[bold]live[/] {task.description}"), BarColumn(), TextColumn("{task.fields[clock]}"),
+                   TimeRemainingColumn(), disable=not enabled)
+    return bar, bar.add_task("scenario", total=duration, clock="")

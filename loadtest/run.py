@@ -21,13 +21,14 @@ from typing import Any
 
 import pandas as pd
 import psutil
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from integration.gateway.settings import generate_credentials
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from live.procs import Service, ServiceSet, python_module
 from loadtest.chain import ChainSampler, CpuMeter, DeliveryTail
-from loadtest.plan import Stage, pace, plan_duration, stage_bounds
+from loadtest.plan import Stage, pace, plan_duration, rate_at, stage_bounds
 from loadtest.users import LoadConfig
 from loadtest.verdict import knee, settled, stage_figures
 from scenarios.loader import dump_scenario
@@ -177,10 +178,11 @@ class LoadRun:
         bounds = stage_bounds(cfg.plan)
         judged: list[dict[str, Any]] = []
         stopped_at = None
-        with _Progress(plan_duration(cfg.plan), self.opts.progress) as bar:
+        bar, task = _load_progress(plan_duration(cfg.plan), self.opts.progress)
+        with bar:
             while driver.alive():
                 row = sampler.sample()
-                bar.update(row, cfg.plan)
+                bar.update(task, completed=min(row["t"], plan_duration(cfg.plan)), text=_progress_text(row, cfg.plan))
                 i = len(judged)
                 if i < len(bounds) and time.time() - t0 >= bounds[i][1] + 1.0:
                     judged.append(self._judge(i, cfg, sampler, t0))
@@ -322,39 +324,22 @@ class _MachineCpu(CpuMeter):
         return out
 
 
-class _Progress:
-    """Rich progress over the plan: target rate, what the chain does, the backlog."""
+def _load_progress(total: float, enabled: bool) -> tuple[Progress, TaskID]:
+    """Rich progress over the plan; a disabled one prints nothing."""
+    bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), TextColumn("{task.fields[text]}"), TimeRemainingColumn(),
+                   disable=not enabled)
+    return bar, bar.add_task("load", total=total, text="")
 
-    def __init__(self, total: float, enabled: bool):
-        self.enabled, self.total = enabled, total
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("[bold]load[/]"), BarColumn(), TextColumn("{task.fields[text]}"),
-                                TimeRemainingColumn())
-            self.task = self.bar.add_task("load", total=total, text="")
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
-
-    def update(self, row: dict[str, float], plan: list[Stage]) -> None:
-        if not self.enabled:
-            return
-        from loadtest.plan import rate_at
-
-        target = rate_at(plan, row["t"]) or 0.0
-        delivered = row.get("delivered", math.nan)
-        text = f"target {target:,.0f}/s"
-        if not math.isnan(delivered):
-            text += f", delivered {delivered:,.0f} in the last second"
-        if not math.isnan(row.get("e2e_p99_s", math.nan)):
-            text += f", p99 {row['e2e_p99_s']:.2f} s"
-        if not math.isnan(row.get("backlog", math.nan)):
-            text += f", backlog {row['backlog']:,.0f}"
-        self.bar.update(self.task, completed=min(row["t"], self.total), text=text)
+def _progress_text(row: dict[str, float], plan: list[Stage]) -> str:
+    """Target rate, what the chain delivered in the last second, its p99 and backlog."""
+    target = rate_at(plan, row["t"]) or 0.0
+    delivered = row.get("delivered", math.nan)
+    text = f"target {target:,.0f}/s"
+    if not math.isnan(delivered):
+        text += f", delivered {delivered:,.0f} in the last second"
+    if not math.isnan(row.get("e2e_p99_s", math.nan)):
+        text += f", p99 {row['e2e_p99_s']:.2f} s"
+    if not math.isnan(row.get("backlog", math.nan)):
+        text += f", backlog {row['backlog']:,.0f}"
+    return text
