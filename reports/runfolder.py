@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from kernel.run_record import RunRecord
-from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
+from kernel.trace import ERP_QUEUE_TIMES, LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
 from scenarios.loader import ScenarioError, load_scenario
 from scenarios.spec import Scenario, SlaSpec
 
@@ -74,15 +74,20 @@ def _read_table(path: Path, schema: pa.Schema, skip: tuple[str, ...] = ()) -> pd
         file_schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise RunFolderError(f"{path}: not a readable Parquet file ({exc})") from None
-    missing = [f.name for f in schema if f.name not in file_schema.names and f.name not in skip]
+    added_later = [name for name in ERP_QUEUE_TIMES if name in schema.names and name not in file_schema.names]
+    missing = [f.name for f in schema
+               if f.name not in file_schema.names and f.name not in skip and f.name not in added_later]
     if missing:
         raise RunFolderError(
             f"{path}: missing column(s) {', '.join(missing)}; write it with kernel.trace's schema"
         )
-    columns = [f.name for f in schema if f.name not in skip]
+    columns = [f.name for f in schema if f.name not in skip and f.name not in added_later]
     dictionary = [c for c in columns if c in _CATEGORICAL and pa.types.is_string(file_schema.field(c).type)]
     table = pq.read_table(path, columns=columns, read_dictionary=dictionary)
     frame = table.to_pandas()
+    for name in added_later:  # run folders written before the ERP's queueing times were traced: not measured
+        frame[name] = np.nan
+    frame = frame[[f.name for f in schema if f.name not in skip]]
     for col in columns:
         if schema.field(col).type == pa.float64():
             frame[col] = frame[col].astype(np.float64)

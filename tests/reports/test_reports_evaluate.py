@@ -162,6 +162,15 @@ def test_bad_folders_are_named(tmp_path: Path) -> None:
         evaluate_run(run_dir2)
 
 
+def test_a_run_folder_from_before_the_erp_queueing_times_still_reads(tmp_path: Path) -> None:
+    run_dir, _ = build_run(tmp_path)
+    before = evaluate_run(run_dir)
+    trace = pd.read_parquet(run_dir / "trace.parquet")
+    trace.drop(columns=["t_erp_arrival", "t_service_start"]).to_parquet(run_dir / "trace.parquet")
+    after = evaluate_run(run_dir)
+    assert after["invariants"] == before["invariants"] and after["slas"].keys() == before["slas"].keys()
+
+
 def test_per_plant_and_per_wave_tables(tmp_path: Path) -> None:
     wave = {"name": "wave-1", "at": 20000.0, "plants": ["P02"], "erp": "cloud"}
     run_dir, _ = build_run(tmp_path, waves=[wave])
