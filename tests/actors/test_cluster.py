@@ -36,7 +36,7 @@ def trace_of(run_dir: Path) -> pd.DataFrame:
 
 
 def test_a_scenario_on_two_nodes_spreads_plants_matches_the_embedded_run_and_stops_cleanly(tmp_path):
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    bystander = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     cluster = LocalCluster(workers=1, cpus_per_node=1)
     try:
         cluster.start()

@@ -18,7 +18,7 @@ from synctwin.chaos import actions, probes
 from synctwin.chaos.control import StackControl
 from tests.polling import poll
 
-SLEEPER = [sys.executable, "-c", "import time; print('READY sleeper http://127.0.0.1:9', flush=True); time.sleep(600)"]
+SLEEPER = [sys.executable, "-c", "import signal; print('READY sleeper http://127.0.0.1:9', flush=True); signal.pause()"]
 
 
 class ServicesHost:

@@ -8,7 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.live.test_erp_service import erp, posting, scenario
+from tests.live.erp_support import erp, posting, scenario
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ passwords, certificates trusted by ``synctwin opcua-trust`` (DER and PEM)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from typer.testing import CliRunner
 
 from live.opcua_server import ensure_certificate, load_opcua_credentials, namespace_uri
-from live.plant_host import PlantHost
 from synctwin.cli import app
-from tests.live.test_opcua_server import scenario, secure_client
-
-
-@pytest.fixture(scope="module")
-def secure_host(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("secure-run")
-    host = PlantHost(scenario(), "P01", run_dir, epoch=time.time(), speed=600, insecure=False)
-    host.start()
-    yield host, run_dir
-    host.stop()
+from tests.live.opcua_support import secure_client
 
 
 async def none_channel_session(url: str, user: str, password: str, encrypt: bool) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
@@ -16,15 +15,13 @@ from live.opcua_server import (
     OpcUaAccess,
     PlantOpcUaServer,
     access_for_run,
-    ensure_certificate,
     load_opcua_credentials,
     namespace_uri,
 )
 from live.plant_host import PlantHost, build_bank
-from scenarios.spec import Scenario
+from tests.live.opcua_support import LINES, PER_LINE, scenario, secure_client
 from tests.polling import until
 
-LINES, PER_LINE = 2, 3
 EXPECTED_TYPES = {
     "State": ua.VariantType.String,
     "GoodCount": ua.VariantType.UInt64,
@@ -34,20 +31,6 @@ EXPECTED_TYPES = {
     "Temperature": ua.VariantType.Double,
     "Alarm": ua.VariantType.Boolean,
 }
-
-
-def scenario(mtbf: str = "1000h") -> Scenario:
-    """A one-plant scenario small enough to start in a second."""
-    return Scenario.model_validate(
-        {
-            "name": "opcua-test",
-            "landscape": {
-                "plants": [
-                    {"id": "P01", "lines": LINES, "machines_per_line": PER_LINE, "cycle_time": "10s", "mtbf": mtbf}
-                ]
-            },
-        }
-    )
 
 
 class Changes:
@@ -171,28 +154,6 @@ def test_server_writes_only_changed_values_after_the_first_pass(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ security
-@pytest.fixture(scope="module")
-def secure_host(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("secure-run")
-    host = PlantHost(scenario(), "P01", run_dir, epoch=time.time(), speed=600, insecure=False)
-    host.start()
-    yield host, run_dir
-    host.stop()
-
-
-async def secure_client(url: str, run_dir: Path, user: str | None, password: str | None) -> Client:
-    client = Client(url, timeout=5)
-    client.application_uri = "urn:synctwin:test-client"
-    cert, key = await ensure_certificate(run_dir / "state" / "pki", "test-client", client.application_uri, server=False)
-    await client.set_security(
-        SecurityPolicyBasic256Sha256, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt
-    )
-    if user is not None:
-        client.set_user(user)
-        client.set_password(password)
-    return client
-
-
 def test_secure_endpoints_only_and_user_login_works(secure_host):
     host, run_dir = secure_host
     user, password = load_opcua_credentials(run_dir)
