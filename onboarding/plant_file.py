@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scenarios.loader import explain_validation_error
 from scenarios.units import Duration
 
 SIGNALS = ("state", "good", "scrap", "cycle_time", "speed", "temperature", "alarm", "product")
@@ -145,24 +146,6 @@ class PlantFileError(ValueError):
         super().__init__(f"{source}: unreadable plant file\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
-    return text or "(top level)"
-
-
-def _explain(error: dict[str, Any]) -> str:
-    where, message = _path(tuple(error["loc"])), error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key (remove it or check its spelling)"
-    if error["type"] == "missing":
-        return f"{where}: required but missing"
-    found = error.get("input")
-    shown = repr(found) if not isinstance(found, dict | list) else type(found).__name__
-    return f"{where}: {message} (found {shown})"
-
-
 def parse_plant(data: Any, source: str = "<plant>") -> PlantFile:
     """Validate parsed YAML; raise :class:`PlantFileError` listing every problem."""
     if not isinstance(data, dict):
@@ -170,7 +153,7 @@ def parse_plant(data: Any, source: str = "<plant>") -> PlantFile:
     try:
         return PlantFile.model_validate(data)
     except ValidationError as exc:
-        raise PlantFileError(source, [_explain(e) for e in exc.errors()]) from None
+        raise PlantFileError(source, [explain_validation_error(e) for e in exc.errors()]) from None
 
 
 def load_plant(path: str | Path) -> PlantFile:

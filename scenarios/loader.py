@@ -36,7 +36,8 @@ def _yaml_path(loc: tuple[Any, ...]) -> str:
     return path or "(top level)"
 
 
-def _explain(error: dict[str, Any]) -> str:
+def explain_validation_error(error: dict[str, Any]) -> str:
+    """One line for one pydantic error: the YAML path, what is wrong, and what was found or the fix."""
     where = _yaml_path(tuple(error["loc"]))
     kind = error["type"]
     found = error.get("input")
@@ -58,7 +59,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, [_explain(e) for e in exc.errors()]) from None
+        raise ScenarioError(source, [explain_validation_error(e) for e in exc.errors()]) from None
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
