@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from integration.sqlite import connect_readonly
+from live.collect import pending_at_edges
 from synctwin.chaos.timeline import fault_windows
 
 WINDOW_S = 600.0  # scenario seconds of postings behind each latency percentile
@@ -34,19 +35,6 @@ def _deliveries(state: Path, since: float) -> list[tuple[str, float, float]]:
         db.close()
 
 
-def _edge_pending(state: Path) -> int:
-    total = 0
-    for path in state.glob("edge-*.sqlite"):
-        db = connect_readonly(path, timeout=2)
-        try:
-            total += db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
-        except sqlite3.OperationalError:
-            pass
-        finally:
-            db.close()
-    return total
-
-
 def snapshot(control: Any) -> dict[str, Any]:
     """What the page shows now (scenario seconds; throughput in events per wall second)."""
     from live.stack import consumer_backlog
@@ -65,7 +53,7 @@ def snapshot(control: Any) -> dict[str, Any]:
     faults = [{"kind": w["kind"], "what": w["what"], "start": w["start"],
                "end": None if math.isinf(w["end"]) else w["end"]}  # None: still going on
               for w in fault_windows(control.timeline, math.inf)]
-    return {"now": now, "throughput": len(recent) / RATE_WALL_S, "backlog": {"edges": _edge_pending(state),
+    return {"now": now, "throughput": len(recent) / RATE_WALL_S, "backlog": {"edges": pending_at_edges(state),
                                                                             "broker": at_broker},
             "latency": latency, "faults": faults, "processes": control.route("GET", "/processes", {})[1],
             "hypothesis": dict(control.hypothesis)}

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from integration.sqlite import connect_readonly
 from kernel.trace import REASON_EDGE_OVERFLOW
 from synctwin.chaos.settings import Target, target
 
@@ -38,7 +39,7 @@ def _poll(read, good, wait_s: float) -> Any:
 def _rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
     if not path.is_file():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    db = connect_readonly(path)
     try:
         return db.execute(sql, args).fetchall()
     except sqlite3.OperationalError:  # table not created yet: no traffic yet
