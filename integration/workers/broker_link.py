@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from integration.broker import EVENTS_STREAM, EVENTS_SUBJECTS, ensure_streams
+from integration.broker import EVENTS_STREAM, EVENTS_SUBJECTS, ConnectionLog, ensure_streams
 from integration.jspull import BulkPuller
 from integration.workers.config import WorkerConfig
 
@@ -19,9 +18,7 @@ from integration.workers.config import WorkerConfig
 async def connect(url: str) -> Any:
     """A connection that reconnects for ever and reports losses in one line each."""
     return await nats.connect(url, name="synctwin-worker", max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                              connect_timeout=5, error_cb=_note_error,
-                              disconnected_cb=_note("broker connection lost; reconnecting"),
-                              reconnected_cb=_note("broker connection back"))
+                              connect_timeout=5, **ConnectionLog("worker", url).callbacks())
 
 
 async def subscribe(nc: Any, cfg: WorkerConfig) -> BulkPuller:
@@ -51,15 +48,3 @@ async def quietly(awaitable: Awaitable[Any], timeout: float | None = None) -> No
             await asyncio.wait_for(awaitable, timeout)
     except (asyncio.CancelledError, Exception):  # noqa: BLE001 - see docstring
         pass
-
-
-async def _note_error(exc: Exception) -> None:
-    """One line per broker connection error instead of nats-py's default traceback."""
-    print(f"worker: broker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-
-
-def _note(text: str) -> Callable[[], Awaitable[None]]:
-    async def callback() -> None:
-        print(f"worker: {text}", file=sys.stderr, flush=True)
-
-    return callback
