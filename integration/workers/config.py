@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from integration.broker import EVENTS_SUBJECTS, event_subject
 from kernel.routing import Routing
 from scenarios.spec import Scenario
 
@@ -32,6 +33,9 @@ class WorkerConfig:
     ack_wait: float | None = None
     seed: int = 0
     consumer: str = CONSUMER
+    # Worker ``partition`` (1-based) of ``partitions`` worker processes: it consumes only its plants' events.
+    partition: int = 1
+    partitions: int = 1
 
     def __post_init__(self) -> None:
         if self.ack_wait is None:
@@ -40,8 +44,41 @@ class WorkerConfig:
         if missing:
             raise ValueError(f"--erp: the scenario routes plants to {', '.join(sorted(missing))} but no URL "
                              f"was given; add e.g. --erp {sorted(missing)[0]}=http://127.0.0.1:PORT")
+        plants = [p.id for p in self.scenario.landscape.all_plants]
+        if not 1 <= self.partition <= self.partitions:
+            raise ValueError(f"--partition {self.partition}: must be between 1 and --partitions {self.partitions}")
+        if self.partitions > len(plants):
+            raise ValueError(f"--partitions {self.partitions}: the scenario has {len(plants)} plant(s) and a worker "
+                             f"partition holds whole plants; use at most --partitions {len(plants)}")
         if self.fetch_batch < 1 or self.lanes < 1 or self.max_ack_pending < self.fetch_batch:
             raise ValueError("worker: lanes and fetch_batch must be >= 1 and max_ack_pending >= fetch_batch")
+
+
+    @property
+    def consumer_name(self) -> str:
+        """The durable consumer: ``consumer`` alone, or ``<consumer>-<partition>`` when partitioned."""
+        return self.consumer if self.partitions == 1 else partition_consumer(self.consumer, self.partition)
+
+    @property
+    def filter_subjects(self) -> list[str]:
+        """Subjects this worker consumes: the whole stream, or its partition's plants."""
+        if self.partitions == 1:
+            return [EVENTS_SUBJECTS]
+        plants = [p.id for p in self.scenario.landscape.all_plants]
+        return partition_subjects(plants, self.partition, self.partitions)
+
+
+def partition_consumer(consumer: str, partition: int) -> str:
+    """Durable consumer name of worker partition ``partition`` (1-based)."""
+    return f"{consumer}-{partition}"
+
+
+def partition_subjects(plants: list[str], partition: int, partitions: int) -> list[str]:
+    """The subjects of partition ``partition`` (1-based) of ``partitions``: whole plants, dealt out in
+    sorted order (every process derives the same split from the scenario, and each partition gets a
+    near-equal share of plants)."""
+    mine = sorted(plants)[partition - 1::partitions]
+    return [event_subject(p, ">") for p in mine]
 
 
 @dataclass

@@ -22,7 +22,8 @@ def _fail(message: str) -> None:
 
 
 def worker(
-    nats_url: str = typer.Option(..., "--nats", help="broker URL, e.g. nats://127.0.0.1:4222"),
+    nats_url: str = typer.Option(..., "--nats", help="broker URL, e.g. nats://127.0.0.1:4222 (a cluster: its URLs "
+                                 "joined by commas)"),
     scenario: Path = typer.Option(..., help="scenario YAML: plants, mappings, routing, retry/breaker policy"),
     erp: list[str] = typer.Option(..., help="KIND=URL of an ERP twin, e.g. legacy=http://127.0.0.1:8081"),
     run_dir: Path = typer.Option(..., help="run folder; state goes to RUN_DIR/state/"),
@@ -32,6 +33,9 @@ def worker(
     batch: int = typer.Option(1000, min=1, max=8192, help="messages per pull, and the largest ERP batch of a lane"),
     consumer: str = typer.Option("erp-workers",
                                  help="durable JetStream consumer; another name reads the stream anew, independently"),
+    partition: int = typer.Option(1, min=1, help="this worker's partition (1-based) of --partitions"),
+    partitions: int = typer.Option(1, min=1, help="worker processes sharing the stream; each consumes whole plants "
+                                   "through its own consumer <consumer>-<partition>"),
 ) -> None:
     """Run an integration worker: EVENTS → mapping → routing → ERP postings, exactly once."""
     from integration.workers import WorkerConfig, parse_erp_urls, run_worker
@@ -43,7 +47,8 @@ def worker(
         spec = load_scenario(scenario)
         config = WorkerConfig(nats_url, spec, parse_erp_urls(erp), run_dir,
                               time.time() if epoch is None else epoch, speed, lanes=lanes, fetch_batch=batch,
-                              seed=spec.run.seed, consumer=consumer)
+                              seed=spec.run.seed, consumer=consumer,
+                              partition=partition, partitions=partitions)
     except (ScenarioError, ValueError) as exc:
         _fail(str(exc))
     run_worker(config)
@@ -59,6 +64,8 @@ def up(
     progress: bool = typer.Option(True, help="show a progress bar"),
     plants: str = typer.Option("ray", help="how plants run: ray (LivePlantActor) or process (synctwin opcua)"),
     warmup: float = typer.Option(20.0, help="wall seconds the processes get to start before scenario time 0"),
+    links: str = typer.Option("", help="fault-proxy links besides the WAN links, comma-separated: broker-gateway, "
+                              "erp-<kind>-worker, opcua-<plant>, or all (each adds a relay on its hop)"),
 ) -> None:
     """Run the whole live stack for SCENARIO as real processes, then write and evaluate the run folder."""
     from live.procs import ProcessError
@@ -85,8 +92,12 @@ def up(
     if (run_dir / "run.json").exists():
         _fail(f"--out: {run_dir} already holds a run; choose another folder")
     options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=insecure,
-                           drain_timeout=drain_timeout, progress=progress, plant_host=plants, warmup=warmup)
-    stack = LiveStack(spec, run_dir, options, log=typer.echo)
+                           drain_timeout=drain_timeout, progress=progress, plant_host=plants, warmup=warmup,
+                           links=tuple(n.strip() for n in links.split(",") if n.strip()))
+    try:
+        stack = LiveStack(spec, run_dir, options, log=typer.echo)
+    except ValueError as exc:  # an unknown link name
+        _fail(f"--{exc}")
     try:
         stack.run()
     except (StackError, ProcessError) as exc:
