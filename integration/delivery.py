@@ -15,6 +15,15 @@ on, an outage costs the waiting messages about one attempt per cooldown between 
 ``retries_exhausted`` appears only when an outage outlasts those shares or a target fails calls
 without the breaker opening. The virtual hub charges each failed probe to a waiting message drawn at
 random (``virtual/hub.py``).
+
+During an outage the breaker, not the backoff, paces the retries: a failed attempt that leaves the
+breaker open retries when the breaker next admits a probe (after its cooldown), however long that
+message's own backoff has grown; the backoff paces failures that leave the breaker closed (a flaky
+target) and never undercuts a 429's Retry-After. When a successful probe closes the breaker, every
+message waiting on that target is due at once (:attr:`CircuitBreaker.closings` counts the closings, so
+a caller sleeping on a retry can wake at the next one; the live workers do, and keep per-key order
+because a lane retries its head batch first). Recovery after an outage is therefore the wait for the
+first probe after it (at most one cooldown) plus the drain, whatever the outage's length.
 """
 
 from __future__ import annotations
@@ -81,6 +90,7 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float = float("-inf")
     probing: bool = False  # half-open with the probe out: the other requests wait for its verdict
+    closings: int = 0  # how often it closed again after opening: a retry waiting on this target is due
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
     @classmethod
@@ -110,6 +120,7 @@ class CircuitBreaker:
         self.failures = 0
         self.probing = False
         if self.state != CLOSED:
+            self.closings += 1
             self._enter(CLOSED, now)
 
     def record_failure(self, now: float) -> None:
@@ -249,6 +260,8 @@ class Delivery:
         if self.policy.gives_up_after(attempt):
             return DeadLetter(key, attempt, REASON_RETRIES_EXHAUSTED)
         wait = self.policy.delay(attempt, u)
+        if self.breaker.state == OPEN:  # the outage's pace is the breaker's cooldown, not this backoff
+            wait = max(self.breaker.next_probe_at(), now) - now + self.policy.initial * u
         if retry_after is not None:
             wait = max(wait, retry_after)
         return RetryAt(key, attempt + 1, now + wait)
