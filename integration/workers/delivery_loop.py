@@ -20,6 +20,7 @@ scenario are scenario durations too, so they shrink with ``--speed`` like everyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 from integration.delivery import DeadLetter, Delivery, RetryAt
@@ -40,6 +41,7 @@ class DeliveryLoop:
         self.deliveries, self.erps, self.chunk = deliveries, erps, chunk
         self.keys, self.outcomes, self.clock, self.rng = keys, outcomes, clock, rng
         self.speed, self.stats = speed, stats
+        self._closing: dict[str, asyncio.Event] = {}  # per target: set when its breaker closes again
 
     async def deliver_all(self, items: list[Copy], kind: str, view: KeyView, uncertain: set[str]) -> None:
         """Deliver ``items`` to ``kind`` in order, in chunks the target's API accepts. ``uncertain`` holds
@@ -64,7 +66,7 @@ class DeliveryLoop:
             if action is None:
                 continue
             if isinstance(action, RetryAt):  # breaker open, or half-open with another lane's probe out
-                await asyncio.sleep(max(0.0, self.clock.wall_delay(action.at - now)))
+                await self._wait_until(kind, action.at)
                 continue
             try:
                 answer, items, intent = await self._attempt(erp, items, uncertain, delivery, attempt)
@@ -76,8 +78,11 @@ class DeliveryLoop:
                 continue
             now = self.clock.now()
             if answer.ok:
+                closings = shared.breaker.closings
                 for copy in items:
                     delivery.succeeded(copy.key, attempt, now)
+                if shared.breaker.closings != closings:  # this batch was the successful probe
+                    self._wake(kind)
                 await self.outcomes.delivered(items, kind, view, attempt, now, answer.detail)
                 self.keys.answered(intent)
                 return
@@ -104,7 +109,20 @@ class DeliveryLoop:
                 return
             assert isinstance(result, RetryAt)
             attempt = result.attempt
-            await asyncio.sleep(max(0.0, self.clock.wall_delay(result.at - self.clock.now())))
+            await self._wait_until(kind, result.at)
+
+    async def _wait_until(self, kind: str, at: float) -> None:
+        """Sleep until scenario time ``at``, or until the breaker of ``kind`` closes again after a successful
+        probe: then every lane waiting on that target retries at once (integration/delivery.py)."""
+        delay = max(0.0, self.clock.wall_delay(at - self.clock.now()))
+        closing = self._closing.setdefault(kind, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), delay)
+
+    def _wake(self, kind: str) -> None:
+        closing = self._closing.pop(kind, None)
+        if closing is not None:
+            closing.set()
 
     async def _attempt(self, erp: ErpClient, items: list[Copy], uncertain: set[str], delivery: Delivery,
                        attempt: int) -> tuple[ErpAnswer | None, list[Copy], int | None]:
