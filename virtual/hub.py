@@ -10,8 +10,9 @@ Approximations, bounded and documented:
   outage seen by the hub and probes every ``cooldown``; it closes at the first probe after the outage.
   As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
   failed probe is: it is charged to one message drawn at random among those waiting for the breaker at
-  that moment (a message in backoff waits out its delay first), and dead-letters it with
-  ``retries_exhausted`` when that was its last attempt;
+  that moment, and dead-letters it with ``retries_exhausted`` when that was its last attempt; a failed
+  probe's message waits for the next probe, not its grown backoff, and when the breaker closes every
+  waiting message goes at once (the policy of integration/delivery.py: the workers' lanes wake on it);
 - an API rate limit is enforced by pacing (minimum spacing of calls) rather than by collecting 429s;
 - a slow window multiplies the service time of calls that *arrive* inside it.
 """
@@ -207,13 +208,12 @@ class IntegrationHub:
                         if self.policy.gives_up_after(int(held["attempts"][i])):
                             gone[i], dead_at[i] = True, probe
                         else:
-                            held["t_avail"][i] = probe + self.policy.delay(held["attempts"][i], self.rng.random())
+                            held["t_avail"][i] = probe  # the breaker paces it: it waits for the next probe
                     self.probed[c][int(w)] = probe
                     probe += breaker.cooldown
-                if close < until:  # closed: the waiting ones try again just after the closing probe
+                if close < until:  # closed by a probe: every waiting message is due at once
                     out = sel[~gone[sel]]
-                    again = close + self.policy.initial * self.rng.random(out.size)
-                    held["t_avail"][out] = np.maximum(held["t_avail"][out], again)
+                    held["t_avail"][out] = np.maximum(held["t_avail"][out], close)
                     released[out] = True
         dead = B.take(held, gone)
         dead.update(outcome=np.full(B.size(dead), OUT[trace.DEAD_LETTERED], np.int8),

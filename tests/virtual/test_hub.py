@@ -242,3 +242,14 @@ def test_a_broker_to_erp_hop_delays_the_arrival_at_the_erp():
     done = _by_seq(rows, trace.DELIVERED)
     np.testing.assert_allclose(done["t_erp_arrival"], [100.25, 200.25])
     np.testing.assert_allclose(done["t_delivered"], [100.26, 200.26])
+
+
+def test_after_an_outage_every_waiting_message_goes_at_the_closing_probe_whatever_its_attempts():
+    """The breaker paces retries during an outage and its closing releases everyone at once (the policy of
+    integration/delivery.py, tests/integration/test_delivery_wake.py for the live lanes): four messages
+    that shared sixty failed probes do not sleep out a grown backoff."""
+    rows, ledger = _outage_with_breaker(messages=4, outage=1800.0, max_attempts=100)
+    assert B.size(ledger) == 4 and int(rows["attempts"].max()) > 10
+    # The breaker opened at the third failure (t = 12 s) and closes at its first probe after the outage.
+    close = 12.0 + 30.0 * np.ceil((1800.0 - 12.0) / 30.0)
+    assert np.all((ledger["t_delivered"] >= close) & (ledger["t_delivered"] < close + 1.0))
