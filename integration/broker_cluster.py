@@ -2,7 +2,7 @@
 
 Each node has its own ``server_name``, client port, cluster port and file store; the routes list every
 node's cluster port, so the nodes find each other whatever the start order. The streams (``EVENTS``,
-``DLQ``) and the gateway's status-index bucket are created with one replica per node: a PubAck then
+``DLQ``) are created with one replica per node: a PubAck then
 means a quorum of nodes stored the message, so a node killed with SIGKILL loses nothing that was
 acknowledged, and the remaining nodes elect new stream and consumer leaders within seconds. Clients
 get every node's URL (:func:`integration.broker.nats_servers`) and fail over between them.
@@ -62,11 +62,14 @@ class ClusterNode(EmbeddedNats):
 
 
 async def ensure_backbone(url: str, replicas: int, timeout_s: float = 60.0) -> None:
-    """Create (or update) the streams and the status-index bucket with ``replicas`` copies, retrying until
-    the cluster has elected its JetStream leader (a node alone cannot: it waits for a quorum of peers)."""
+    """Create (or update) the streams (and the gateway's status-index bucket, where the status index keeps
+    one) with ``replicas`` copies, retrying until the cluster has elected its JetStream leader (a node alone
+    cannot: it waits for a quorum of peers)."""
     import nats
 
-    from integration.gateway.status_index import open_bucket
+    from integration.gateway import status_index
+
+    open_bucket = getattr(status_index, "open_bucket", None)
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -76,7 +79,8 @@ async def ensure_backbone(url: str, replicas: int, timeout_s: float = 60.0) -> N
                                     reconnect_time_wait=0.2)
             js = nc.jetstream(timeout=5.0)
             await ensure_streams(js, replicas)
-            await open_bucket(js, replicas)
+            if open_bucket is not None:
+                await open_bucket(js, replicas)
             return
         except Exception as exc:  # noqa: BLE001 - no quorum yet, or a create raced another node's
             if time.monotonic() > deadline:

@@ -49,7 +49,7 @@ from live.collect import collect_run, live_run_record, pending_at_edges
 from live.faultproxy import Relays
 from live.procs import ServiceSet
 from live.ray_plants import RayPlants
-from live.stack_plan import FaultAction, ServiceCommands, fault_timeline
+from live.stack_plan import FaultAction, Scale, ServiceCommands, fault_timeline
 from scenarios.loader import dump_scenario
 from scenarios.spec import Scenario
 from scenarios.units import format_duration
@@ -74,6 +74,9 @@ class StackOptions:
     plant_host: str = "ray"  # "ray": LivePlantActor per plant; "process": `synctwin opcua` per plant
     # Wall seconds from launch to scenario time 0: start-up happens before the scenario, not inside it.
     warmup: float = 20.0
+    brokers: int | None = None  # JetStream nodes; None: the scenario's landscape.integration.brokers
+    gateways: int = 1  # uvicorn processes of the gateway
+    workers: int = 1  # worker processes, each consuming whole plants
 
 
 class LiveStack:
@@ -89,6 +92,11 @@ class LiveStack:
         self.services = ServiceSet(self.run_dir / "logs")
         self.plants = [p.id for p in scenario.landscape.all_plants]
         self.erp_kinds = sorted(Routing.of(scenario).kinds())
+        try:
+            self.scale = Scale.plan(self.opts.brokers or scenario.landscape.integration.brokers, self.opts.gateways,
+                                    self.opts.workers, len(self.plants))
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
         self._stopped: set[str] = set()  # services down on purpose (fault window, drain)
         self.log = log
         self.urls: dict[str, str] = {}
@@ -153,7 +161,8 @@ class LiveStack:
         port on a restart."""
         assert self.clock is not None
         plan = ServiceCommands(self.scenario_path, self.run_dir, self.credentials_path, tuple(self.erp_kinds),
-                               self.credentials["plants"], self.clock.epoch, self.clock.speed, self.opts.insecure)
+                               self.credentials["plants"], self.clock.epoch, self.clock.speed, self.opts.insecure,
+                               self.scale)
         return plan.command(name, self.urls, port)
 
     def _start_tier(self, names: list[str]) -> None:
@@ -179,8 +188,9 @@ class LiveStack:
         self.clock = ScaledClock(time.time() + self.opts.warmup, self.opts.speed)
         self.log(f"starting the live stack in {self.run_dir} (speed {self.opts.speed:g}x; scenario time 0 in "
                  f"{self.opts.warmup:g} s)")
-        self._start_tier(["broker", *(f"erp-{k}" for k in self.erp_kinds)])
-        self._start_tier(["gateway", "worker"])
+        self._start_tier([*self.scale.broker_names, *(f"erp-{k}" for k in self.erp_kinds)])
+        self.urls["broker"] = self.scale.broker_url(self.urls)  # a cluster: every node's URL
+        self._start_tier(["gateway", *self.scale.worker_names])
         if self.opts.plant_host == "ray":
             self.ray_plants = RayPlants(self.scenario, self.run_dir, self.clock, self.opts.insecure)
             try:
@@ -259,7 +269,7 @@ class LiveStack:
         self.log(f"  fault at {self.clock.now():.0f}s: {action.action} {what} {action.payload}")
         self.events.append({"t": self.clock.now(), "event": action.action, "what": list(action.what),
                             **action.payload})
-        for name in action.what:
+        for name in self.scale.expand(action.what):  # a cluster's nodes are killed one after the other
             if action.action == "erp_mode":
                 self._erp_mode(name, action.payload)
             elif action.action == "kill_restart":
@@ -341,14 +351,20 @@ def _no_interrupts():
 
 
 async def consumer_backlog(nats_url: str, consumer: str = CONSUMER) -> int:
-    """Messages the workers have not finished: pending in the stream plus delivered-but-unacked."""
+    """Messages the workers have not finished: pending in the stream plus delivered-but-unacked, summed
+    over the workers' consumer and its partitions (``<consumer>-<i>``); ``nats_url`` may list a cluster."""
     import nats
 
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=1)
+    from integration.broker import nats_servers
+
+    nc = await nats.connect(nats_servers(nats_url), connect_timeout=2, max_reconnect_attempts=1)
     try:
-        info = await nc.jetstream().consumer_info("EVENTS", consumer)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-    except Exception:  # noqa: BLE001 - no consumer yet or broker busy: unknown, not drained
+        infos = await nc.jetstream().consumers_info("EVENTS")
+        ours = [i for i in infos if i.name == consumer or i.name.removeprefix(f"{consumer}-").isdigit()]
+        if not ours:
+            return -1  # no consumer yet: unknown, not drained
+        return sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in ours)
+    except Exception:  # noqa: BLE001 - broker busy: unknown, not drained
         return -1
     finally:
         await nc.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integration.broker_cluster import cluster_ports, node_name, validate_size
 from kernel.routing import Routing
 from live.procs import python_module
 from scenarios.spec import FaultSpec, Scenario
@@ -72,10 +73,53 @@ def kill_targets(fault: FaultSpec, plants: list[str], kinds: list[str]) -> tuple
 
 
 @dataclass(frozen=True)
+class Scale:
+    """How many of each integration service a run starts: broker nodes (1, or a cluster of 3, 5, ... on
+    ``broker_ports``: (client, cluster) ports chosen up front because every node's routes name them),
+    gateway uvicorn processes and worker processes (each consuming whole plants, see
+    :func:`integration.workers.config.partition_subjects`)."""
+
+    brokers: int = 1
+    gateways: int = 1
+    workers: int = 1
+    broker_ports: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def plan(cls, brokers: int, gateways: int, workers: int, plants: int) -> Scale:
+        """Validated counts (ValueError naming the option and the fix), with the cluster's ports picked."""
+        validate_size(brokers)
+        if not 1 <= gateways <= 8:
+            raise ValueError(f"--gateways: {gateways}; use 1 to 8 uvicorn processes")
+        if not 1 <= workers <= plants:
+            raise ValueError(f"--workers: {workers}; a worker process consumes whole plants, so use 1 to "
+                             f"{plants} (the scenario's plants)")
+        return cls(brokers, gateways, workers, tuple(cluster_ports(brokers)) if brokers > 1 else ())
+
+    @property
+    def broker_names(self) -> list[str]:
+        """``broker``, or ``broker-1`` ... ``broker-N`` for a cluster."""
+        return ["broker"] if self.brokers == 1 else [node_name(i + 1) for i in range(self.brokers)]
+
+    @property
+    def worker_names(self) -> list[str]:
+        """``worker``, or ``worker-1`` ... ``worker-N``."""
+        return ["worker"] if self.workers == 1 else [f"worker-{i + 1}" for i in range(self.workers)]
+
+    def broker_url(self, urls: dict[str, str]) -> str:
+        """What clients get as ``--nats``: the broker's URL, or every node's URL joined by commas."""
+        return ",".join(urls[n] for n in self.broker_names)
+
+    def expand(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        """Role names as service names: ``worker`` is every worker process, ``broker`` every node."""
+        roles = {"broker": self.broker_names, "worker": self.worker_names}
+        return [n for name in names for n in roles.get(name, [name])]
+
+
+@dataclass(frozen=True)
 class ServiceCommands:
     """The command line of every service of one run, from its resolved scenario file, run folder, clock,
-    ERP kinds and plant API keys. Service names: ``broker``, ``erp-<kind>``, ``gateway``, ``worker``,
-    ``opcua-<plant>``, ``edge-<plant>``."""
+    ERP kinds and plant API keys. Service names: ``broker`` (``broker-<i>`` in a cluster), ``erp-<kind>``,
+    ``gateway``, ``worker`` (``worker-<i>`` when several), ``opcua-<plant>``, ``edge-<plant>``."""
 
     scenario_path: Path
     run_dir: Path
@@ -85,6 +129,7 @@ class ServiceCommands:
     epoch: float
     speed: float
     insecure: bool = False  # OPC UA without certificates and passwords
+    scale: Scale = Scale()
 
     def command(self, name: str, urls: dict[str, str], port: int = 0) -> list[str]:
         """Command line of service ``name``; ``urls`` holds the URLs of the services it talks to (by name,
@@ -93,17 +138,26 @@ class ServiceCommands:
         clock = ["--epoch", repr(self.epoch), "--speed", repr(self.speed)]
         if name == "broker":
             return python_module(SERVICES_MODULE, "broker", "--data-dir", str(state / "nats"), "--port", str(port))
+        if name in self.scale.broker_names:  # a cluster node: its ports are planned, the same on a restart
+            i = self.scale.broker_names.index(name)
+            client, cluster = self.scale.broker_ports[i]
+            routes = ",".join(str(c) for _, c in self.scale.broker_ports)
+            return python_module(SERVICES_MODULE, "broker", "--data-dir", str(state / "nats" / name), "--port",
+                                 str(client), "--node", name, "--cluster-port", str(cluster), "--routes", routes)
         if name.startswith("erp-"):
             kind = name.removeprefix("erp-")
             return python_module(SERVICES_MODULE, "erp", "--kind", kind, "--scenario", scen, "--db",
                                  str(state / f"{name}.sqlite"), "--port", str(port), *clock)
         if name == "gateway":
             return python_module(SERVICES_MODULE, "gateway", "--nats", urls["broker"], "--credentials",
-                                 str(self.credentials_path), "--port", str(port), *clock)
-        if name == "worker":
+                                 str(self.credentials_path), "--port", str(port), "--workers",
+                                 str(self.scale.gateways), *clock)
+        if name in self.scale.worker_names:
             erps = [a for k in self.erp_kinds for a in ("--erp", f"{k}={urls[f'erp-{k}']}")]
+            part, n = self.scale.worker_names.index(name) + 1, self.scale.workers
+            parts = ["--partition", str(part), "--partitions", str(n)] if n > 1 else []
             return python_module(WORKER_MODULE, "worker", "--nats", urls["broker"], "--scenario", scen,
-                                 *erps, "--run-dir", run_dir, *clock)
+                                 *erps, "--run-dir", run_dir, *clock, *parts)
         insecure = ["--insecure"] if self.insecure else []
         if name.startswith("opcua-"):
             plant = name.removeprefix("opcua-")

@@ -90,6 +90,16 @@ class IntegrationSpec(Strict):
     broker: BrokerSpec = BrokerSpec()
     quality_gate: bool = Field(True, description="goods receipt and shipment wait for quality release")
     hops: HopsSpec = HopsSpec()
+    brokers: int = Field(1, description="live engine: JetStream nodes, 1 or a cluster of 3 (or 5, ...) with every "
+                         "stream replicated on each node")
+
+    @field_validator("brokers")
+    @classmethod
+    def _quorum(cls, value: int) -> int:
+        if value != 1 and (value < 3 or value % 2 == 0):
+            raise ValueError(f"{value} brokers cannot keep a JetStream quorum through a node loss; use 1 (one "
+                             "broker) or an odd number from 3, e.g. brokers: 3")
+        return value
 
 
 class ItemSpec(Strict):

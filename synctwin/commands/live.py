@@ -64,8 +64,10 @@ def up(
     progress: bool = typer.Option(True, help="show a progress bar"),
     plants: str = typer.Option("ray", help="how plants run: ray (LivePlantActor) or process (synctwin opcua)"),
     warmup: float = typer.Option(20.0, help="wall seconds the processes get to start before scenario time 0"),
-    links: str = typer.Option("", help="fault-proxy links besides the WAN links, comma-separated: broker-gateway, "
-                              "erp-<kind>-worker, opcua-<plant>, or all (each adds a relay on its hop)"),
+    brokers: int = typer.Option(None, help="JetStream nodes: 1, or 3 for a cluster with every stream replicated "
+                                "three times (default: the scenario's landscape.integration.brokers)"),
+    gateways: int = typer.Option(1, help="gateway uvicorn processes sharing its port"),
+    workers: int = typer.Option(1, help="integration worker processes; each consumes whole plants, in order"),
 ) -> None:
     """Run the whole live stack for SCENARIO as real processes, then write and evaluate the run folder."""
     from live.procs import ProcessError
@@ -88,16 +90,24 @@ def up(
         _fail("--duration: must be > 0, e.g. --duration 5m")
     if warmup < 0:
         _fail("--warmup: must be >= 0 wall seconds, e.g. --warmup 20")
+    from integration.broker_cluster import validate_size
+
+    try:
+        validate_size(brokers if brokers is not None else spec.landscape.integration.brokers)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not 1 <= gateways <= 8:
+        _fail(f"--gateways: {gateways}; use 1 to 8")
+    if not 1 <= workers <= len(spec.landscape.all_plants):
+        _fail(f"--workers: {workers}; a worker process consumes whole plants, so use 1 to "
+              f"{len(spec.landscape.all_plants)} (the scenario's plants)")
     run_dir = out or Path("runs") / f"{spec.name}-live-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "run.json").exists():
         _fail(f"--out: {run_dir} already holds a run; choose another folder")
     options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=insecure,
                            drain_timeout=drain_timeout, progress=progress, plant_host=plants, warmup=warmup,
-                           links=tuple(n.strip() for n in links.split(",") if n.strip()))
-    try:
-        stack = LiveStack(spec, run_dir, options, log=typer.echo)
-    except ValueError as exc:  # an unknown link name
-        _fail(f"--{exc}")
+                           brokers=brokers, gateways=gateways, workers=workers)
+    stack = LiveStack(spec, run_dir, options, log=typer.echo)
     try:
         stack.run()
     except (StackError, ProcessError) as exc:

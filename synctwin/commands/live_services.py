@@ -22,39 +22,60 @@ def _fail(message: str) -> None:
 
 def broker(
     data_dir: Path = typer.Option(..., "--data-dir", help="directory for the JetStream file store"),
-    port: int = typer.Option(0, help="client port on 127.0.0.1; 0 picks a free one"),
+    port: int = typer.Option(0, help="client port on 127.0.0.1; 0 picks a free one (a cluster node needs one)"),
     sync_always: bool = typer.Option(False, help="fsync every write (slower, survives power loss)"),
+    node: str = typer.Option("", help="cluster node name, e.g. broker-1 (with --cluster-port and --routes)"),
+    cluster_port: int = typer.Option(0, help="this node's cluster (route) port on 127.0.0.1"),
+    routes: str = typer.Option("", help="every node's cluster port, comma-separated, e.g. 6301,6302,6303"),
 ) -> None:
-    """Run an embedded NATS JetStream server with the EVENTS and DLQ streams."""
+    """Run an embedded NATS JetStream server with the EVENTS and DLQ streams (or one node of a cluster,
+    whose streams get one replica per node)."""
     import asyncio
 
-    import nats
+    from integration.broker import BrokerError, EmbeddedNats
+    from integration.broker_cluster import ClusterNode, ensure_backbone, validate_size
 
-    from integration.broker import BrokerError, EmbeddedNats, ensure_streams
-
-    server = EmbeddedNats(data_dir, port, sync_always=sync_always, die_with_parent=True)
+    server: EmbeddedNats = EmbeddedNats(data_dir, port, sync_always=sync_always, die_with_parent=True)
+    replicas = 1
+    if node:
+        route_ports = [int(p) for p in routes.split(",") if p.strip().isdigit()]
+        try:
+            validate_size(len(route_ports), "--routes")
+        except ValueError as exc:
+            _fail(str(exc))
+        if cluster_port not in route_ports or not port:
+            _fail(f"--node {node}: needs --port and a --cluster-port listed in --routes")
+        server = ClusterNode(data_dir, node, port, cluster_port, route_ports, sync_always=sync_always,
+                             die_with_parent=True)
+        replicas = len(route_ports)
     try:
         url = server.start()
+        asyncio.run(ensure_backbone(url, replicas) if node else _single_streams(url))
     except BrokerError as exc:
+        server.stop()
         _fail(str(exc))
-
-    async def _streams() -> None:
-        nc = await nats.connect(url)
-        await ensure_streams(nc.jetstream())
-        await nc.close()
-
-    asyncio.run(_streams())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    typer.echo(f"READY broker {url}")
+    typer.echo(f"READY {node or 'broker'} {url}")
     while not stop.is_set() and server.proc is not None and server.proc.poll() is None:
         stop.wait(0.5)
     server.stop()
 
 
+async def _single_streams(url: str) -> None:
+    import nats
+
+    from integration.broker import ensure_streams
+
+    nc = await nats.connect(url)
+    await ensure_streams(nc.jetstream())
+    await nc.close()
+
+
 def gateway(
-    nats_url: str = typer.Option(..., "--nats", help="broker URL, e.g. nats://127.0.0.1:4222"),
+    nats_url: str = typer.Option(..., "--nats", help="broker URL, e.g. nats://127.0.0.1:4222 (a cluster: its URLs "
+                                 "joined by commas)"),
     credentials: Path = typer.Option(..., help='JSON file {"admin": key, "plants": {"P01": key}}'),
     port: int = typer.Option(0, help="HTTP port on 127.0.0.1; 0 picks a free one"),
     epoch: float = typer.Option(None, help="Unix time of scenario second 0 (default: now)"),
