@@ -1,6 +1,7 @@
 """The event backbone: an embedded NATS JetStream server and the stream layout every process shares.
 
-Subjects are ``events.<plant>.<flow>`` (stream ``EVENTS``) and ``dlq.<plant>.<flow>`` (stream ``DLQ``).
+Subjects are ``events.<plant>.<flow>.<txn token>`` (stream ``EVENTS``; the token is :func:`subject_token` of
+the ``txn_id``, so the gateway finds an event's last copy by subject) and ``dlq.<plant>.<flow>`` (stream ``DLQ``).
 A message body is the JSON of :class:`integration.canonical.CanonicalEvent`; the header ``Nats-Msg-Id``
 carries the ``txn_id`` so the broker drops a re-published copy inside its duplicate window, and
 ``X-Correlation-Id`` carries the correlation id end to end.
@@ -12,9 +13,11 @@ interval); ``EmbeddedNats(sync_always=True)`` makes it fsync every write at a th
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,9 +48,23 @@ class BrokerError(RuntimeError):
     """The NATS server could not be found or started."""
 
 
-def event_subject(plant: str, flow: str) -> str:
-    """Subject of a business event posted by ``plant``."""
-    return f"events.{plant}.{flow}"
+_PLAIN_TOKEN = re.compile(r"[-_A-Za-z0-9]{1,200}")
+
+
+def subject_token(text: str) -> str:
+    """``text`` as one subject token: itself if plain, else ``=`` + unpadded base64url (never plain: ``=``),
+    so dots, wildcards, spaces and any Unicode map to a valid token and no two ids to one."""
+    if _PLAIN_TOKEN.fullmatch(text):
+        return text
+    return "=" + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def event_subject(plant: str, flow: str, txn_id: str | None = None) -> str:
+    """With ``txn_id``: the subject a business event of ``plant`` is stored on. Without: the filter matching
+    every event of ``plant`` and ``flow`` (``flow=">"``: all its flows)."""
+    if txn_id is not None:
+        return f"events.{plant}.{flow}.{subject_token(txn_id)}"
+    return f"events.{plant}.>" if flow == ">" else f"events.{plant}.{flow}.*"
 
 
 def dlq_subject(plant: str, flow: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from integration.broker import can_write_raw, write_raw
+from integration.nats_direct import deliver_direct, stop_direct
 
 ACK = b""  # an empty payload on the ack subject is "+ACK"
 IN_PROGRESS = b"+WPI"
@@ -50,6 +51,9 @@ class BulkPuller:
         if self._sub is None:
             self._inbox = self.nc.new_inbox()
             self._sub = await self.nc.subscribe(self._inbox, cb=self._on_message)
+            # Stream messages (ack subject as reply) skip nats-py's per-message Msg, header dict and task
+            # switch; status messages that end a request still come through ``_on_message``.
+            deliver_direct(self.nc, self._sub, self._take, b"$JS.ACK.")
             self._stopping = False
             self._puller = asyncio.create_task(self._keep_requesting())
 
@@ -64,6 +68,7 @@ class BulkPuller:
             await asyncio.gather(self._puller, return_exceptions=True)
             self._puller = None
         if self._sub is not None:
+            stop_direct(self.nc, self._sub)
             with contextlib.suppress(Exception):  # the connection may already be gone
                 await self._sub.unsubscribe()
             self._sub = None
@@ -76,13 +81,16 @@ class BulkPuller:
         batch, self._queue = self._queue, []
         return batch
 
+    def _take(self, msg: Any) -> None:
+        self._queue.append(msg)
+        self._arrived.set()
+        self._received += 1
+        if self._received >= self.batch:
+            self._request_over.set()
+
     async def _on_message(self, msg: Any) -> None:
         if msg.reply and msg.reply.startswith("$JS.ACK."):
-            self._queue.append(msg)
-            self._arrived.set()
-            self._received += 1
-            if self._received >= self.batch:
-                self._request_over.set()
+            self._take(msg)
         else:
             # A status without data ends the request: 404/408 (nothing to deliver before it expired),
             # 409 (consumer deleted, max_ack_pending reached, ...). 100 (heartbeat) is not requested.

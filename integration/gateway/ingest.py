@@ -13,6 +13,7 @@ from typing import Annotated, Any, NamedTuple
 import pydantic_core
 from pydantic import Field, TypeAdapter, ValidationError
 
+from integration.broker import subject_token
 from integration.canonical import PayloadV1, PayloadV2
 
 # A list body holds at least one event (the OpenAPI document says minItems 1; it is built from these types).
@@ -124,5 +125,5 @@ def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str) -> list
                 "source": "MES", "target": "ERP", "item": d["material"], "lot": d["lot"],
                 "qty": d["quantity"], "unit": d["uom"], "schema_version": "v1", "t_created": d["timestamp"],
             }
-        out.append(Message(f"events.{plant}.{flow}", txn, corr, to_json(event)))  # broker.event_subject
+        out.append(Message(f"events.{plant}.{flow}.{subject_token(txn)}", txn, corr, to_json(event)))  # event_subject
     return out

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID, can_write_raw, write_raw
+from integration.nats_direct import deliver_direct
 
 
 @dataclass(slots=True)
@@ -95,8 +96,12 @@ class BatchPublisher:
         if self._sub is None:
             self._prefix = f"{self.nc.new_inbox()}."
             self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_ack)
+            deliver_direct(self.nc, self._sub, self._ack)  # acks skip nats-py's per-message Msg and task switch
 
     async def _on_ack(self, msg: Any) -> None:
+        self._ack(msg)
+
+    def _ack(self, msg: Any) -> None:
         n = int(msg.subject[len(self._prefix):])
         entry = self._inflight.pop(n, None)
         if entry is None:

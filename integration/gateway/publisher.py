@@ -1,7 +1,7 @@
 """The gateway's side of JetStream: publish batches with PubAcks, look events up, list and replay the DLQ.
 
-Status reads find an event through the ``EVENT_INDEX`` KV bucket (:mod:`integration.gateway.status_index`),
-never by scanning the EVENTS stream."""
+Status reads find an event by its subject, which ends in its id (:mod:`integration.gateway.status_index`):
+one look-up of the last message on ``events.<plant>.*.<id token>``, never a scan of the EVENTS stream."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,6 @@ import nats
 
 from integration.broker import (
     DLQ_STREAM,
-    EVENTS_STREAM,
     HEADER_CORRELATION,
     HEADER_DLQ_DETAIL,
     HEADER_DLQ_REASON,
@@ -34,7 +32,6 @@ from integration.broker import (
 from integration.gateway import status_index
 from integration.gateway.ingest import Message
 from integration.gateway.jspub import BatchPublisher
-from integration.gateway.status_index import Stored
 from kernel.clock import ScaledClock
 
 
@@ -75,19 +72,16 @@ class DeadLetter:
 class Publisher:
     """One NATS connection and JetStream context per gateway process."""
 
-    def __init__(self, url: str, clock: ScaledClock, index_size: int = 200_000, scan_limit: int = 200_000,
-                 index_kv: bool = True):
+    def __init__(self, url: str, clock: ScaledClock, index_size: int = 0, scan_limit: int = 200_000,
+                 index_kv: bool = False):
+        del index_size, index_kv  # settings of the former per-event index; status reads need neither now
         self.url = url
-        self.index_kv = index_kv
         self.clock = clock
-        self.index_size = index_size
         self.scan_limit = scan_limit
         self.nc: Any = None
         self.js: Any = None
-        self.kv: Any = None
         self.log = ConnectionLog("gateway", url)
         self.batches: BatchPublisher
-        self._index: OrderedDict[str, Stored] = OrderedDict()
 
     async def connect(self, timeout_s: float = 30.0) -> None:
         """Connect (retrying until ``timeout_s``) and make sure the streams exist."""
@@ -108,7 +102,6 @@ class Publisher:
         await self.batches.start()
         with contextlib.suppress(nats.js.errors.BadRequestError):  # another worker process created them first
             await ensure_streams(self.js)
-        self.kv = await status_index.open_bucket(self.js)
 
     @property
     def connected(self) -> bool:
@@ -142,17 +135,6 @@ class Publisher:
         if acks.errors:
             first = next(iter(acks.errors.values()))
             raise BrokerUnavailable(f"{len(acks.errors)} of {acks.size} not stored: {first}", acks.stored)
-        if self.index_kv:  # events are stored; without the index a 503 too: the client's retry re-indexes them
-            try:
-                await self.batches.publish_unacknowledged(status_index.entries(plant, messages, acks.seqs), timeout_s)
-            except (TimeoutError, nats.errors.Error) as exc:
-                raise BrokerUnavailable(f"events stored, status index not sent: {exc!r}", acks.size) from None
-        if self.index_size:
-            index = self._index
-            for m, seq in zip(messages, acks.seqs, strict=True):
-                index[m.txn_id] = Stored(plant, seq, m.subject.rsplit(".", 1)[1], m.correlation_id)
-            while len(index) > self.index_size:
-                index.popitem(last=False)
         return acks.duplicates
 
     # ------------------------------------------------------------------------------------ reading
@@ -191,27 +173,21 @@ class Publisher:
     async def status(self, plant: str, txn_id: str) -> dict[str, Any] | None:
         """Where ``txn_id`` of ``plant`` stands at the broker, or None if the gateway never stored it.
 
-        One KV get (or none, for an id this process stored recently); the DLQ is read only for an event
-        that was stored, and only on its own subject, when that subject holds anything."""
-        stored = self._index.get(txn_id)
-        if stored is None or stored.plant != plant:
-            stored = await status_index.lookup(self.kv, plant, txn_id)
+        One look-up of the id's last copy by subject; the DLQ is read only for an event that was stored,
+        and only on its own subject, when that subject holds anything."""
+        stored = await status_index.lookup(self.js, plant, txn_id)
         if stored is None:
             return None
         dead = await self._dead_letter_of(stored, txn_id)
         if dead is not None:
             return {"txn_id": txn_id, "plant": plant, "status": "dead_lettered", **dead.summary()}
-        try:
-            raw = await self.js.get_msg(EVENTS_STREAM, stored.seq)
-        except nats.js.errors.NotFoundError:
-            raw = None  # removed from the stream since (limits); the index still knows where it was
-        t_broker = self.clock.to_scenario(raw.time.timestamp()) if getattr(raw, "time", None) else None
+        t_broker = self.clock.to_scenario(stored.time) if stored.time is not None else None
         return {
             "txn_id": txn_id, "plant": plant, "status": "stored", "stream_seq": stored.seq,
             "correlation_id": stored.correlation_id, "t_broker": t_broker,
         }
 
-    async def _dead_letter_of(self, stored: Stored, txn_id: str) -> DeadLetter | None:
+    async def _dead_letter_of(self, stored: status_index.Stored, txn_id: str) -> DeadLetter | None:
         """The dead letter of an indexed event, if the workers dead-lettered it."""
         subject = dlq_subject(stored.plant, stored.flow)
         info = await self.js.stream_info(DLQ_STREAM, subjects_filter=subject)
@@ -237,9 +213,7 @@ class Publisher:
                 HEADER_CORRELATION: dead.correlation_id,
                 "X-Replay-Of": str(dead.seq),
             }
-            ack = await self.js.publish(event_subject(dead.plant, dead.flow), dead.body, headers=headers)
-            stored = Stored(dead.plant, ack.seq, dead.flow, dead.correlation_id)
-            await self.kv.put(status_index.index_key(dead.plant, dead.txn_id), status_index.encode(stored))
-            self._index[dead.txn_id] = stored
+            # On the id's own subject: a status read finds this copy (the last one) from now on.
+            await self.js.publish(event_subject(dead.plant, dead.flow, dead.txn_id), dead.body, headers=headers)
             await self.js.delete_msg(DLQ_STREAM, dead.seq)
         return chosen

@@ -40,7 +40,7 @@ async def _publish(url: str, events: list[CanonicalEvent]) -> list[bool]:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await ensure_streams(js)
-    acks = [await js.publish(event_subject(e.plant, e.flow), e.model_dump_json().encode(),
+    acks = [await js.publish(event_subject(e.plant, e.flow, e.txn_id), e.model_dump_json().encode(),
                              headers=event_headers(e.txn_id, e.correlation_id)) for e in events]
     await nc.close()
     return [a.duplicate is True for a in acks]

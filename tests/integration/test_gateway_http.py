@@ -50,7 +50,7 @@ def test_single_v2_event_is_stored_with_correlation(client, broker):
     assert r.json() == {"accepted": 1, "duplicates": 0, "correlation_ids": ["order-9"]}
     assert r.headers["X-Correlation-Id"] == "req-42"
     msg = [m for m in read_stream(broker.url) if m.headers["Nats-Msg-Id"] == "s-1"]
-    assert len(msg) == 1 and msg[0].subject == "events.P01.operation_confirmation"
+    assert len(msg) == 1 and msg[0].subject == "events.P01.operation_confirmation.s-1"
     assert msg[0].headers["X-Correlation-Id"] == "order-9"
     event = CanonicalEvent.model_validate_json(msg[0].data)
     assert (event.plant, event.schema_version, event.qty) == ("P01", "v2", 4)
@@ -155,7 +155,7 @@ def test_dlq_listing_and_replay(client, broker):
     assert client.get("/v2/plants/P02/events/dq-2", headers={"X-Api-Key": P02}).json()["status"] == "dead_lettered"
     r = client.post("/admin/replay", json={"txn_ids": ["dq-2", "dq-404"]}, headers=admin).json()
     assert r == {"replayed": 1, "txn_ids": ["dq-2"], "not_found": ["dq-404"]}
-    replayed = [m for m in read_stream(broker.url, "events.P02.scrap")
+    replayed = [m for m in read_stream(broker.url, "events.P02.scrap.*")
                 if m.headers.get("X-Replay-Of")]
     assert len(replayed) == 1 and CanonicalEvent.model_validate_json(replayed[0].data).txn_id == "dq-2"
     again = client.get("/v2/plants/P02/events/dq-2", headers={"X-Api-Key": P02}).json()

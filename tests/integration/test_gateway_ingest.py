@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from integration.broker import event_subject
 from integration.canonical import CanonicalEvent, PayloadV1, PayloadV2, to_canonical
 from integration.gateway.ingest import BodyError, parse_body, to_messages
 from integration.gateway.ratelimit import TokenBucket
@@ -73,7 +74,7 @@ def test_messages_carry_exactly_the_canonical_event(payloads):
     for payload, message in zip(payloads, to_messages(payloads, "P07"), strict=True):
         expected = to_canonical(payload, "P07")
         assert CanonicalEvent.model_validate_json(message.body) == expected
-        assert message.subject == f"events.P07.{expected.flow}"
+        assert message.subject == event_subject("P07", expected.flow, expected.txn_id)
         assert (message.txn_id, message.correlation_id) == (expected.txn_id, expected.correlation_id)
 
 

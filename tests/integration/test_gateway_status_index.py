@@ -1,43 +1,54 @@
-"""Status index keys: every txn id (dots, wildcards, spaces, any Unicode) maps to a valid KV key, never two to one."""
+"""Status look-ups by subject: every txn id (dots, wildcards, spaces, any Unicode) maps to one valid subject
+token, never two ids to one; a stored copy is read back from its subject, a replayed copy wins."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import nats
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integration.gateway.ingest import Message
-from integration.gateway.status_index import Stored, decode, encode, entries, index_key
+from integration.broker import EVENTS_STREAM, event_headers, event_subject, subject_token
+from integration.gateway.status_index import Stored, lookup, lookup_subject
 
-KV_KEY = re.compile(r"^[-/_=\.a-zA-Z0-9]+$")  # nats-py's key check
+TOKEN = re.compile(r"^[^.*>\s]+$")  # one NATS subject token: no dot, no wildcard, no whitespace
 ids = st.text(min_size=1, max_size=128)
 
 
 @given(ids, ids)
-def test_keys_are_valid_and_distinct(a, b):
+def test_tokens_are_valid_and_distinct(a, b):
     for txn in (a, b):
-        key = index_key("P01", txn)
-        assert KV_KEY.match(key) and not key.startswith(".") and ".." not in key and not key.endswith(".")
-        assert key.count(".") == 1  # one token for the plant, one for the id
-    assert (index_key("P01", a) == index_key("P01", b)) == (a == b)
+        assert TOKEN.match(subject_token(txn))
+        assert event_subject("P01", "scrap", txn).count(".") == 3
+    assert (subject_token(a) == subject_token(b)) == (a == b)
 
 
 def test_plain_ids_stay_readable_and_encoded_ones_cannot_collide_with_them():
-    assert index_key("P01", "OC-17_a") == "P01.OC-17_a"
-    assert index_key("P01", "a.b").startswith("P01.=")
-    assert index_key("P01", "=YS5i") != index_key("P01", "a.b")
+    assert subject_token("OC-17_a") == "OC-17_a"
+    assert subject_token("a.b").startswith("=")
+    assert subject_token("=YS5i") != subject_token("a.b")
+    assert lookup_subject("P01", "a b") == f"events.P01.*.{subject_token('a b')}"
 
 
-@given(st.integers(min_value=1, max_value=2**63), st.sampled_from(["scrap", "backflush"]), st.text(max_size=128))
-def test_entry_values_round_trip(seq, flow, correlation):
-    stored = Stored("P01", seq, flow, correlation)
-    assert decode("P01", encode(stored)) == stored
+def test_lookup_finds_the_last_copy_on_the_ids_subject(broker):
+    async def main() -> tuple[Stored | None, Stored | None, int]:
+        nc = await nats.connect(broker.url)
+        js = nc.jetstream()
+        try:
+            await js.add_stream(name=EVENTS_STREAM, subjects=["events.>"])
+        except nats.js.errors.BadRequestError:
+            pass
+        for n, txn in enumerate(("lk.1", "lk.2", "lk.1")):  # the third is a later copy (e.g. a replay)
+            ack = await js.publish(event_subject("P03", "scrap", txn), b"{}",
+                                   headers=event_headers(f"{txn}:{n}", f"c-{txn}"))
+        found, missing = await lookup(js, "P03", "lk.1"), await lookup(js, "P03", "lk.404")
+        await nc.close()
+        return found, missing, ack.seq
 
-
-def test_entries_are_kv_messages_keyed_by_id_and_sequence():
-    msgs = [Message("events.P01.scrap", "t.1", "c-1", b"{}"), Message("events.P01.backflush", "t2", "c-2", b"{}")]
-    out = entries("P01", msgs, [41, 42])
-    assert [m.subject for m in out] == [f"$KV.EVENT_INDEX.{index_key('P01', 't.1')}", "$KV.EVENT_INDEX.P01.t2"]
-    assert [m.txn_id for m in out] == ["t.1@41", "t2@42"]
-    assert decode("P01", out[1].body) == Stored("P01", 42, "backflush", "c-2")
+    found, missing, last_seq = asyncio.run(main())
+    assert missing is None
+    assert found is not None and (found.plant, found.seq, found.flow, found.correlation_id) == (
+        "P03", last_seq, "scrap", "c-lk.1")
+    assert found.time is not None and found.time > 0
