@@ -10,8 +10,10 @@ action (backoff, breaker cooldown, 429 Retry-After) or dead letter.
 When the ERP refuses a whole batch for good (a 4xx), its postings are retried one by one, in order, so
 only the offending ones are dead-lettered. When an answer is lost (timeout, dropped connection) the
 loop asks the ERP's ledger which of the batch's transactions landed (one lookup) before posting the
-others again. Before each request one durable intent row is written, so a worker killed mid-request
-knows which keys to look up after its restart.
+others again. That lookup is part of idempotency: with ``idempotency: false`` it is skipped too, and a
+lost answer is simply posted again (what the lost-answer experiment's negative control shows). Before
+each request one durable intent row is written, so a worker killed mid-request knows which keys to look
+up after its restart.
 
 Delivery times are scenario seconds (``ScaledClock``); the retry policy and breaker cooldown from the
 scenario are scenario durations too, so they shrink with ``--speed`` like everything else.
@@ -88,7 +90,7 @@ class DeliveryLoop:
                 return
             self.stats.failed_attempts += 1
             keys = [c.key for c in items]
-            if answer.landed is None:
+            if answer.landed is None and delivery.idempotency:  # the lookup is part of idempotency
                 uncertain.update(keys)
             if intent is not None:
                 (self.keys.unanswered if answer.landed is None else self.keys.answered)(intent)
@@ -130,7 +132,7 @@ class DeliveryLoop:
         when earlier requests for some of it went unanswered -- first ask the ERP which of those landed.
         ``(None, rest, None)`` means the ledger was read: the landed ones are finished and ``rest`` is to
         be posted right away."""
-        unsure = [c.key for c in items if c.key in uncertain]
+        unsure = [c.key for c in items if c.key in uncertain] if delivery.idempotency else []
         if unsure:
             found = await erp.posted_among(unsure)
             if found is None:

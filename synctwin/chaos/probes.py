@@ -9,6 +9,7 @@ seconds passed, and return the last value -- recovery is part of what the hypoth
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -23,8 +24,9 @@ from integration.sqlite import connect_readonly
 from kernel.trace import REASON_EDGE_OVERFLOW
 from synctwin.chaos.settings import Target, target
 
-__all__ = ["backlog", "dead_letters", "duplicate_ids", "duplicates_so_far", "erp_state", "gateway_health",
-           "link_state", "lost_ids", "lost_so_far", "posting_delay", "process_state"]
+__all__ = ["backlog", "dead_letters", "dlq_size", "duplicate_ids", "duplicates_so_far", "erp_state", "gateway_health",
+           "link_state", "lost_ids", "lost_so_far", "mapping_applied", "new_duplicate_ids", "posted_once",
+           "posting_delay", "process_state"]
 
 
 def _poll(read, good, wait_s: float) -> Any:
@@ -124,6 +126,20 @@ def duplicates_so_far(configuration: dict[str, Any] | None = None) -> int:
     return len(duplicate_ids(configuration))
 
 
+_BASELINES: dict[tuple[str, str], set[str]] = {}  # (stack, mark) -> duplicated ids at the first check
+
+
+def new_duplicate_ids(mark: str = "", configuration: dict[str, Any] | None = None) -> list[str]:
+    """Transactions posted more than once since the first call with this ``mark`` (default: the running
+    experiment) -- the steady-state check of one experiment among several on one stack, when an earlier
+    one may have left duplicates; tolerance ``[[]]`` (none). The first call notes the baseline."""
+    cfg = dict(configuration or {})
+    key = (str(cfg.get("synctwin_run_dir") or cfg.get("erp_url") or ""), mark or cfg.get("synctwin_experiment", ""))
+    now = set(duplicate_ids(configuration))
+    base = _BASELINES.setdefault(key, now)
+    return sorted(now - base)
+
+
 # ------------------------------------------------------------------------------------ latency
 def posting_delay(flow: str = "all", quantile: float = 0.99, window_s: float = 600.0,
                   configuration: dict[str, Any] | None = None) -> float:
@@ -158,6 +174,67 @@ def dead_letters(reason: str | None = None, at_least: int = 0, wait_s: float = 0
     if n < at_least:
         raise EffectNotSeen(f"{n} dead letters{f' ({reason})' if reason else ''}, expected at least {at_least}")
     return n
+
+
+def dlq_size(reason: str | None = None, at_least: int | None = None, at_most: int | None = None,
+             wait_s: float = 0.0, configuration: dict[str, Any] | None = None) -> int:
+    """Messages in the gateway's dead-letter queue (of one ``reason``), polled up to ``wait_s`` wall seconds
+    until the count is within ``at_least``..``at_most``; outside it fails the activity."""
+    cfg = target(configuration)
+    admin = cfg.credentials.get("admin", "")
+
+    def count() -> int:
+        reply = httpx.get(f"{cfg.need('gateway')}/admin/dlq", params={"limit": 100_000},
+                          headers={"X-Api-Key": admin}, timeout=30)
+        reply.raise_for_status()
+        return sum(1 for m in reply.json()["messages"] if reason is None or m["reason"] == reason)
+
+    def good(n: int) -> bool:
+        return (at_least is None or n >= at_least) and (at_most is None or n <= at_most)
+
+    n = _poll(count, good, wait_s)
+    if not good(n):
+        raise EffectNotSeen(f"{n} dead letters{f' ({reason})' if reason else ''} in the DLQ, expected "
+                            f"{at_least if at_least is not None else 0}..{at_most if at_most is not None else 'any'}")
+    return n
+
+
+def mapping_applied(wait_s: float = 0.0, configuration: dict[str, Any] | None = None) -> int:
+    """The version of the run's mapping changes the workers confirmed, polled up to ``wait_s`` wall seconds
+    until it is the latest written; an older one fails the activity."""
+    from integration.workers.mapping_reload import APPLIED_FILE, read_fixes
+
+    state = target(configuration).state
+    latest = int(read_fixes(state.parent).get("version", 0))
+
+    def applied() -> int:
+        try:
+            return int(json.loads((state / APPLIED_FILE).read_text())["version"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    version = _poll(applied, lambda v: v >= latest, wait_s)
+    if version < latest:
+        raise EffectNotSeen(f"the workers applied mapping version {version}, the latest is {latest}")
+    return version
+
+
+def posted_once(prefix: str, at_least: int = 1, wait_s: float = 0.0,
+                configuration: dict[str, Any] | None = None) -> int:
+    """How many transactions whose id starts with ``prefix`` the ERP ledgers hold, polled up to ``wait_s``
+    wall seconds until ``at_least``; fewer, or any of them held twice, fails the activity."""
+    cfg = target(configuration)
+
+    def counts() -> dict[str, int]:
+        return {t: n for t, n in _ledger_counts(cfg).items() if t.startswith(prefix)}
+
+    found = _poll(counts, lambda c: len(c) >= at_least, wait_s)
+    twice = sorted(t for t, n in found.items() if n > 1)
+    if twice:
+        raise EffectNotSeen(f"posted more than once: {', '.join(twice[:10])}")
+    if len(found) < at_least:
+        raise EffectNotSeen(f"{len(found)} transactions {prefix}* in the ledger, expected at least {at_least}")
+    return len(found)
 
 
 # ------------------------------------------------------------------------------- services, links

@@ -94,7 +94,8 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
             log(f"experiment {one.path.stem}: {one.experiment['title']}")
             experiment = scale_pauses(copy.deepcopy(one.experiment), pause_scale)
             configuration = experiment.setdefault("configuration", {})
-            configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url})
+            configuration.update({"synctwin_run_dir": str(run_dir), "synctwin_control_url": control.url,
+                                  "synctwin_experiment": one.path.stem})
             configuration.pop(SCENARIO_KEY, None)
             control.hypothesis = {"experiment": one.path.stem, "phase": "starting", "before": None, "after": None}
             try:
