@@ -110,6 +110,8 @@ class Edge:
         self.connects = 0
         self.dropped = 0
         self._inbox: list = []
+        self.server_started: object = None  # the OPC UA server's StartTime at the last connect
+        self.server_restarts = 0  # reconnects that found a restarted server (its counters began at zero)
         self._machine_of = {machine_path(i, config.machines_per_line): i for i in range(config.machines)}
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
@@ -138,6 +140,11 @@ class Edge:
                     self.aggregator.observe_counter(machine, kind, value, t)
                 else:
                     self.aggregator.observe_signal(machine, kind, value)
+            elif item[0] == "counters_reset":
+                # A restarted server counts from zero: its first values are whole deltas, even those
+                # already above the last value read from the server before it.
+                self.aggregator.s.last_good = [0] * len(self.aggregator.s.last_good)
+                self.aggregator.s.last_scrap = [0] * len(self.aggregator.s.last_scrap)
             else:
                 _, line, machine, start, end = item
                 m = self._machine_of.get((line, machine))
@@ -173,6 +180,7 @@ class Edge:
             try:
                 client = await self._client()
                 await client.connect()
+                await self._note_server_start(client)
                 await self._subscribe(client)
                 self.connects += 1
                 self.connected.set()
@@ -195,6 +203,15 @@ class Edge:
                         await asyncio.wait_for(client.disconnect(), 5)
             await wait_or_stop(stop, delay)
             delay = min(5.0, delay * 2)
+
+    async def _note_server_start(self, client: Client) -> None:
+        """Compare the server's StartTime with the last connect's: a new one means the server restarted and
+        its counters began again at zero (queued, so notifications of the old server are counted first)."""
+        started = await client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)).read_value()
+        if self.server_started is not None and started != self.server_started:
+            self.server_restarts += 1
+            self._inbox.append(("counters_reset",))
+        self.server_started = started
 
     async def _subscribe(self, client: Client) -> None:
         c = self.config

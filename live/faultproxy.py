@@ -1,12 +1,11 @@
 """The fault proxy of the live stack: a TCP proxy per link with Toxiproxy's toxics.
 
-Every hop a fault can hit (a plant's edge → gateway, and whatever else the orchestrator routes
-through it) goes through a :class:`FaultProxy` on loopback. Disabled (``cut()``, Toxiproxy's
-``enabled: false``, the scenario's ``wan_outage``) it resets every open connection and every new one,
-so the client sees the failures of a broken link, not a flag; enabled it forwards, through the
-toxics of :mod:`live.toxics` (latency, bandwidth, timeout, reset_peer, slow_close, slicer,
-limit_data) per direction. Toxics can be added and removed while connections are open; each
-connection re-reads them for every chunk it forwards.
+Every hop a fault can hit goes through a :class:`FaultProxy` on loopback (the links of a live run:
+:mod:`live.stack_links`). Disabled (``cut()``, Toxiproxy's ``enabled: false``, the scenario's
+``wan_outage``) it resets every open connection and every new one, so the client sees the failures of
+a broken link, not a flag; enabled it forwards, through the toxics of :mod:`live.toxics` (latency,
+bandwidth, timeout, reset_peer, slow_close, slicer, limit_data) per direction. Toxics can be added and
+removed while connections are open; each connection re-reads them for every chunk it forwards.
 
 :class:`FaultProxies` runs the proxies on one event loop in a background thread so the synchronous
 orchestrator (and the HTTP control API of :mod:`live.faultproxy_api`, shaped like Toxiproxy's) can
@@ -20,7 +19,7 @@ import contextlib
 import random
 import threading
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from live.toxics import Toxic, ToxicError, check_attributes, parse_toxic
 
@@ -317,12 +316,13 @@ class FaultProxies:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     def add(self, name: str, target_url: str) -> str:
-        """A proxy ``name`` to the service at ``target_url``; returns the URL to use instead."""
+        """A proxy ``name`` to the service at ``target_url``; returns the URL to use instead (same scheme
+        and path, e.g. an ``opc.tcp://`` endpoint keeps its path)."""
         parsed = urlsplit(target_url)
         proxy = FaultProxy((parsed.hostname or "127.0.0.1", parsed.port or 80), name)
         port = self._call(proxy.start())
         self.relays[name] = proxy
-        return f"{parsed.scheme}://127.0.0.1:{port}"
+        return urlunsplit((parsed.scheme, f"127.0.0.1:{port}", parsed.path, parsed.query, ""))
 
     def run(self, action, *args):
         """Run ``action(*args)`` on the proxies' loop and return its result (exceptions propagate)."""

@@ -2,13 +2,16 @@
 
 :class:`PlantHost` is a plain class. ``serve()`` is the coroutine (used by the ``synctwin opcua``
 command on its own loop); ``start()``/``stop()`` run the same coroutine on a private event loop in a
-background thread, which is how the Ray actor hosts it.
+background thread, which is how the Ray actor hosts it. Either way the host serves the fault endpoint of
+:mod:`live.opcua_faults` next to the OPC UA server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ import numpy as np
 
 from kernel.clock import ScaledClock
 from live.intervals import wall_interval
+from live.opcua_faults import OpcUaFaults, control_file, serve_faults
 from live.opcua_server import PlantOpcUaServer, access_for_run
 from scenarios.generator import plant_seed
 from scenarios.spec import PlantSpec, Scenario
@@ -70,6 +74,8 @@ class PlantHost:
         self.server: PlantOpcUaServer | None = None
         self.url = ""
         self.passes = 0
+        self.faults: OpcUaFaults | None = None  # session drops and publishing stalls (live.opcua_faults)
+        self.faults_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -87,6 +93,9 @@ class PlantHost:
             self.plant_id, bank, plant.machines_per_line, self.clock, access, self.host, self.port
         )
         self.url = await self.server.start()
+        self.faults = OpcUaFaults(self.server)
+        endpoint, self.faults_url = await serve_faults(self.faults, self.host)
+        self._write_control()
         try:
             if ready is not None:
                 ready(self.url)
@@ -102,7 +111,17 @@ class PlantHost:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=max(remaining, 0.0) or 0.001)
         finally:
+            endpoint.close()
+            await self.faults.resume()
             await self.server.stop()
+
+    def _write_control(self) -> None:
+        """``state/opcua-<plant>.control.json``: the fault endpoint of this incarnation, for the stack's control."""
+        path = control_file(self.run_dir, self.plant_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"control": self.faults_url, "opcua": self.url, "pid": os.getpid()}))
+        os.replace(tmp, path)
 
     # ---------------------------------------------------------------------------- threaded hosting
     def start(self, timeout: float = 60.0) -> str:

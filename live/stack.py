@@ -49,6 +49,7 @@ from live.collect import collect_run, live_run_record, pending_at_edges
 from live.faultproxy import Relays
 from live.procs import ServiceSet
 from live.ray_plants import RayPlants
+from live.stack_links import chosen_links, client_urls
 from live.stack_plan import FaultAction, Scale, ServiceCommands, fault_timeline
 from scenarios.loader import dump_scenario
 from scenarios.spec import Scenario
@@ -77,6 +78,8 @@ class StackOptions:
     brokers: int | None = None  # JetStream nodes; None: the scenario's landscape.integration.brokers
     gateways: int = 1  # uvicorn processes of the gateway
     workers: int = 1  # worker processes, each consuming whole plants
+    # Fault-proxy links besides the plants' WAN links: names of live.stack_links, or "all" (each is a relay).
+    links: tuple[str, ...] = ()
 
 
 class LiveStack:
@@ -105,6 +108,8 @@ class LiveStack:
         self.all_pids: list[int] = []
         self.ray_plants: RayPlants | None = None
         self.relays: Relays | None = None  # each plant's WAN link: edge → relay → gateway (wan_outage cuts it)
+        self.links = chosen_links(self.opts.links, self.plants, self.erp_kinds)  # the other proxied hops
+        self.link_urls: dict[str, str] = {}  # link name -> its proxy's URL (what the link's client dials)
         self.verdict = None  # reports.finalize.RunVerdict once evaluated
         self.interrupted_at: float | None = None  # scenario time of a Ctrl-C during the run
 
@@ -163,9 +168,23 @@ class LiveStack:
         plan = ServiceCommands(self.scenario_path, self.run_dir, self.credentials_path, tuple(self.erp_kinds),
                                self.credentials["plants"], self.clock.epoch, self.clock.speed, self.opts.insecure,
                                self.scale)
-        return plan.command(name, self.urls, port)
+        return plan.command(name, client_urls(self.urls, self.link_urls, self.links, name), port)
+
+    def _add_links(self, clients: list[str]) -> None:
+        """Proxy the chosen links whose client is about to start (their service is up by now)."""
+        assert self.relays is not None
+        for link in self.links:
+            if link.name in self.link_urls or not any(c == link.client or c.startswith(f"{link.client}-")
+                                                      for c in clients):
+                continue
+            if "," in self.urls[link.service]:  # a broker cluster: clients take every node's URL
+                self.log(f"  link {link.name}: not proxied ({link.service} is a cluster)")
+                continue
+            self.link_urls[link.name] = self.relays.add(link.name, self.urls[link.service])
+            self.log(f"  link {link.name:<14} {self.link_urls[link.name]} -> {link.service}")
 
     def _start_tier(self, names: list[str]) -> None:
+        self._add_links(names)
         specs = {n: self._command(n) for n in names}
         try:
             started = self.services.start_many(specs, self.opts.ready_timeout)
@@ -188,6 +207,7 @@ class LiveStack:
         self.clock = ScaledClock(time.time() + self.opts.warmup, self.opts.speed)
         self.log(f"starting the live stack in {self.run_dir} (speed {self.opts.speed:g}x; scenario time 0 in "
                  f"{self.opts.warmup:g} s)")
+        self.relays = Relays()
         self._start_tier([*self.scale.broker_names, *(f"erp-{k}" for k in self.erp_kinds)])
         self.urls["broker"] = self.scale.broker_url(self.urls)  # a cluster: every node's URL
         self._start_tier(["gateway", *self.scale.worker_names])
@@ -202,7 +222,6 @@ class LiveStack:
                 self.log(f"  opcua-{plant:<8} {url}  (Ray actor)")
         else:
             self._start_tier([f"opcua-{p}" for p in self.plants])
-        self.relays = Relays()
         for plant in self.plants:
             self.urls[f"wan-{plant}"] = self.relays.add(plant, self.urls["gateway"])
         self._start_tier([f"edge-{p}" for p in self.plants])

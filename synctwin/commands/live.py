@@ -64,6 +64,8 @@ def up(
     progress: bool = typer.Option(True, help="show a progress bar"),
     plants: str = typer.Option("ray", help="how plants run: ray (LivePlantActor) or process (synctwin opcua)"),
     warmup: float = typer.Option(20.0, help="wall seconds the processes get to start before scenario time 0"),
+    links: str = typer.Option("", help="fault-proxy links besides the WAN links, comma-separated: broker-gateway, "
+                              "erp-<kind>-worker, opcua-<plant>, or all (each adds a relay on its hop)"),
     brokers: int = typer.Option(None, help="JetStream nodes: 1, or 3 for a cluster with every stream replicated "
                                 "three times (default: the scenario's landscape.integration.brokers)"),
     gateways: int = typer.Option(1, help="gateway uvicorn processes sharing its port"),
@@ -106,8 +108,12 @@ def up(
         _fail(f"--out: {run_dir} already holds a run; choose another folder")
     options = StackOptions(speed=speed or spec.run.speed, duration=seconds, insecure=insecure,
                            drain_timeout=drain_timeout, progress=progress, plant_host=plants, warmup=warmup,
+                           links=tuple(n.strip() for n in links.split(",") if n.strip()),
                            brokers=brokers, gateways=gateways, workers=workers)
-    stack = LiveStack(spec, run_dir, options, log=typer.echo)
+    try:
+        stack = LiveStack(spec, run_dir, options, log=typer.echo)
+    except ValueError as exc:  # an unknown link name
+        _fail(f"--{exc}")
     try:
         stack.run()
     except (StackError, ProcessError) as exc:
