@@ -15,6 +15,11 @@ Latency of one event = ERP ledger time (scenario seconds → wall via the run's 
 the wall time its batch was sent. Usage::
 
     .venv/bin/python bench/bench_live.py --seconds 10
+    .venv/bin/python bench/bench_live.py --brokers 3 --gateways 2 --workers 2   # the scaled-out layer
+
+``--compare-brokers 1,3 --rounds 3`` measures only the end-to-end capacity, of one broker and of the
+3-node cluster (streams replicated three times) in alternating order, each on a fresh layer with the
+same ``--gateways``/``--workers``, and prints the cluster's cost against one broker.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -38,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from integration.gateway.settings import generate_credentials  # noqa: E402
 from integration.http1 import Http1Connection, Response, retry_after_seconds  # noqa: E402
 from kernel.clock import ScaledClock  # noqa: E402
-from live.procs import ServiceSet, python_module  # noqa: E402
+from live.procs import ServiceSet  # noqa: E402
+from live.stack_plan import Scale, ServiceCommands  # noqa: E402
 
 SCENARIO = {
     "name": "bench-live",
@@ -167,7 +174,9 @@ async def purge_events(nats_url: str) -> None:
     """Drop the ingest phase's events so they do not load the latency phases."""
     import nats
 
-    nc = await nats.connect(nats_url)
+    from integration.broker import nats_servers
+
+    nc = await nats.connect(nats_servers(nats_url))
     await nc.jetstream().purge_stream("EVENTS")
     await nc.close()
 
@@ -201,6 +210,84 @@ def latency_phase(name: str, gateway: str, key: str, rate: float, seconds: float
     }
 
 
+class Layer:
+    """The integration layer as the live stack starts it (:class:`live.stack_plan.ServiceCommands`): broker
+    node(s) and ERP twin, then the gateway, then (``start_workers``) the workers, in ``run_dir``."""
+
+    def __init__(self, services: ServiceSet, run_dir: Path, scale: Scale, plants: list[str], clock: ScaledClock,
+                 lanes: int):
+        self.services, self.scale, self.lanes = services, scale, lanes
+        state = run_dir / "state"
+        state.mkdir(parents=True, exist_ok=True)
+        self.ledger = state / "erp-legacy.sqlite"
+        scenario = run_dir / "scenario.yaml"
+        scenario.write_text(yaml.safe_dump({**SCENARIO, "landscape": {
+            **SCENARIO["landscape"], "plants": [{"id": p, "schema_version": "v2"} for p in plants]}}))
+        creds = generate_credentials(plants)
+        (state / "credentials.json").write_text(json.dumps(creds))
+        self.keys: dict[str, str] = creds["plants"]
+        self.plan = ServiceCommands(scenario, run_dir, state / "credentials.json", ("legacy",), self.keys,
+                                    clock.epoch, clock.speed, scale=scale)
+        self.urls: dict[str, str] = {}
+        self._start([*scale.broker_names, "erp-legacy"])
+        self.urls["broker"] = scale.broker_url(self.urls)
+        self._start(["gateway"], "--rate-limit", "1000000/s")
+
+    def _start(self, names: list[str], *extra: str) -> None:
+        started = self.services.start_many({n: [*self.plan.command(n, self.urls), *extra] for n in names})
+        self.urls.update({n: s.url for n, s in started.items()})
+
+    def start_workers(self) -> None:
+        self._start(self.scale.worker_names, "--lanes", str(self.lanes))
+
+
+async def drive_plants(gateway: str, keys: dict[str, str], total: int, clock: ScaledClock) -> dict[str, float]:
+    """``total`` events as fast as the gateway takes them, split over the plants (``CAP-<plant>-…``)."""
+    each = -(-total // len(keys))
+    parts = await asyncio.gather(*(drive(gateway, key, 1e9, 1.0, 500, clock, prefix=f"CAP-{plant}", total=each)
+                                   for plant, key in keys.items()))
+    return {k: v for part in parts for k, v in part.items()}
+
+
+def capacity_run(brokers: int, args: argparse.Namespace) -> dict:
+    """One fresh layer with ``brokers`` node(s): end-to-end capacity and CPU per event."""
+    plants = [f"P{i + 1:02d}" for i in range(max(args.plants, args.workers))]
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, ServiceSet(Path(tmp) / "logs") as services:
+        clock = ScaledClock(time.time(), args.speed)
+        layer = Layer(services, Path(tmp), Scale.plan(brokers, args.gateways, args.workers, len(plants)), plants,
+                      clock, args.lanes)
+        layer.start_workers()
+        cpu0 = cpu_seconds(services)
+        sent = asyncio.run(drive_plants(layer.urls["gateway"], layer.keys, args.capacity_events, clock))
+        posted = wait_posted(layer.ledger, "CAP-", len(sent), timeout=300)
+        elapsed = time.time() - min(sent.values())
+        cpu = cpu_per_event(cpu0, cpu_seconds(services), len(sent))
+    return {"brokers": brokers, "gateways": args.gateways, "workers": args.workers, "events": len(sent),
+            "posted": len(posted), "duplicates": sum(1 for v in posted.values() if len(v) > 1),
+            "capacity_events_per_s": round(len(sent) / elapsed, 1), "load_avg_1_5_15": [round(x, 1) for x in load],
+            "cpu_us_per_event_total": round(sum(cpu.values()), 1)}
+
+
+def compare_brokers(args: argparse.Namespace) -> dict:
+    """End-to-end capacity of each broker count in ``--compare-brokers``, alternating over ``--rounds``."""
+    counts = [int(c) for c in args.compare_brokers.split(",")]
+    runs = []
+    for r in range(args.rounds):
+        for brokers in counts if r % 2 == 0 else counts[::-1]:
+            run = capacity_run(brokers, args)
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+    medians = {b: float(np.median([x["capacity_events_per_s"] for x in runs if x["brokers"] == b])) for b in counts}
+    base = medians[counts[0]]
+    summary = {"runs": runs, "median_capacity_events_per_s": medians,
+               "cost_vs_first": {b: round(1 - m / base, 3) for b, m in medians.items()}}
+    for b, m in medians.items():
+        print(f"{b} broker(s): median end-to-end capacity {m:,.0f} events/s; cost against {counts[0]}: "
+              f"{(1 - m / base) * 100:.1f} %")
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="wall seconds of each latency phase")
@@ -214,44 +301,38 @@ def main() -> None:
     ap.add_argument("--rates", default="", help="extra latency phases at these events/s, e.g. 8000,10000")
     ap.add_argument("--speed", type=float, default=60.0)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--brokers", type=int, default=1, help="JetStream nodes: 1, or 3 (a cluster, streams R3)")
+    ap.add_argument("--gateways", type=int, default=1, help="gateway uvicorn processes")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (each consumes whole plants)")
+    ap.add_argument("--plants", type=int, default=1, help="plants the load is spread over (at least --workers)")
+    ap.add_argument("--compare-brokers", default="", help="only the e2e capacity, per broker count, e.g. 1,3")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of --compare-brokers")
     args = ap.parse_args()
+    if args.compare_brokers:
+        summary = compare_brokers(args)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        return
 
+    plants = [f"P{i + 1:02d}" for i in range(max(args.plants, args.workers))]
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         run_dir = Path(tmp)
-        state = run_dir / "state"
-        state.mkdir()
-        ledger = state / "erp-legacy.sqlite"
-        scenario = run_dir / "scenario.yaml"
-        scenario.write_text(yaml.safe_dump(SCENARIO))
-        creds = generate_credentials(["P01"])
-        (state / "credentials.json").write_text(json.dumps(creds))
-        key = creds["plants"]["P01"]
         clock = ScaledClock(time.time(), args.speed)
-        cargs = ["--epoch", repr(clock.epoch), "--speed", repr(clock.speed)]
-        mod = "synctwin.commands.live_services"
         with ServiceSet(run_dir / "logs") as services:
-            services.start_many({
-                "broker": python_module(mod, "broker", "--data-dir", str(state / "nats")),
-                "erp-legacy": python_module(mod, "erp", "--kind", "legacy", "--scenario", str(scenario), "--db",
-                                            str(ledger), *cargs),
-            })
-            nats_url, erp_url = services["broker"].url, services["erp-legacy"].url
-            gateway = services.start("gateway", python_module(
-                mod, "gateway", "--nats", nats_url, "--credentials", str(state / "credentials.json"),
-                "--rate-limit", "1000000/s", *cargs)).url
+            scale = Scale.plan(args.brokers, args.gateways, args.workers, len(plants))
+            layer = Layer(services, run_dir, scale, plants, clock, args.lanes)
+            gateway, ledger, key = layer.urls["gateway"], layer.ledger, layer.keys["P01"]
             # 1. The gateway alone: batched ingest, acknowledged by JetStream.
             ingest = asyncio.run(ingest_rate(gateway, key, args.ingest_seconds, args.batch, args.clients))
             print(f"gateway batched ingest: {ingest:,.0f} events/s (batches of {args.batch}, {args.clients} clients)")
-            asyncio.run(purge_events(nats_url))
-            services.start("worker", python_module(
-                "synctwin.commands.live", "worker", "--nats", nats_url, "--scenario", str(scenario), "--erp",
-                f"legacy={erp_url}", "--run-dir", str(run_dir), "--lanes", str(args.lanes), *cargs))
-            # 2. End-to-end capacity: how fast the worker turns a backlog into ERP postings.
+            asyncio.run(purge_events(layer.urls["broker"]))
+            layer.start_workers()
+            # 2. End-to-end capacity: how fast the workers turn a backlog into ERP postings.
             cpu0 = cpu_seconds(services)
-            sent = asyncio.run(drive(gateway, key, 1e9, 1.0, 500, clock, prefix="CAP", total=args.capacity_events))
-            wait_posted(ledger, "CAP-", args.capacity_events, timeout=300)
-            capacity = args.capacity_events / (time.time() - min(sent.values()))
-            cpu = cpu_per_event(cpu0, cpu_seconds(services), args.capacity_events)
+            sent = asyncio.run(drive_plants(gateway, layer.keys, args.capacity_events, clock))
+            wait_posted(ledger, "CAP-", len(sent), timeout=300)
+            capacity = len(sent) / (time.time() - min(sent.values()))
+            cpu = cpu_per_event(cpu0, cpu_seconds(services), len(sent))
             print(f"end-to-end capacity (gateway → JetStream → worker → ERP): {capacity:,.0f} events/s")
             print(f"CPU per event (µs): {json.dumps(cpu)}")
             demand = ingest / 2 * sum(cpu.values()) / 1e6
@@ -269,7 +350,8 @@ def main() -> None:
                   f"{verdict} (p99 {half['p99_s']} s; the chain needs {demand:.2f} cores there)")
     result = {"ingest_events_per_s": round(ingest, 1), "e2e_capacity_events_per_s": round(capacity, 1),
               "capacity_cpu_us_per_event": cpu, "cores_needed_at_half_ingest": round(demand, 2),
-              "speed": args.speed, "lanes": args.lanes, "half_ingest": phases["HALFINGEST"],
+              "speed": args.speed, "lanes": args.lanes, "brokers": args.brokers, "gateways": args.gateways,
+              "workers": args.workers, "half_ingest": phases["HALFINGEST"],
               "half_capacity": phases["HALFCAP"], **{k: v for k, v in phases.items() if k.startswith("R")}}
     print(json.dumps(result, indent=2))
     if args.json:
