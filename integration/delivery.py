@@ -24,6 +24,13 @@ message waiting on that target is due at once (:attr:`CircuitBreaker.closings` c
 a caller sleeping on a retry can wake at the next one; the live workers do, and keep per-key order
 because a lane retries its head batch first). Recovery after an outage is therefore the wait for the
 first probe after it (at most one cooldown) plus the drain, whatever the outage's length.
+
+The probes keep the configured cadence: a breaker that opened at ``t`` is due to probe at
+``t + k * cooldown``, and a failed probe re-opens it as of its own grid point, not as of its answer.
+So the waiting requests' jitter (it spreads which message carries the probe) and the probe's round
+trip do not accumulate over an outage: in a live run at speed S a round trip counts S times in
+scenario time, and re-opening at the answer would add it to every cooldown. The virtual hub models
+the same grid (``virtual/hub.py``).
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float = float("-inf")
     probing: bool = False  # half-open with the probe out: the other requests wait for its verdict
+    probe_at: float = float("-inf")  # when the current half-open probe was admitted
     closings: int = 0  # how often it closed again after opening: a retry waiting on this target is due
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
@@ -109,6 +117,7 @@ class CircuitBreaker:
             if self.probing:
                 return False
             self.probing = True
+            self.probe_at = now
         return True
 
     def next_probe_at(self) -> float:
@@ -124,13 +133,17 @@ class CircuitBreaker:
             self._enter(CLOSED, now)
 
     def record_failure(self, now: float) -> None:
-        """The target failed a request: opens at the threshold, or at once when half-open."""
+        """The target failed a request: opens at the threshold, or at once when half-open (then as of
+        the probe's grid point, the last ``opened_at + k * cooldown`` at or before the probe went out)."""
         self.failures += 1
         self.probing = False
-        if self.state == HALF_OPEN or self.failures >= self.failure_threshold:
+        if self.state == HALF_OPEN:
+            cycles = max(1.0, (min(self.probe_at, now) - self.opened_at) // self.cooldown)
+            self.opened_at += self.cooldown * cycles
+        elif self.failures >= self.failure_threshold:
             self.opened_at = now
-            if self.state != OPEN:
-                self._enter(OPEN, now)
+        if self.state != OPEN and (self.state == HALF_OPEN or self.failures >= self.failure_threshold):
+            self._enter(OPEN, now)
 
     def release_probe(self) -> None:
         """The probe ended without a verdict on the target's health (busy 429, a refused posting, a lost

@@ -100,7 +100,7 @@ def test_failed_probe_reopens_with_a_fresh_cooldown():
     breaker.record_failure(14.5)  # one failure is enough in half-open
     assert breaker.state == OPEN
     assert not breaker.admit(20.0)
-    assert breaker.next_probe_at() == 24.5
+    assert breaker.next_probe_at() == 24.0  # on the grid of its opening (4 + k * 10), whatever it took
     assert [s for _, s in breaker.transitions] == [OPEN, HALF_OPEN, OPEN]
 
 
@@ -121,8 +121,8 @@ def test_failed_probe_refuses_everyone_until_the_next_cooldown():
     assert breaker.admit(10.0)
     breaker.record_failure(11.0)
     assert breaker.state == OPEN and not breaker.probing
-    assert not breaker.admit(20.9)
-    assert breaker.admit(21.0) and not breaker.admit(21.0)
+    assert not breaker.admit(19.9)
+    assert breaker.admit(20.0) and not breaker.admit(20.0)
 
 
 def test_policy_and_breaker_come_from_the_scenario():
@@ -268,3 +268,20 @@ def test_offer_many_decides_as_offer_does_key_by_key(processed, keys, idempotenc
     else:
         assert all(type(a) is type(others[0]) for a in others)
     assert many.breaker.state == one.breaker.state
+
+
+def test_failed_probes_keep_the_breakers_cadence_whatever_the_jitter_and_the_answer_took():
+    """A probe that went out a little late and took long to fail does not push the next one back: the
+    probes stay on the grid opened_at + k * cooldown (a live run's round trips count speed-fold)."""
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    breaker.record_failure(0.0)
+    probes = []
+    for _ in range(5):
+        t = breaker.next_probe_at() + 1.5  # a waiting request's jitter
+        assert breaker.admit(t)
+        probes.append(t)
+        breaker.record_failure(t + 4.0)  # a slow failing answer
+    assert probes == [30.0 * k + 1.5 for k in range(1, 6)]
+    assert breaker.admit(200.0) and breaker.opened_at == 150.0  # a late probe: the grid point before it
+    breaker.record_failure(201.0)
+    assert breaker.next_probe_at() == 210.0
