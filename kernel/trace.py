@@ -113,6 +113,8 @@ REASON_UNMAPPED_ITEM = "unmapped_item"
 REASON_UNKNOWN_UNIT = "unknown_unit"
 REASON_RETRIES_EXHAUSTED = "retries_exhausted"
 REASON_REDELIVERY = "broker_redelivery"
+# The plant WMS refused to ship a lot whose quality hold had reached it (live engine: live/plant_wms.py).
+REASON_LOT_ON_HOLD = "lot_on_quality_hold"
 
 HOPS: tuple[str, ...] = ("t_created", "t_edge", "t_broker", "t_delivered", "t_acked")
 ERP_QUEUE_TIMES: tuple[str, ...] = ("t_erp_arrival", "t_service_start")

@@ -14,6 +14,7 @@ the edge's reason, so the invariants can list it.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,13 @@ from kernel.run_folder import write_run_folder
 from kernel.run_record import RunRecord, run_record
 from kernel.trace import (
     ERP_QUEUE_TIMES,
-    GOODS_RECEIPT,
     IN_FLIGHT,
     LEDGER_SCHEMA,
     LOTS_SCHEMA,
     REJECTED,
     TRACE_SCHEMA,
 )
+from live.collect_downlink import downlink_trace_rows, lot_rows
 from scenarios.spec import Scenario
 
 NAN = float("nan")
@@ -88,9 +89,11 @@ def read_erp_times(state: Path) -> dict[str, tuple[float, float]]:
 
 
 def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], run_id: str,
-                erp_times: dict[str, tuple[float, float]] | None = None) -> pa.Table:
+                erp_times: dict[str, tuple[float, float]] | None = None,
+                downlink: list[dict[str, Any]] | None = None) -> pa.Table:
     """One trace row per delivery copy, plus one per source record that never reached a worker;
-    ``erp_times`` (:func:`read_erp_times`) fills the ERP arrival and service start of delivered postings."""
+    ``erp_times`` (:func:`read_erp_times`) fills the ERP arrival and service start of delivered postings;
+    ``downlink`` adds the enterprise-to-plant rows (:func:`live.collect_downlink.downlink_trace_rows`)."""
     source = {r["txn_id"]: r for r in outbox}
     erp_times = erp_times or {}
     cols: dict[str, list[Any]] = {f.name: [] for f in TRACE_SCHEMA}
@@ -141,6 +144,8 @@ def build_trace(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], 
             "t_edge": _num(src.get("t_edge")), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
             "attempts": 0, "outcome": outcome, "reason": reason,
         })
+    for row in downlink or ():
+        add(row)
     return pa.Table.from_pydict(cols, schema=TRACE_SCHEMA)
 
 
@@ -153,22 +158,14 @@ def build_ledger(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=LEDGER_SCHEMA)
 
 
-def build_lots(outbox: list[dict[str, Any]], scenario: Scenario, run_id: str) -> pa.Table:
-    """Completed lots (goods receipts at the edge). The live stack runs no QMS/WMS, so no lot is
-    ever held or shipped here: holds and shipments stay empty (NaN) rather than invented."""
-    items = scenario.landscape.items
-    cols: dict[str, list[Any]] = {f.name: [] for f in LOTS_SCHEMA}
-    for r in outbox:
-        if r.get("flow") != GOODS_RECEIPT:
-            continue
-        item = items.get(r.get("item") or "")
-        row = {"run_id": run_id, "replication": 0, "lot": r.get("lot") or r["txn_id"],
-               "plant": r.get("plant"),
-               "item": r.get("item"), "requires_inspection": bool(item and item.inspection), "held": False,
-               "t_completed": _num(r.get("t_created")), "t_hold": NAN, "t_hold_at_wms": NAN, "t_release": NAN,
-               "t_release_at_wms": NAN, "t_shipped": NAN, "shipped_while_held": False}
-        for name in cols:
-            cols[name].append(row[name])
+def build_lots(outbox: list[dict[str, Any]], scenario: Scenario, run_id: str,
+               state: Path | None = None, duration: float = math.inf) -> pa.Table:
+    """Completed lots (goods receipts at the edge) with the QMS's decisions and the plant WMS's quality
+    messages and shipments found under ``state`` (:func:`live.collect_downlink.lot_rows`); without them a
+    lot is neither held nor shipped (NaN rather than invented)."""
+    inspected = {name: bool(item.inspection) for name, item in scenario.landscape.items.items()}
+    rows = lot_rows(outbox, state if state is not None else Path("/nonexistent"), inspected, run_id, duration)
+    cols: dict[str, list[Any]] = {f.name: [r[f.name] for r in rows] for f in LOTS_SCHEMA}
     return pa.Table.from_pydict(cols, schema=LOTS_SCHEMA)
 
 
@@ -188,9 +185,10 @@ def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> d
     run_dir = Path(run_dir)
     state = run_dir / "state"
     outbox = read_outboxes(state)
-    trace = build_trace(outbox, read_deliveries(state), record.run_id, read_erp_times(state))
+    trace = build_trace(outbox, read_deliveries(state), record.run_id, read_erp_times(state),
+                        downlink_trace_rows(state, record.run_id))
     ledger = build_ledger(read_ledgers(state), record.run_id)
-    lots = build_lots(outbox, scenario, record.run_id)
+    lots = build_lots(outbox, scenario, record.run_id, state, record.duration)
     counts = {"trace": trace.num_rows, "ledger": ledger.num_rows, "lots": lots.num_rows,
               "source_records": len(outbox)}
     write_run_folder(run_dir, record.model_copy(update={"counts": counts}), trace, ledger, lots)

@@ -25,6 +25,8 @@ from live.edge_store import EdgeStore
 from live.intervals import floor_notes
 from live.opcua_bulk import create_bulk_subscription
 from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
+from live.plant_api import plant_app, serve_plant_api
+from live.plant_wms import PlantWms, WmsConfig
 
 __all__ = ["SIGNALS", "Edge", "EdgeConfig"]
 
@@ -83,8 +85,12 @@ class Edge:
         tick: float | None = None,
         batch_size: int = 200,
         publishing_interval_ms: float | None = None,
+        wms: WmsConfig | None = None,
+        api_port: int | None = None,
     ):
-        """``tick`` (scan) and ``publishing_interval_ms`` default to the scenario's intervals at the clock's speed."""
+        """``tick`` (scan) and ``publishing_interval_ms`` default to the scenario's intervals at the clock's speed.
+        With ``wms`` the edge also runs the plant's WMS (:mod:`live.plant_wms`); with ``api_port`` too, it
+        serves the plant's receiving endpoint for enterprise messages there (:mod:`live.plant_api`, 0: any port)."""
         self.config, self.opcua_url, self.clock, self.access = config, opcua_url, clock, access
         iv, speed = config.intervals, clock.speed
         for note in floor_notes(config.plant, iv, speed):
@@ -95,6 +101,10 @@ class Edge:
         self.publishing_interval_ms = publishing_interval_ms
         self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
         self.aggregator = EdgeAggregator(config, self.store.load_state())
+        self.wms = PlantWms(wms, self.store) if wms is not None else None
+        if self.wms is not None:
+            self.wms.recover()
+        self.api_port = api_port
         self.poster = GatewayPoster(
             self.store,
             gateway_url,
@@ -117,6 +127,9 @@ class Edge:
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run the subscription, processing and posting loops until ``stop`` is set, then flush."""
         tasks = [asyncio.create_task(self._opcua_loop(stop)), asyncio.create_task(self.poster.run(stop))]
+        if self.wms is not None and self.api_port is not None:
+            app = plant_app(self.config.plant, self.wms, self.clock)
+            tasks.append(asyncio.create_task(serve_plant_api(app, self.api_port, stop)))
         if ready is not None:
             ready()
         try:
@@ -156,6 +169,9 @@ class Edge:
         events = self.aggregator.collect(now, self.store.room())
         if events or telemetry or inbox:
             self.dropped += self.store.add(events, now, self.aggregator.state(), telemetry)
+        if self.wms is not None:
+            self.wms.putaway(events)
+            self.wms.ship_due(now)
         return len(events)
 
     async def _client(self) -> Client:

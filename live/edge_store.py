@@ -99,30 +99,8 @@ class EdgeStore:
                 status, reason = PENDING, None
                 if self.overflow == "drop_newest" and pending >= self.capacity:
                     status, reason = REJECTED, REASON_EDGE_OVERFLOW
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO outbox (txn_id, correlation_id, flow, plant, line, item, lot, "
-                    "qty, unit, schema_version, t_created, t_edge, t_sent, status, reason, source, target) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,?)",
-                    (
-                        ev.txn_id,
-                        ev.correlation_id,
-                        ev.flow,
-                        ev.plant,
-                        ev.line,
-                        ev.item,
-                        ev.lot,
-                        ev.qty,
-                        ev.unit,
-                        ev.schema_version,
-                        ev.t_created,
-                        t_edge,
-                        status,
-                        reason,
-                        ev.source,
-                        ev.target,
-                    ),
-                )
-                if cur.rowcount:
+                inserted = self.insert(ev, t_edge, status, reason)
+                if inserted:
                     pending += status == PENDING
                     dropped += status == REJECTED
             if self.overflow == "drop_oldest" and pending > self.capacity:
@@ -142,6 +120,22 @@ class EdgeStore:
                     row,
                 )
         return dropped
+
+    def insert(self, ev: OutboxEvent, t_edge: float, status: str = PENDING, reason: str | None = None) -> bool:
+        """Insert ``ev`` inside an open :meth:`transaction`; False when its ``txn_id`` is already there."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO outbox (txn_id, correlation_id, flow, plant, line, item, lot, "
+            "qty, unit, schema_version, t_created, t_edge, t_sent, status, reason, source, target) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,?)",
+            (ev.txn_id, ev.correlation_id, ev.flow, ev.plant, ev.line, ev.item, ev.lot, ev.qty, ev.unit,
+             ev.schema_version, ev.t_created, t_edge, status, reason, ev.source, ev.target),
+        )
+        return bool(cur.rowcount)
+
+    def transaction(self) -> _Transaction:
+        """BEGIN IMMEDIATE ... COMMIT on the store's connection: edge-local tables (the plant's WMS) commit
+        together with the outbox rows they cause."""
+        return _Transaction(self.db)
 
     def mark_sent(self, txn_ids: list[str], t_sent: float) -> None:
         """The gateway accepted these (202): they leave the buffer."""

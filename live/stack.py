@@ -46,6 +46,7 @@ from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
 from live.collect import collect_run, live_run_record, pending_at_edges
+from live.downlink_plan import DOWNLINK, add_down_relays, downlink_backlog, plant_endpoints, wan_relays
 from live.faultproxy import Relays
 from live.procs import ServiceSet
 from live.ray_plants import RayPlants
@@ -222,9 +223,12 @@ class LiveStack:
                 self.log(f"  opcua-{plant:<8} {url}  (Ray actor)")
         else:
             self._start_tier([f"opcua-{p}" for p in self.plants])
+        self.urls.update(plant_endpoints(self.plants))  # each edge serves its plant's endpoint (downlink)
         for plant in self.plants:
             self.urls[f"wan-{plant}"] = self.relays.add(plant, self.urls["gateway"])
         self._start_tier([f"edge-{p}" for p in self.plants])
+        self.urls.update(add_down_relays(self.relays, self.urls, self.plants))
+        self._start_tier([DOWNLINK])
         started_at = self.clock.now()
         self.events.append({"t": started_at, "event": "all_started"})
         if started_at > 0:
@@ -304,7 +308,8 @@ class LiveStack:
                 write_ack_loss(self.run_dir, action.payload["share"])
             elif action.action in ("partition", "heal"):
                 assert self.relays is not None, "relays start with the edges"
-                (self.relays.cut if action.action == "partition" else self.relays.heal)(name)
+                for relay in wan_relays(name, self.relays):  # the plant's link carries both directions
+                    (self.relays.cut if action.action == "partition" else self.relays.heal)(relay)
 
     def _erp_mode(self, kind: str, mode: dict[str, Any]) -> None:
         """Switch an ERP twin's mode; a refusal is logged, not fatal (the run goes on without it)."""
@@ -338,7 +343,8 @@ class LiveStack:
                 self.services[f"opcua-{plant}"].stop(self.opts.stop_timeout)
         deadline = time.monotonic() + self.opts.drain_timeout
         while time.monotonic() < deadline:
-            if self._pending_at_edges() == 0 and asyncio.run(consumer_backlog(self.urls["broker"])) == 0:
+            if self._pending_at_edges() == 0 and asyncio.run(consumer_backlog(self.urls["broker"])) == 0 \
+                    and asyncio.run(downlink_backlog(self.urls["broker"], self.plants)) == 0:
                 self.events.append({"t": self.clock.now(), "event": "drained"})
                 self.log(f"  drained at {self.clock.now():.0f}s scenario time")
                 return True

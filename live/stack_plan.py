@@ -12,6 +12,7 @@ from typing import Any
 
 from integration.broker_cluster import cluster_ports, node_name, validate_size
 from kernel.routing import Routing
+from live.downlink_plan import DOWNLINK, downlink_command, edge_api_args
 from live.procs import python_module
 from scenarios.spec import FaultSpec, Scenario
 
@@ -119,7 +120,7 @@ class Scale:
 class ServiceCommands:
     """The command line of every service of one run, from its resolved scenario file, run folder, clock,
     ERP kinds and plant API keys. Service names: ``broker`` (``broker-<i>`` in a cluster), ``erp-<kind>``,
-    ``gateway``, ``worker`` (``worker-<i>`` when several), ``opcua-<plant>``, ``edge-<plant>``."""
+    ``gateway``, ``worker`` (``worker-<i>`` when several), ``opcua-<plant>``, ``edge-<plant>``, ``downlink``."""
 
     scenario_path: Path
     run_dir: Path
@@ -167,5 +168,9 @@ class ServiceCommands:
             plant = name.removeprefix("edge-")
             return python_module(PLANT_MODULE, "edge", "--scenario", scen, "--plant", plant, "--opcua",
                                  urls[f"opcua-{plant}"], "--gateway", urls[f"wan-{plant}"], "--api-key",
-                                 self.api_keys[plant], "--run-dir", run_dir, *clock, *insecure)
+                                 self.api_keys[plant], "--run-dir", run_dir, *clock, *insecure,
+                                 *edge_api_args(plant, urls))
+        if name == DOWNLINK:
+            plants = sorted(self.api_keys)
+            return downlink_command(scen, run_dir, urls["broker"], urls, plants, clock)
         raise ValueError(f"unknown service {name!r}")

@@ -29,8 +29,9 @@ def _control(cfg: Target, method: str, path: str, body: dict[str, Any] | None = 
 # ----------------------------------------------------------------------------------- processes
 def kill_process(name: str, restart_after: float | None = None,
                  configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """SIGKILL a process (``gateway``, ``worker``, ``broker``, ``erp``/``erp-<kind>``, ``edge-<plant>``,
-    ``opcua-<plant>``); with ``restart_after`` (wall seconds) it is started again that much later."""
+    """SIGKILL a process (``gateway``, ``worker``/``worker-<i>``, ``broker`` or a cluster node ``broker-<i>``,
+    ``erp``/``erp-<kind>``, ``edge-<plant>``, ``opcua-<plant>``; a role name hits its first process); with
+    ``restart_after`` (wall seconds) it is started again that much later."""
     return _control(target(configuration), "POST", f"/processes/{name}/kill", {"restart_after": restart_after})
 
 

@@ -90,11 +90,14 @@ def edge(
     speed: float = typer.Option(60.0, help="scenario seconds per wall second"),
     insecure: bool = typer.Option(False, help="connect anonymously with SecurityPolicy None"),
     batch_size: int = typer.Option(200, min=1, max=10_000, help="events per gateway post"),
+    plant_api_port: int = typer.Option(None, min=0, max=65535, help="also run the plant's WMS and serve its "
+                                       "endpoint for enterprise messages (quality holds) on 127.0.0.1:PORT"),
 ) -> None:
     """Subscribe to PLANT's OPC UA server, turn counters into business events, forward them."""
     from kernel.clock import ScaledClock
     from live.edge import Edge, EdgeConfig
     from live.opcua_server import access_for_run
+    from live.plant_wms import WmsConfig
 
     spec = _load(scenario, speed)
     if not opcua_url.startswith("opc.tcp://"):
@@ -119,6 +122,8 @@ def edge(
             clock,
             access_for_run(run_dir, insecure),
             batch_size=batch_size,
+            wms=None if plant_api_port is None else WmsConfig.from_scenario(spec, plant),
+            api_port=plant_api_port,
         )
         await node.run(stop, lambda: typer.echo(f"READY edge-{plant} {node.store.path.resolve().as_uri()}"))
 

@@ -1,0 +1,105 @@
+"""The downlink's part of a live run folder: quality-message trace rows and the lots' quality and shipping.
+
+Inputs under ``RUN_DIR/state/``: ``downlink.sqlite`` (one row per delivered copy, :mod:`live.downlink`),
+``qms.sqlite`` (the QMS's decisions and when each message was published, :mod:`live.qms_service`) and the
+``wms_lots`` table of each edge's ``edge-<plant>.sqlite`` (:mod:`live.plant_wms`). A message the QMS
+published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing.
+
+Lots (``kernel.trace.LOTS_SCHEMA``), column by column as the virtual engine fills them: ``held``,
+``t_hold``, ``t_release`` (the QMS's decisions), ``t_hold_at_wms`` / ``t_release_at_wms`` (when the
+plant's WMS applied the message), ``t_shipped`` and ``shipped_while_held`` = held and shipped before the
+lot's release, the invariant the report checks (``reports/invariants.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from integration.sqlite import connect_readonly
+from kernel.trace import GOODS_RECEIPT, IN_FLIGHT, QUALITY_HOLD, QUALITY_RELEASE
+
+NAN = float("nan")
+REASON_NOT_YET_APPLIED = "not_yet_applied_at_plant"
+
+
+def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    db = connect_readonly(path)
+    try:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute(sql)]
+    except sqlite3.OperationalError:  # the table was never created: nothing of this kind happened
+        return []
+    finally:
+        db.close()
+
+
+def _num(value: Any) -> float:
+    return NAN if value is None else float(value)
+
+
+def read_decisions(state: Path) -> dict[str, dict[str, Any]]:
+    """The QMS's decision per lot."""
+    return {r["lot"]: r for r in _rows(state / "qms.sqlite", "SELECT * FROM qms_lots")}
+
+
+def read_wms_lots(state: Path) -> dict[str, dict[str, Any]]:
+    """Every plant WMS's lot rows, by lot."""
+    return {r["lot"]: r for p in sorted(state.glob("edge-*.sqlite")) for r in _rows(p, "SELECT * FROM wms_lots")}
+
+
+def downlink_trace_rows(state: Path, run_id: str) -> list[dict[str, Any]]:
+    """Trace rows of the quality messages: one per delivered copy, one per published but unapplied message."""
+    rows, seen = [], set()
+    for d in _rows(state / "downlink.sqlite", "SELECT * FROM deliveries ORDER BY rowid"):
+        seen.add(d["txn_id"])
+        rows.append({**_base(run_id, d["txn_id"], d["flow"], d["plant"], d["line"], d["lot"], d["item"]),
+                     "t_created": _num(d["t_created"]), "t_broker": _num(d["t_broker"]),
+                     "t_delivered": _num(d["t_delivered"]), "t_acked": _num(d["t_acked"]),
+                     "attempts": int(d["attempts"] or 0), "outcome": d["outcome"], "reason": d["reason"] or ""})
+    for lot, q in read_decisions(state).items():
+        for flow, sent, when, txn in ((QUALITY_HOLD, "hold_sent", "t_hold", f"QH-{lot}"),
+                                      (QUALITY_RELEASE, "release_sent", "t_release", f"QR-{lot}")):
+            if q[sent] is None or txn in seen:
+                continue
+            rows.append({**_base(run_id, txn, flow, q["plant"], q["line"], lot, q["item"]),
+                         "t_created": _num(q[when]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
+                         "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
+    return rows
+
+
+def _base(run_id: str, txn: str, flow: str, plant: str, line: str, lot: str, item: str) -> dict[str, Any]:
+    return {"run_id": run_id, "replication": 0, "txn_id": txn, "correlation_id": lot, "flow": flow, "plant": plant,
+            "line": line or "", "source": "QMS", "target": "WMS", "item": item or "", "lot": lot, "qty": NAN,
+            "unit": "", "schema_version": "", "t_edge": NAN}
+
+
+def lot_rows(outbox: list[dict[str, Any]], state: Path, inspected: dict[str, bool], run_id: str,
+             duration: float = math.inf) -> list[dict]:
+    """One lots row per goods receipt at an edge (``inspected``: plant item -> needs inspection, for lots
+    the QMS has not decided on). A hold the QMS dated after the run's ``duration`` had not happened when the
+    run ended: that lot is reported as still under inspection (not held), like an undecided one."""
+    decisions, wms = read_decisions(state), read_wms_lots(state)
+    out = []
+    for r in outbox:
+        if r.get("flow") != GOODS_RECEIPT:
+            continue
+        lot = r.get("lot") or r["txn_id"]
+        q, w = decisions.get(lot, {}), wms.get(lot, {})
+        held = bool(q.get("held")) and _num(q.get("t_hold")) <= duration
+        t_release = _num(q.get("t_release"))
+        t_shipped = _num(w.get("t_shipped"))
+        out.append({
+            "run_id": run_id, "replication": 0, "lot": lot, "plant": r.get("plant"), "item": r.get("item"),
+            "requires_inspection": bool(q["requires_inspection"]) if q else inspected.get(r.get("item") or "", False),
+            "held": held, "t_completed": _num(r.get("t_created")),
+            "t_hold": _num(q.get("t_hold")) if held else NAN, "t_hold_at_wms": _num(w.get("t_hold_at_wms")),
+            "t_release": t_release, "t_release_at_wms": _num(w.get("t_release_at_wms")), "t_shipped": t_shipped,
+            # the virtual engine's rule (virtual/plant.py): a held lot shipped before its release
+            "shipped_while_held": held and t_shipped < t_release,
+        })
+    return out

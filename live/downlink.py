@@ -1,0 +1,158 @@
+"""The enterprise-to-plant downlink: durable messages in JetStream, delivered to each plant over its WAN link.
+
+Subjects ``downlink.<plant>.<flow>`` in stream ``DOWNLINK`` (file storage, the ``Nats-Msg-Id`` header is the
+``txn_id`` so a re-published copy is dropped). One durable pull consumer per plant, ``plant-<plant>``, is
+read by one :class:`PlantDeliverer`: it posts what it fetched, in stream order, as one batch to the plant's
+endpoint (:mod:`live.plant_api`) through the plant's WAN link (the fault proxy ``wan-down-<plant>``, cut and
+healed with the uplink), and retries the same batch with the scenario's retry backoff (scaled by
+``1/speed``) until the plant answers -- keeping the messages alive with in-progress acks meanwhile, so
+JetStream neither redelivers them nor lets a later message overtake. So delivery is durable (a message
+is acknowledged only after the plant applied it and its delivery row is written), ordered per plant and
+hence per lot, and idempotent (the plant applies each ``txn_id`` once and answers copies as duplicates).
+
+Each delivered copy is one row in ``state/downlink.sqlite`` (the live trace's quality-message rows,
+:mod:`live.collect_downlink`): ``t_broker`` the stored time of the message, ``t_delivered`` when the plant's
+WMS applied it (its answer), ``t_acked`` = ``t_delivered`` (a consumer without an ack of its own,
+``kernel/trace.py``); a duplicate has ``t_delivered`` NaN and ``t_acked`` when the deliverer finished it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from integration.broker import broker_time
+from integration.sqlite import connect
+from kernel.clock import ScaledClock
+from kernel.trace import DEAD_LETTERED, DELIVERED, DUPLICATE_SUPPRESSED, REASON_REDELIVERY
+from live.intervals import wall_interval
+
+DOWNLINK_STREAM = "DOWNLINK"
+DOWNLINK_SUBJECTS = "downlink.>"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    txn_id TEXT, flow TEXT, plant TEXT, line TEXT, lot TEXT, item TEXT, source TEXT, target TEXT,
+    t_created REAL, t_broker REAL, t_delivered REAL, t_acked REAL, attempts INTEGER, outcome TEXT, reason TEXT
+);
+"""
+
+
+def downlink_subject(plant: str, flow: str) -> str:
+    """Subject of an enterprise message to ``plant``."""
+    return f"downlink.{plant}.{flow}"
+
+
+async def ensure_downlink_stream(js: Any) -> None:
+    """Create the ``DOWNLINK`` stream unless it exists (file storage, 2-minute duplicate window)."""
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.stream_info(DOWNLINK_STREAM)
+    except NotFoundError:
+        await js.add_stream(StreamConfig(name=DOWNLINK_STREAM, subjects=[DOWNLINK_SUBJECTS],
+                                         storage=StorageType.FILE, duplicate_window=120.0))
+
+
+class DownlinkLog:
+    """Delivery rows of downlink messages (``state/downlink.sqlite``)."""
+
+    def __init__(self, path: Path):
+        self.db = connect(path)
+        self.db.executescript(_SCHEMA)
+
+    def record(self, rows: list[tuple]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class PlantDeliverer:
+    """Delivers ``plant``'s downlink messages to its endpoint ``url`` (through its WAN link)."""
+
+    def __init__(self, plant: str, url: str, clock: ScaledClock, log: DownlinkLog, retry: tuple[float, float, float],
+                 batch: int = 200):
+        self.plant, self.url, self.clock, self.log = plant, url.rstrip("/"), clock, log
+        self.initial, self.multiplier, self.max_delay = retry  # scenario seconds
+        self.batch = batch
+        self.delivered = 0
+        self.failed_attempts = 0
+
+    async def subscribe(self, js: Any, ack_wait: float) -> Any:
+        """The plant's durable pull consumer (created once; a restarted deliverer resumes it)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        config = ConsumerConfig(durable_name=f"plant-{self.plant}", ack_policy=AckPolicy.EXPLICIT,
+                                deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait, max_deliver=-1,
+                                max_ack_pending=self.batch)
+        return await js.pull_subscribe(downlink_subject(self.plant, "*"), durable=f"plant-{self.plant}",
+                                       stream=DOWNLINK_STREAM, config=config)
+
+    async def run(self, sub: Any, stop: asyncio.Event, fetch_wait: float = 0.5) -> None:
+        """Fetch, deliver, acknowledge -- one batch at a time, in order -- until ``stop`` is set."""
+        from nats.errors import TimeoutError as NatsTimeout
+
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(batch=self.batch, timeout=fetch_wait)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                await self._deliver(http, msgs, stop)
+
+    async def _deliver(self, http: httpx.AsyncClient, msgs: list[Any], stop: asyncio.Event) -> None:
+        bodies = [json.loads(m.data) for m in msgs]
+        payload = {"plant": self.plant, "messages": [{k: b[k] for k in ("txn_id", "flow", "lot", "item", "t_created")}
+                                                     for b in bodies]}
+        attempts, delay = 0, self.initial
+        while True:
+            attempts += 1
+            try:
+                resp = await http.post(f"{self.url}/downlink", json=payload)
+            except httpx.HTTPError:
+                resp = None
+            if resp is not None and resp.status_code == 200:
+                answers = {a["txn_id"]: a for a in resp.json()["results"]}
+                self._record(msgs, bodies, attempts, answers)
+                break
+            if resp is not None and 400 <= resp.status_code < 500 and resp.status_code != 429:
+                self._record(msgs, bodies, attempts, {}, f"http_{resp.status_code}")
+                break
+            self.failed_attempts += 1
+            if stop.is_set():
+                return  # unacknowledged: JetStream hands them out again to the next run of the deliverer
+            for m in msgs:  # still working on them: no redelivery, no overtaking
+                with contextlib.suppress(Exception):
+                    await m.in_progress()
+            await asyncio.sleep(wall_interval(delay, self.clock.speed))
+            delay = min(self.max_delay, delay * self.multiplier)
+        for m in msgs:
+            with contextlib.suppress(Exception):
+                await m.ack()
+        self.delivered += len(msgs)
+
+    def _record(self, msgs: list[Any], bodies: list[dict], attempts: int, answers: dict[str, dict],
+                dead_reason: str = "") -> None:
+        now, nan, rows = self.clock.now(), float("nan"), []
+        for m, b in zip(msgs, bodies, strict=True):
+            a = answers.get(b["txn_id"])
+            if dead_reason or a is None:
+                outcome, reason, t_delivered = DEAD_LETTERED, dead_reason or "no_answer", nan
+            elif a["status"] == "duplicate":
+                outcome, reason, t_delivered = DUPLICATE_SUPPRESSED, REASON_REDELIVERY, nan
+            else:
+                outcome, reason, t_delivered = DELIVERED, "", float(a["t_received"])
+            t_acked = t_delivered if outcome == DELIVERED else now
+            rows.append((b["txn_id"], b["flow"], self.plant, b.get("line", ""), b["lot"], b.get("item", ""), "QMS",
+                         "WMS", b["t_created"], broker_time(m, self.clock), t_delivered, t_acked, attempts, outcome,
+                         reason))
+        self.log.record(rows)
