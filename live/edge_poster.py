@@ -17,6 +17,7 @@ import httpx
 
 from integration.http1 import retry_after_seconds
 from kernel.clock import ScaledClock
+from live.edge_clock import instance_id
 from live.edge_store import EdgeStore
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,12 @@ class GatewayPoster:
         backoff: tuple[float, float] = (0.2, 5.0),
         idle_poll: float = 0.1,
     ):
-        """``backoff`` (first, longest wait) and ``idle_poll`` are wall seconds: the host scales the scenario's."""
+        """``backoff`` (first, longest wait) and ``idle_poll`` are wall seconds: the host scales the scenario's.
+        Each request also carries this edge's instance id and clock (``X-Edge-Instance``, ``X-Edge-Clock``):
+        how the gateway tells a skewed clock or a second edge (:mod:`integration.gateway.sources`)."""
         self.store, self.clock = store, clock
         self.url = f"{gateway_url.rstrip('/')}/{schema_version}/events"
-        self.headers = {"X-Api-Key": api_key}
+        self.headers = {"X-Api-Key": api_key, "X-Edge-Instance": instance_id(store.path)}
         self.batch_size, self.wall_rate = batch_size, wall_rate
         self.backoff_initial, self.backoff_max = backoff
         self.idle_poll = idle_poll
@@ -102,7 +105,8 @@ class GatewayPoster:
     async def _post(self, http: httpx.AsyncClient, rows: list[dict], delay: float) -> float | None:
         """Post ``rows``; None on success, else wall seconds to wait before trying again."""
         try:
-            response = await http.post(self.url, json=[payload(r) for r in rows], headers=self.headers)
+            headers = {**self.headers, "X-Edge-Clock": f"{self.clock.now():.3f}"}
+            response = await http.post(self.url, json=[payload(r) for r in rows], headers=headers)
         except httpx.HTTPError as exc:
             log.info("gateway unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
             return delay

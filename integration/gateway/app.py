@@ -282,6 +282,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - broker errors become a retryable 503
             raise broker_down(exc) from None
 
+    @app.get("/admin/sources", dependencies=[Depends(admin)], responses={**UNAUTHORIZED},
+             summary="Each plant's edge instances, its clock offset and the episodes flagged (skew, second source)")
+    async def sources():
+        return core.sources.report()
+
     @app.post("/admin/replay", dependencies=[Depends(admin)],
               responses={400: {"model": Problem, "description": "the body is not JSON text"}, **UNAUTHORIZED,
                          **BROKER_DOWN},

@@ -13,6 +13,8 @@ from integration.gateway.metrics import GatewayMetrics
 from integration.gateway.publisher import BrokerUnavailable, Publisher
 from integration.gateway.ratelimit import TokenBucket
 from integration.gateway.settings import GatewaySettings
+from integration.gateway.sources import SourceWatch
+from kernel.clock import ScaledClock
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -30,6 +32,8 @@ class IngestCore:
         self.key_to_plant = {key: plant for plant, key in settings.plant_keys.items()}
         self.capacity = settings.rate_limit * settings.burst_seconds
         self.buckets = {p: TokenBucket(settings.rate_limit, self.capacity) for p in settings.plant_keys}
+        self.sources = SourceWatch(ScaledClock(settings.epoch, settings.speed), settings.clock_skew_bound,
+                                   settings.source_window)
 
     def _reply(self, status: int, content: dict[str, Any], correlation: str, version: str,
                headers: dict[str, str] | None = None) -> Reply:
@@ -37,17 +41,18 @@ class IngestCore:
         return status, content, {CORRELATION_HEADER: correlation, **(headers or {})}
 
     async def ingest_key(self, api_key: str, version: str, named_plant: str | None, body: bytes,
-                         correlation: str) -> Reply:
+                         correlation: str, edge: tuple[str, str, float] | None = None) -> Reply:
         """:meth:`ingest` for a request still to be authenticated by its ``X-Api-Key``."""
         plant = self.key_to_plant.get(api_key)
         if plant is None:
             return self._reply(401, {"detail": UNKNOWN_KEY}, correlation or uuid.uuid4().hex, version,
                                {"WWW-Authenticate": "ApiKey"})
-        return await self.ingest(plant, version, named_plant, body, correlation)
+        return await self.ingest(plant, version, named_plant, body, correlation, edge)
 
     async def ingest(self, plant: str, version: str, named_plant: str | None, body: bytes,
-                     correlation: str) -> Reply:
-        """Store every event of ``body`` posted by ``plant``; 202 only once the broker acknowledged all."""
+                     correlation: str, edge: tuple[str, str, float] | None = None) -> Reply:
+        """Store every event of ``body`` posted by ``plant``; 202 only once the broker acknowledged all.
+        ``edge`` is (instance, edge clock, wall time the headers arrived) for :class:`SourceWatch`."""
         settings, metrics = self.settings, self.metrics
         correlation = correlation or uuid.uuid4().hex
         if named_plant is not None and named_plant != plant:
@@ -74,7 +79,8 @@ class IngestCore:
             detail = f"rate limit of {limit} for {plant} exceeded; retry in {wait:.3f} s"
             return self._reply(429, {"detail": detail, "retry_after_s": wait}, correlation, version,
                                {"Retry-After": str(max(1, math.ceil(wait)))})
-        messages = to_messages(payloads, plant)
+        shift = self.sources.observe(plant, *edge) if edge is not None else 0.0
+        messages = to_messages(payloads, plant, shift)
         started = time.perf_counter()
         try:
             dupes = await self.publisher.publish(plant, messages, settings.publish_timeout)

@@ -105,8 +105,9 @@ def parse_body(body: bytes, version: str) -> list[PayloadV1] | list[PayloadV2]:
     return parsed if isinstance(parsed, list) else [parsed]
 
 
-def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str) -> list[Message]:
-    """Broker messages for validated payloads posted by ``plant`` (canonical JSON bodies)."""
+def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str, shift: float = 0.0) -> list[Message]:
+    """Broker messages for validated payloads posted by ``plant`` (canonical JSON bodies); ``shift`` is added
+    to ``t_created`` (the correction of a plant whose clock is off, :mod:`integration.gateway.sources`)."""
     out: list[Message] = []
     to_json = pydantic_core.to_json
     for p in payloads:
@@ -116,14 +117,15 @@ def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str) -> list
             event = {
                 "txn_id": txn, "correlation_id": corr, "flow": flow, "plant": plant, "line": d["line"],
                 "source": d["source"], "target": d["target"], "item": d["item"], "lot": d["lot"],
-                "qty": d["qty"], "unit": d["unit"], "schema_version": "v2", "t_created": d["t_created"],
+                "qty": d["qty"], "unit": d["unit"], "schema_version": "v2", "t_created": d["t_created"] + shift,
             }
         else:
             txn, corr, flow = d["id"], d["lot"] or d["id"], d["type"]
             event = {
                 "txn_id": txn, "correlation_id": corr, "flow": flow, "plant": plant, "line": d["line"],
                 "source": "MES", "target": "ERP", "item": d["material"], "lot": d["lot"],
-                "qty": d["quantity"], "unit": d["uom"], "schema_version": "v1", "t_created": d["timestamp"],
+                "qty": d["quantity"], "unit": d["uom"], "schema_version": "v1",
+                "t_created": d["timestamp"] + shift,
             }
         out.append(Message(f"events.{plant}.{flow}.{subject_token(txn)}", txn, corr, to_json(event)))  # event_subject
     return out

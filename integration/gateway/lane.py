@@ -8,6 +8,7 @@ API in OpenAPI); every other request goes on to FastAPI unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,12 +34,17 @@ class IngestLane:
         if version is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        api_key = correlation = ""
+        received = time.time()  # headers are in, the body may still be on a slow link: the edge clock's reference
+        api_key = correlation = instance = edge_clock = ""
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 api_key = value.decode("latin-1")
             elif name == b"x-correlation-id":
                 correlation = value.decode("latin-1")
+            elif name == b"x-edge-instance":
+                instance = value.decode("latin-1")
+            elif name == b"x-edge-clock":
+                edge_clock = value.decode("latin-1")
         named = None
         if scope.get("query_string"):
             named = parse_qs(scope["query_string"].decode("latin-1")).get("plant", [None])[0]
@@ -56,7 +62,7 @@ class IngestLane:
             chunks.append(chunk)
             more = message.get("more_body", False)
         status, content, headers = await self.core.ingest_key(
-            api_key, version, named, b"".join(chunks), correlation
+            api_key, version, named, b"".join(chunks), correlation, (instance, edge_clock, received)
         )
         await self._send(send, status, content, headers)
 

@@ -34,6 +34,10 @@ class GatewaySettings(BaseSettings):
     status_index: bool = Field(True, description="index every stored event in the EVENT_INDEX KV bucket (status "
                                "reads of ids not in memory answer 404 without it; off only for benchmarks)")
     scan_limit: int = Field(200_000, ge=0, description="most stream messages one status/DLQ scan reads")
+    clock_skew_bound: float = Field(120.0, gt=0, description="scenario seconds an edge's clock may be off before "
+                                    "the gateway flags the plant and corrects its events' t_created")
+    source_window: float = Field(600.0, gt=0, description="scenario seconds an edge instance counts as active "
+                                 "(two active for one plant: a second source with the same credentials)")
     epoch: float = Field(default_factory=time.time, description="Unix time of scenario second 0")
     speed: float = Field(60.0, gt=0, description="scenario seconds per wall second")
 

@@ -32,13 +32,13 @@ from integration.delivery import CircuitBreaker, Delivery, RetryPolicy
 from integration.delivery_log import DeliveryLog
 from integration.erp_client import ErpClient
 from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
-from integration.mapping import PlantMapping
 from integration.worker_faults import AckLoss, fault_file
 from integration.worker_keys import BatchProcessedKeys, KeyView
 from integration.workers.broker_link import connect, quietly, subscribe
 from integration.workers.config import WorkerConfig, WorkerStats, batch_cap
 from integration.workers.delivery_loop import DeliveryLoop
 from integration.workers.lanes import Copy, Lane, lane_of, parse_copies
+from integration.workers.mapping_reload import MappingWatch, build_mappings
 from integration.workers.outcomes import Outcomes
 from integration.workers.triage import triage
 from kernel.clock import ScaledClock
@@ -54,8 +54,9 @@ class Worker:
         self.cfg = config
         self.clock = ScaledClock(config.epoch, config.speed)
         self.router = Routing.of(config.scenario)
-        master = config.scenario.landscape.items
-        self.mappings = {p.id: PlantMapping.from_spec(p, master) for p in config.scenario.landscape.all_plants}
+        # The scenario's mappings plus the run's mapping changes, re-read while running (mapping_reload).
+        self.mapping_watch = MappingWatch(config.run_dir, config.scenario)
+        self.mappings = self.mapping_watch.refresh() or build_mappings(config.scenario)
         state = Path(config.run_dir) / "state"
         self.keys = BatchProcessedKeys(state / "worker-keys.sqlite")
         self.log = DeliveryLog(state / "deliveries.sqlite")
@@ -170,12 +171,16 @@ class Worker:
             await asyncio.sleep(0.02)
 
     async def _heartbeat(self) -> None:
-        """Tell JetStream that copies held longer than a third of ``ack_wait`` are still being worked on."""
+        """Tell JetStream that copies held longer than a third of ``ack_wait`` are still being worked on;
+        pick up injected ack loss and mapping changes."""
         loop = asyncio.get_running_loop()
         every = self.cfg.ack_wait / 3
         while True:
             await asyncio.sleep(every / 2)
             self.outcomes.ack_loss.refresh()
+            mappings = self.mapping_watch.refresh()
+            if mappings is not None:
+                self.mappings = mappings
             now, busy = loop.time(), []
             for copy in self._held:
                 if now - copy.held_since >= every:

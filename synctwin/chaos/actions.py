@@ -14,8 +14,9 @@ import httpx
 
 from synctwin.chaos.settings import ChaosConfigError, Target, target
 
-__all__ = ["add_toxic", "flood_duplicates", "inject_poison", "kill_process", "link_down", "link_up", "lose_acks",
-           "remove_toxic", "reset_links", "restart_process", "rollback_all", "set_erp_mode"]
+__all__ = ["add_mapping", "add_toxic", "flood_duplicates", "inject_poison", "kill_process", "link_down", "link_up",
+           "lose_acks", "opcua_session_drop", "opcua_stall", "remove_mapping", "remove_toxic", "replay_dead_letters",
+           "reset_links", "restart_process", "rollback_all", "set_erp_mode"]
 
 
 def _control(cfg: Target, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -69,6 +70,19 @@ def remove_toxic(link: str, name: str, configuration: dict[str, Any] | None = No
 def reset_links(configuration: dict[str, Any] | None = None) -> None:
     """Every link up, every toxic removed."""
     _control(target(configuration), "POST", "/reset", {})
+
+
+# ------------------------------------------------------------------------------------- OPC UA
+def opcua_session_drop(plant: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plant ``plant``'s OPC UA server closes every client session (subscriptions deleted) and connection:
+    its edge must reconnect and subscribe again. Returns how many sessions were dropped."""
+    return _control(target(configuration), "POST", f"/opcua/{plant}/session_drop", {})
+
+
+def opcua_stall(plant: str, seconds: float = 10.0, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plant ``plant``'s OPC UA server sends no notifications for ``seconds`` wall seconds (keep-alives go
+    on, the session stays), then resumes with the counters' new values."""
+    return _control(target(configuration), "POST", f"/opcua/{plant}/stall", {"seconds": seconds})
 
 
 # ---------------------------------------------------------------------------------------- ERP
@@ -150,6 +164,53 @@ def flood_duplicates(plant: str | None = None, limit: int = 100_000,
             code = str(http.post("/v2/events", json=events[start:start + 500]).status_code)
             statuses[code] = statuses.get(code, 0) + 1
     return {"plant": plant, "replayed": len(events), "requests": statuses}
+
+
+# ------------------------------------------------------------------------------- mapping, DLQ
+def add_mapping(plant: str, item: str, to: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fix a plant's mapping at run time: its code ``item`` maps to the canonical ``to`` from now on. The
+    running workers pick the change up within a heartbeat (``integration.workers.mapping_reload``)."""
+    from integration.workers.mapping_reload import write_mapping_fix
+
+    cfg = target(configuration)
+    fixes = write_mapping_fix(cfg.state.parent, plant, item, to)
+    _record(cfg, "mapping_fix", plant, {"item": item, "to": to, "version": fixes["version"]})
+    return fixes
+
+
+def remove_mapping(plant: str, item: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Undo :func:`add_mapping` (the code is unmappable again)."""
+    from integration.workers.mapping_reload import write_mapping_fix
+
+    cfg = target(configuration)
+    fixes = write_mapping_fix(cfg.state.parent, plant, item, None)
+    _record(cfg, "mapping_fix", plant, {"item": item, "to": None, "version": fixes["version"]})
+    return fixes
+
+
+def replay_dead_letters(reason: str | None = None, plant: str | None = None,
+                        configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Replay the dead letters (of one ``reason``, one ``plant``) through the gateway's ``/admin/replay``;
+    returns what the gateway replayed."""
+    cfg = target(configuration)
+    admin = cfg.credentials.get("admin")
+    if not admin:
+        raise ChaosConfigError("no admin key: set admin_key (or synctwin_run_dir of a stack synctwin started)")
+    with httpx.Client(base_url=cfg.need("gateway"), headers={"X-Api-Key": admin}, timeout=60) as http:
+        listed = http.get("/admin/dlq", params={"limit": 100_000, **({"plant": plant} if plant else {})})
+        listed.raise_for_status()
+        ids = sorted({m["txn_id"] for m in listed.json()["messages"] if reason is None or m["reason"] == reason})
+        if not ids:
+            return {"replayed": 0, "txn_ids": [], "not_found": []}
+        reply = http.post("/admin/replay", json={"txn_ids": ids, **({"plant": plant} if plant else {})})
+        reply.raise_for_status()
+    return reply.json()
+
+
+def _record(cfg: Target, event: str, what: str, detail: dict[str, Any]) -> None:
+    """Put a change made outside the control API on its timeline (when there is one)."""
+    if cfg.control:
+        _control(cfg, "POST", "/timeline", {"event": event, "what": what, **detail})
 
 
 def lose_acks(share: float, configuration: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,8 +8,12 @@
 | ``POST /processes/{name}/restart`` | start a killed process again (same port) |
 | ``/proxies...``, ``POST /reset`` | the fault proxies' Toxiproxy-shaped API (:mod:`live.faultproxy_api`) |
 | ``POST /erp/{kind}/mode`` | the ERP twin's ``/admin/mode``, recorded on the timeline |
+| ``GET /opcua/{plant}`` | the plant OPC UA server's fault state (sessions, drops, stall, counter totals) |
+| ``POST /opcua/{plant}/session_drop`` | the server closes every client session and connection |
+| ``POST /opcua/{plant}/stall`` | ``{"seconds": s}``: no notifications for s wall seconds (keep-alives go on) |
 | ``POST /worker/ack_loss`` | ``{"share": s}``: the workers withhold that share of acks (JetStream redelivers) |
 | ``GET /timeline`` | every change made through this API, in scenario seconds |
+| ``POST /timeline`` | ``{"event", "what", ...}``: record a change an action made elsewhere (mapping fix, clock skew) |
 | ``GET /view``, ``GET /live`` | the live view page (:mod:`synctwin.chaos.liveview`) and its data |
 
 Process operations run on one long-lived thread of their own: a service started from a short-lived
@@ -156,11 +160,12 @@ class StackControl:
         return future.result(timeout=120)
 
     def _kill_now(self, name: str, restart_after: float | None) -> dict[str, Any]:
+        pid = self.host.pid(name)
         self.host.kill(name)
         with self._lock:
             self.kills[name] = self.kills.get(name, 0) + 1
             self.down[name] = "restarting" if restart_after is not None else "killed"
-        self.record("process_kill", name, {"restart_after": restart_after})
+        self.record("process_kill", name, {"restart_after": restart_after, "pid": pid})
         return self.process(name)
 
     def _restart_now(self, name: str, why: str) -> dict[str, Any]:
@@ -171,7 +176,7 @@ class StackControl:
             self.restarts[name] = self.restarts.get(name, 0) + 1
             self.down.pop(name, None)
         self.write_state()
-        self.record("process_restart", name, {"why": why})
+        self.record("process_restart", name, {"why": why, "pid": self.host.pid(name)})
         return self.process(name)
 
     def _restart_failed(self, name: str, exc: Exception) -> None:
@@ -208,6 +213,10 @@ class StackControl:
             return 200, {"urls": self.urls(), "now": self.host.now(), "processes": self._processes(),
                          "timeline": self.timeline, **self.info}
         if parts == ["timeline"]:
+            if method == "POST":  # a change an action made outside this API (a mapping fix, a clock skew)
+                detail = {k: v for k, v in body.items() if k not in ("event", "what", "t", "wall")}
+                self.record(str(body["event"]), str(body["what"]), detail)
+                return 200, self.timeline[-1]
             return 200, self.timeline
         if parts == ["view"]:
             from synctwin.chaos.liveview import PAGE
@@ -231,6 +240,8 @@ class StackControl:
             return self._proxies(method, path, parts, body)
         if len(parts) == 3 and parts[0] == "erp" and parts[2] == "mode":
             return self._erp_mode(method, parts[1], body)
+        if len(parts) in (2, 3) and parts[0] == "opcua":
+            return self._opcua(method, parts[1], parts[2] if len(parts) == 3 else "", body)
         if parts == ["worker", "ack_loss"] and method == "POST":
             return self._ack_loss(float(body.get("share", 0.0)))
         raise ControlError(404, f"no route {method} {path}")
@@ -262,6 +273,32 @@ class StackControl:
                                                   "attributes": body.get("attributes", {})})
         elif len(parts) == 4 and method == "DELETE":
             self.record("toxic_removed", parts[1], {"toxic": parts[3]})
+
+    def _opcua(self, method: str, plant: str, fault: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """A fault of a plant's OPC UA server through its host's endpoint (:mod:`live.opcua_faults`)."""
+        from live.opcua_faults import control_file
+
+        path = control_file(self.run_dir, plant)
+        if not path.is_file():
+            raise ControlError(404, f"no OPC UA fault endpoint for plant {plant!r} (no {path.name} in the run's state)")
+        url = json.loads(path.read_text())["control"]
+        if not fault:
+            return 200, httpx.get(f"{url}/faults", timeout=10).json()
+        if method != "POST" or fault not in ("session_drop", "stall", "resume"):
+            raise ControlError(404, f"no route {method} /opcua/{plant}/{fault}; use session_drop, stall or resume")
+        reply = httpx.post(f"{url}/faults/{fault}", json=body, timeout=10)
+        if reply.status_code >= 400:
+            raise ControlError(reply.status_code, reply.text[:300])
+        what = f"opcua-{plant}"
+        if fault == "stall":
+            seconds = float(body.get("seconds", 10.0))
+            self.record("opcua_stall", what, {"seconds": seconds})
+            timer = threading.Timer(seconds, self.record, ("opcua_stall_end", what))  # the server resumes then
+            timer.daemon = True
+            timer.start()
+        else:
+            self.record(f"opcua_{fault}", what, {k: v for k, v in reply.json().items() if k == "dropped"})
+        return 200, reply.json()
 
     def _ack_loss(self, share: float) -> tuple[int, Any]:
         """The workers withhold ``share`` of their acks (``integration.worker_faults``): JetStream delivers

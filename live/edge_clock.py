@@ -1,0 +1,95 @@
+"""The edge's own clock and identity, as the gateway sees them.
+
+An edge stamps its events (confirmation boundaries, burst arrivals, ``t_edge``, ``t_sent``) with its own
+clock. :class:`EdgeClock` is the run's :class:`~kernel.clock.ScaledClock` plus a skew that a fault can set
+while the edge runs: ``{"skew_s": s}`` (scenario seconds, + ahead, - behind) in
+``RUN_DIR/state/faults/edge-<plant>.json``, re-read at most twice a wall second. Converting an OPC UA server's
+source timestamp is not skewed: that stamp is the server's clock, not the edge's.
+
+The instance id (``X-Edge-Instance``) is kept in the state folder, so a restarted edge is the same source
+and a second edge with the same credentials is a different one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kernel.clock import ScaledClock
+
+RECHECK_S = 0.5  # wall seconds between looks at the skew file
+
+
+def skew_file(run_dir: Path, plant: str) -> Path:
+    """Where a fault puts the skew of ``plant``'s edge clock."""
+    return Path(run_dir) / "state" / "faults" / f"edge-{plant}.json"
+
+
+def write_skew(run_dir: Path, plant: str, skew_s: float) -> None:
+    """Skew ``plant``'s edge clock by ``skew_s`` scenario seconds (0 ends the fault); atomic."""
+    path = skew_file(run_dir, plant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"skew_s": skew_s}))
+    os.replace(tmp, path)
+
+
+def instance_id(store_path: Path) -> str:
+    """The id of the edge installation whose outbox is ``store_path``: created on first start, kept beside it."""
+    path = Path(store_path).with_suffix(".instance")
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = f"{path.stem}-{uuid.uuid4().hex[:12]}"
+    path.write_text(value)
+    return value
+
+
+class EdgeClock:
+    """A :class:`ScaledClock` whose ``now()`` is off by the injected skew."""
+
+    def __init__(self, base: ScaledClock, path: Path | None = None):
+        self.base, self.path = base, path
+        self.epoch, self.speed = base.epoch, base.speed
+        self.skew = 0.0
+        self._seen: float | None = None
+        self._next_check = 0.0  # monotonic time of the next look at the file
+
+    def refresh(self) -> None:
+        """Re-read the skew when its file changed; no file means no skew."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            self.skew, self._seen = 0.0, None
+            return
+        if mtime == self._seen:
+            return
+        self._seen = mtime
+        try:
+            self.skew = float(json.loads(self.path.read_text())["skew_s"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"edge: ignoring {self.path} ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+            self.skew = 0.0
+
+    def now(self) -> float:
+        """Scenario seconds as this edge's clock tells them."""
+        t = time.monotonic()
+        if t >= self._next_check:
+            self._next_check = t + RECHECK_S
+            self.refresh()
+        return self.base.now() + self.skew
+
+    def to_scenario(self, wall: float) -> float:
+        return self.base.to_scenario(wall)
+
+    def to_wall(self, scenario_seconds: float) -> float:
+        return self.base.to_wall(scenario_seconds)
+
+    def wall_delay(self, scenario_seconds: float) -> float:
+        return self.base.wall_delay(scenario_seconds)
