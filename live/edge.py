@@ -20,6 +20,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from kernel.clock import ScaledClock
 from live.edge_aggregator import EdgeAggregator, EdgeConfig
+from live.edge_clock import EdgeClock, skew_file
 from live.edge_poster import GatewayPoster, wait_or_stop
 from live.edge_store import EdgeStore
 from live.intervals import floor_notes
@@ -91,6 +92,7 @@ class Edge:
         """``tick`` (scan) and ``publishing_interval_ms`` default to the scenario's intervals at the clock's speed.
         With ``wms`` the edge also runs the plant's WMS (:mod:`live.plant_wms`); with ``api_port`` too, it
         serves the plant's receiving endpoint for enterprise messages there (:mod:`live.plant_api`, 0: any port)."""
+        clock = EdgeClock(clock, skew_file(run_dir, config.plant))  # the edge's own clock: a fault may skew it
         self.config, self.opcua_url, self.clock, self.access = config, opcua_url, clock, access
         iv, speed = config.intervals, clock.speed
         for note in floor_notes(config.plant, iv, speed):
