@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_live import SCENARIO, cpu_per_event, cpu_seconds  # noqa: E402
 
-from integration.broker import ensure_streams  # noqa: E402
+from integration.broker import ensure_streams, event_subject  # noqa: E402
 from integration.gateway.ingest import Message  # noqa: E402
 from integration.gateway.jspub import BatchPublisher  # noqa: E402
 from live.procs import ServiceSet, python_module  # noqa: E402
@@ -46,8 +46,8 @@ async def store_backlog(url: str, n: int) -> None:
     await ensure_streams(nc.jetstream())
     publisher = BatchPublisher(nc)
     for start in range(0, n, 1000):
-        msgs = [Message("events.P01.operation_confirmation", f"W-{i}", f"c-{i}", (_EVENT % (i, i, i % 97)).encode())
-                for i in range(start, min(n, start + 1000))]
+        msgs = [Message(event_subject("P01", "operation_confirmation", f"W-{i}"), f"W-{i}", f"c-{i}",
+                        (_EVENT % (i, i, i % 97)).encode()) for i in range(start, min(n, start + 1000))]
         acks = await publisher.publish(msgs, 30)
         if acks.stored != len(msgs):
             raise RuntimeError(f"backlog not stored: {acks.errors}")
