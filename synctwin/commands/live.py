@@ -70,6 +70,8 @@ def up(
                                 "three times (default: the scenario's landscape.integration.brokers)"),
     gateways: int = typer.Option(1, help="gateway uvicorn processes sharing its port"),
     workers: int = typer.Option(1, help="integration worker processes; each consumes whole plants, in order"),
+    live_view: bool = typer.Option(True, help="serve the live view on 127.0.0.1 (URL printed at start): "
+                                   "throughput, backlog, latency, the scenario's faults as they start and end"),
 ) -> None:
     """Run the whole live stack for SCENARIO as real processes, then write and evaluate the run folder."""
     from live.procs import ProcessError
@@ -114,6 +116,11 @@ def up(
         stack = LiveStack(spec, run_dir, options, log=typer.echo)
     except ValueError as exc:  # an unknown link name
         _fail(f"--{exc}")
+    close_view = None
+    if live_view:
+        from synctwin.chaos.upview import start_up_view
+
+        close_view = start_up_view(stack, run_dir, options.speed, typer.echo)
     try:
         stack.run()
     except (StackError, ProcessError) as exc:
@@ -122,6 +129,9 @@ def up(
     except KeyboardInterrupt:
         typer.echo("interrupted; every process of the run was stopped", err=True)
         raise typer.Exit(130) from None
+    finally:
+        if close_view is not None:
+            close_view()
     typer.echo(f"run folder: {run_dir}  (report: {run_dir / 'report.html'})")
     if stack.verdict is not None:
         from reports.narrative import fault_lines
