@@ -81,6 +81,9 @@ class HopsSpec(Strict):
                                         "flush and post, the gateway, the broker's store")
     broker_to_erp: LatencySpec = Field(LatencySpec(mean=0.0), description="t_broker -> ERP arrival: the "
                                        "worker's pull and batching, its request to the ERP")
+    erp: LatencySpec = Field(LatencySpec(mean=0.0), description="ERP service start -> t_delivered beyond the "
+                             "ERP's configured service: its handling of the request and the ledger's commit "
+                             "(a delay, not queued: the live ERP spreads it over a batch)")
 
 
 class IntegrationSpec(Strict):

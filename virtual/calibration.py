@@ -13,8 +13,11 @@ kept apart as ``interval`` (scenario seconds, not stretched) and only the rest c
 
 Hops (``HOP_DELTAS``): ``edge`` t_created -> t_edge, ``edge_to_broker`` t_edge -> t_broker,
 ``broker_to_erp`` t_broker -> t_erp_arrival (where the live trace has no ERP arrival, t_broker ->
-t_delivered less the scenario's ERP service, by moments). Samples: first attempts delivered to an ERP
-whose journey does not overlap a fault window (nor the drain after it).
+t_delivered less the scenario's ERP service, by moments), and ``erp`` t_service_start -> t_delivered
+less the ERP's configured service (its draws are scenario-time waits, not stretched): the ERP twin's
+handling of the request and the ledger's commit, by moments (the virtual engine adds it to the answer,
+not to the posting server's queue: the live ERP spends it once per batch). Samples: first attempts
+delivered to an ERP whose journey does not overlap a fault window (nor the drain after it).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ HOP_DELTAS: dict[str, tuple[str, str]] = {
     "edge_to_broker": ("t_edge", "t_broker"),
     "broker_to_erp": ("t_broker", "t_erp_arrival"),
 }
+ERP_HOP = "erp"  # t_service_start -> t_delivered beyond the configured service
+HOPS = (*HOP_DELTAS, ERP_HOP)
 Z95 = 1.6449
 
 
@@ -165,6 +170,12 @@ def calibrate(run_dir: str | Path) -> dict:
                                             samples=int(delta.size))
         notes.append("broker_to_erp: the live trace has no ERP arrival; fitted from t_broker -> t_delivered "
                      "less the scenario's ERP service (moments)")
+    if "t_service_start" in rows and rows.t_service_start.notna().any():
+        delta = (rows.t_delivered - rows.t_service_start).to_numpy(dtype=float)
+        delta = delta[np.isfinite(delta)]
+        s_mean, s_var = _service_moments(scenario.landscape.erp.service)
+        hops[ERP_HOP] = fit_moments(max(delta.mean() - s_mean, 0.0) / speed,
+                                    max(delta.var() - s_var, 0.0) / speed**2, samples=int(delta.size))
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
             "hops": {name: asdict(fit) for name, fit in hops.items()}, "notes": notes}
@@ -182,7 +193,7 @@ def read_calibration(path: str | Path) -> dict:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-        fits = {name: HopFit(**fit) for name, fit in data["hops"].items() if name in HOP_DELTAS}
+        fits = {name: HopFit(**fit) for name, fit in data["hops"].items() if name in HOPS}
         float(data["speed"])
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{path}: not a calibration file ({exc}); write one with "

@@ -319,13 +319,15 @@ class IntegrationHub:
             part = B.take(part, order)
             busy_until = erp.free_at
             posted = erp.serve(part["t_arrive"])
-            part["t_delivered"] = posted
+            # The ERP's processing beyond its configured service (calibrated from a live run, where it is
+            # spread over a worker's batch): a delay of the answer, not queued in the posting server.
+            part["t_delivered"] = posted + draw_latency(self.hops.erp, self.rng, posted.size)
             # FIFO: service starts when the copy is there and the one before it has left.
             part["t_erp_arrival"] = part["t_arrive"]
             part["t_service_start"] = np.maximum(part["t_arrive"], np.concatenate([[busy_until], posted[:-1]]))
             # Complete as the source sees it (kernel/trace.py): the ERP's acceptance recorded, and for a
             # goods receipt of a lot under inspection, its quality disposition too.
-            part["t_acked"] = np.fmax(posted, part["t_gate"])
+            part["t_acked"] = np.fmax(part["t_delivered"], part["t_gate"])
             part["outcome"] = np.full(posted.size, OUT[trace.DELIVERED], np.int8)
             done.append(part)
         rows = B.concat(done, B.ALL_COLUMNS | POOL_EXTRA)

@@ -25,21 +25,22 @@ SCENARIO = {
 
 def live_run(root, n: int = 4000, erp_arrival: bool = True, engine: str = "live"):
     """A live run folder whose hops are known: edge constant 100 ms wall, edge -> broker lognormal
-    (mean 50 ms, sigma 0.6), broker -> ERP exponential (mean 20 ms); an ERP outage whose postings took long."""
+    (mean 50 ms, sigma 0.6), broker -> ERP exponential (mean 20 ms), the ERP's 50 ms of scenario service
+    plus 8 ms wall of its own processing; an ERP outage whose postings took long."""
     rng = np.random.default_rng(3)
     created = np.sort(rng.uniform(0, 7000, n))
     edge = created + 0.1 * SPEED
     sigma = 0.6
     broker = edge + rng.lognormal(np.log(0.05) - sigma**2 / 2, sigma, n) * SPEED
     arrival = broker + rng.exponential(0.02, n) * SPEED
-    delivered = arrival + rng.exponential(0.05, n)
+    delivered = arrival + rng.exponential(0.05, n) + rng.exponential(0.008, n) * SPEED
     in_outage = (created > 3000) & (created < 3600)
     delivered[in_outage] += 900.0
     edge[in_outage] += 500.0  # nonsense hops inside the fault: must not be fitted
     trace = pd.DataFrame({
         "replication": 0, "flow": "material_issue", "target": "ERP-legacy", "outcome": "delivered", "attempts": 1,
         "t_created": created, "t_edge": edge, "t_broker": broker, "t_delivered": delivered,
-        "t_erp_arrival": arrival if erp_arrival else np.nan,
+        "t_erp_arrival": arrival if erp_arrival else np.nan, "t_service_start": arrival if erp_arrival else np.nan,
     })
     root.mkdir(parents=True, exist_ok=True)
     trace.to_parquet(root / "trace.parquet")
@@ -64,13 +65,16 @@ def test_each_hop_is_fitted_in_wall_seconds_with_its_shape(tmp_path):
     assert hops["edge_to_broker"]["sigma"] == pytest.approx(0.6, rel=0.1)
     assert hops["broker_to_erp"]["distribution"] == "exponential"
     assert hops["broker_to_erp"]["mean"] == pytest.approx(0.02, rel=0.06)
+    # The ERP's own processing beyond its configured (scenario-time) service, in wall seconds.
+    assert hops["erp"]["mean"] == pytest.approx(0.008, rel=0.1) and hops["erp"]["interval"] == 0.0
     assert hops["edge"]["samples"] < 4000  # the fault window's postings were left out
 
 
 def test_without_erp_arrival_the_erp_hop_comes_from_the_delivery_less_the_service(tmp_path):
     cal = calibrate(live_run(tmp_path / "live", erp_arrival=False))
-    # t_broker -> t_delivered is 20 ms wall of hop plus the ERP's 50 ms of scenario service.
-    assert cal["hops"]["broker_to_erp"]["mean"] == pytest.approx(0.02, rel=0.1)
+    # t_broker -> t_delivered is 20 + 8 ms wall of hop and processing plus the ERP's 50 ms of scenario service.
+    assert cal["hops"]["broker_to_erp"]["mean"] == pytest.approx(0.028, rel=0.1)
+    assert "erp" not in cal["hops"]
     assert any("no ERP arrival" in note for note in cal["notes"])
 
 
@@ -82,6 +86,7 @@ def test_applied_at_a_speed_processing_is_stretched_and_the_note_says_what_is_pr
     at_live, note = hops_at_speed(cal)
     assert at_live["landscape.integration.hops.edge"]["mean"] == pytest.approx(6.0)
     assert "predicts that live run" in note
+    assert at_live["landscape.integration.hops.erp"]["mean"] == pytest.approx(cal["fits"]["erp"].mean * SPEED)
     real, note = hops_at_speed(cal, 1.0)
     assert real["landscape.integration.hops.edge"]["mean"] == pytest.approx(1.5 + 4.5 / SPEED)
     assert "real plant" in note
