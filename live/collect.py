@@ -32,7 +32,7 @@ from kernel.trace import (
     REJECTED,
     TRACE_SCHEMA,
 )
-from live.collect_downlink import downlink_trace_rows, lot_rows
+from live.collect_downlink import downlink_trace_rows, lot_rows, split_acks
 from scenarios.spec import Scenario
 
 NAN = float("nan")
@@ -184,9 +184,9 @@ def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> d
     Returns row counts. ``scenario.yaml`` is already there (the stack writes it before launching)."""
     run_dir = Path(run_dir)
     state = run_dir / "state"
-    outbox = read_outboxes(state)
-    trace = build_trace(outbox, read_deliveries(state), record.run_id, read_erp_times(state),
-                        downlink_trace_rows(state, record.run_id))
+    outbox, deliveries, acks = split_acks(read_outboxes(state), read_deliveries(state))  # MES order acks
+    trace = build_trace(outbox, deliveries, record.run_id, read_erp_times(state),
+                        downlink_trace_rows(state, record.run_id, acks))
     ledger = build_ledger(read_ledgers(state), record.run_id)
     lots = build_lots(outbox, scenario, record.run_id, state, record.duration)
     counts = {"trace": trace.num_rows, "ledger": ledger.num_rows, "lots": lots.num_rows,

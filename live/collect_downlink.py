@@ -1,6 +1,7 @@
 """The downlink's part of a live run folder: quality-message trace rows and the lots' quality and shipping.
 
 Inputs under ``RUN_DIR/state/``: ``downlink.sqlite`` (one row per delivered copy, :mod:`live.downlink`),
+``orders.sqlite`` (the ERP's released orders, :mod:`live.order_release`),
 ``qms.sqlite`` (the QMS's decisions and when each message was published, :mod:`live.qms_service`) and the
 ``wms_lots`` table of each edge's ``edge-<plant>.sqlite`` (:mod:`live.plant_wms`). A message the QMS
 published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing.
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from integration.sqlite import connect_readonly
-from kernel.trace import GOODS_RECEIPT, IN_FLIGHT, QUALITY_HOLD, QUALITY_RELEASE
+from kernel.trace import DELIVERED, GOODS_RECEIPT, IN_FLIGHT, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
+from live.plant_mes import ACK_PREFIX
 
 NAN = float("nan")
 REASON_NOT_YET_APPLIED = "not_yet_applied_at_plant"
@@ -52,15 +54,39 @@ def read_wms_lots(state: Path) -> dict[str, dict[str, Any]]:
     return {r["lot"]: r for p in sorted(state.glob("edge-*.sqlite")) for r in _rows(p, "SELECT * FROM wms_lots")}
 
 
-def downlink_trace_rows(state: Path, run_id: str) -> list[dict[str, Any]]:
-    """Trace rows of the quality messages: one per delivered copy, one per published but unapplied message."""
-    rows, seen = [], set()
+def split_acks(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]]) -> tuple[list, list, dict[str, float]]:
+    """Take the MES's order acks (``ACK-<order>`` events, :mod:`live.plant_mes`) out of the uplink rows: they
+    are the end of their order's flow, not flows of their own. Returns (outbox, deliveries) without them and,
+    per order ``txn_id``, when its ack was handed off at the enterprise (the first delivered copy)."""
+    acks: dict[str, float] = {}
+    for d in deliveries:
+        if d["txn_id"].startswith(ACK_PREFIX) and d["outcome"] == DELIVERED and d.get("t_delivered") is not None:
+            order = d["txn_id"].removeprefix(ACK_PREFIX)
+            acks[order] = min(acks.get(order, math.inf), float(d["t_delivered"]))
+    keep = lambda r: not r["txn_id"].startswith(ACK_PREFIX)  # noqa: E731
+    return [r for r in outbox if keep(r)], [d for d in deliveries if keep(d)], acks
+
+
+def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Trace rows of the enterprise-to-plant messages: one per delivered copy (an order's ``t_acked`` from
+    ``acks``, :func:`split_acks`), one per published but unapplied message."""
+    rows, seen, acks = [], set(), acks or {}
     for d in _rows(state / "downlink.sqlite", "SELECT * FROM deliveries ORDER BY rowid"):
         seen.add(d["txn_id"])
+        t_acked = _num(d["t_acked"])
+        if d["flow"] == ORDER_RELEASE and d["outcome"] == DELIVERED:
+            t_acked = acks.get(d["txn_id"], NAN)
         rows.append({**_base(run_id, d["txn_id"], d["flow"], d["plant"], d["line"], d["lot"], d["item"]),
+                     "source": d["source"], "target": d["target"],
                      "t_created": _num(d["t_created"]), "t_broker": _num(d["t_broker"]),
-                     "t_delivered": _num(d["t_delivered"]), "t_acked": _num(d["t_acked"]),
+                     "t_delivered": _num(d["t_delivered"]), "t_acked": t_acked,
                      "attempts": int(d["attempts"] or 0), "outcome": d["outcome"], "reason": d["reason"] or ""})
+    for o in _rows(state / "orders.sqlite", "SELECT * FROM orders WHERE t_released IS NOT NULL"):
+        if o["txn_id"] not in seen:
+            rows.append({**_base(run_id, o["txn_id"], ORDER_RELEASE, o["plant"], o["line"], o["txn_id"], o["item"]),
+                         "source": "ERP", "target": "MES", "t_created": _num(o["t_released"]), "t_broker": NAN,
+                         "t_delivered": NAN, "t_acked": NAN, "attempts": 0, "outcome": IN_FLIGHT,
+                         "reason": REASON_NOT_YET_APPLIED})
     for lot, q in read_decisions(state).items():
         for flow, sent, when, txn in ((QUALITY_HOLD, "hold_sent", "t_hold", f"QH-{lot}"),
                                       (QUALITY_RELEASE, "release_sent", "t_release", f"QR-{lot}")):

@@ -13,7 +13,9 @@ hence per lot, and idempotent (the plant applies each ``txn_id`` once and answer
 Each delivered copy is one row in ``state/downlink.sqlite`` (the live trace's quality-message rows,
 :mod:`live.collect_downlink`): ``t_broker`` the stored time of the message, ``t_delivered`` when the plant's
 WMS applied it (its answer), ``t_acked`` = ``t_delivered`` (a consumer without an ack of its own,
-``kernel/trace.py``); a duplicate has ``t_delivered`` NaN and ``t_acked`` when the deliverer finished it.
+``kernel/trace.py``), for an order the MES's ack back at the ERP (joined by :mod:`live.collect_downlink`);
+a duplicate has ``t_delivered`` NaN and ``t_acked`` when the deliverer finished it; an order the MES
+rejected has ``t_delivered`` and no ``t_acked``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import httpx
 from integration.broker import broker_time
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
-from kernel.trace import DEAD_LETTERED, DELIVERED, DUPLICATE_SUPPRESSED, REASON_REDELIVERY
+from kernel.trace import DEAD_LETTERED, DELIVERED, DUPLICATE_SUPPRESSED, ORDER_RELEASE, REASON_REDELIVERY, REJECTED
 from live.intervals import wall_interval
 
 DOWNLINK_STREAM = "DOWNLINK"
 DOWNLINK_SUBJECTS = "downlink.>"
+_FIELDS = ("txn_id", "flow", "lot", "item", "line", "qty", "unit", "t_created")  # what the plant's endpoint takes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -111,8 +114,7 @@ class PlantDeliverer:
 
     async def _deliver(self, http: httpx.AsyncClient, msgs: list[Any], stop: asyncio.Event) -> None:
         bodies = [json.loads(m.data) for m in msgs]
-        payload = {"plant": self.plant, "messages": [{k: b[k] for k in ("txn_id", "flow", "lot", "item", "t_created")}
-                                                     for b in bodies]}
+        payload = {"plant": self.plant, "messages": [{k: b[k] for k in _FIELDS if k in b} for b in bodies]}
         attempts, delay = 0, self.initial
         while True:
             attempts += 1
@@ -149,10 +151,16 @@ class PlantDeliverer:
                 outcome, reason, t_delivered = DEAD_LETTERED, dead_reason or "no_answer", nan
             elif a["status"] == "duplicate":
                 outcome, reason, t_delivered = DUPLICATE_SUPPRESSED, REASON_REDELIVERY, nan
+            elif a["status"] == "rejected":
+                outcome, reason, t_delivered = REJECTED, a.get("reason") or "rejected_at_plant", float(a["t_received"])
             else:
                 outcome, reason, t_delivered = DELIVERED, "", float(a["t_received"])
-            t_acked = t_delivered if outcome == DELIVERED else now
-            rows.append((b["txn_id"], b["flow"], self.plant, b.get("line", ""), b["lot"], b.get("item", ""), "QMS",
-                         "WMS", b["t_created"], broker_time(m, self.clock), t_delivered, t_acked, attempts, outcome,
+            order = b["flow"] == ORDER_RELEASE
+            # t_acked: a quality message is complete once applied; an order at the MES's ack back at the ERP
+            # (joined at collection), a rejected one never; any other copy when the deliverer finished it.
+            t_acked = (nan if order else t_delivered) if outcome in (DELIVERED, REJECTED) else now
+            source, target = ("ERP", "MES") if order else ("QMS", "WMS")
+            rows.append((b["txn_id"], b["flow"], self.plant, b.get("line", ""), b["lot"], b.get("item", ""), source,
+                         target, b["t_created"], broker_time(m, self.clock), t_delivered, t_acked, attempts, outcome,
                          reason))
         self.log.record(rows)

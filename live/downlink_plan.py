@@ -44,11 +44,13 @@ def edge_api_args(plant: str, urls: dict[str, str]) -> list[str]:
 
 
 def downlink_command(scenario: str, run_dir: str, nats_url: str, urls: dict[str, str], plants: list[str],
-                     clock: list[str]) -> list[str]:
-    """Command line of the downlink process (``clock``: ``--epoch E --speed S``)."""
+                     clock: list[str], erp_kinds: tuple[str, ...] = ()) -> list[str]:
+    """Command line of the downlink process (``clock``: ``--epoch E --speed S``; the ERPs whose state gates
+    order releases)."""
     targets = [a for p in plants for a in ("--plant", f"{p}={urls[f'wan-down-{p}']}")]
+    erps = [a for k in erp_kinds if f"erp-{k}" in urls for a in ("--erp", f"{k}={urls[f'erp-{k}']}")]
     return python_module(DOWNLINK_MODULE, "--nats", nats_url, "--scenario", scenario, "--run-dir", run_dir,
-                         *targets, *clock)
+                         *targets, *erps, *clock)
 
 
 async def downlink_backlog(nats_url: str, plants: list[str]) -> int:

@@ -1,9 +1,10 @@
-"""The enterprise side of the downlink as one process: the QMS (:mod:`live.qms_service`) and one deliverer
-per plant (:mod:`live.downlink`).
+"""The enterprise side of the downlink as one process: the ERP's order release job (:mod:`live.order_release`),
+the QMS (:mod:`live.qms_service`) and one deliverer per plant (:mod:`live.downlink`).
 
 ``python -m live.downlink_service --nats URL --scenario FILE --run-dir DIR --plant P01=http://.. [...]
---epoch T --speed S`` prints ``READY downlink <nats url>`` once its consumers exist and stops cleanly on
-SIGTERM/SIGINT (unfinished messages stay unacknowledged; JetStream hands them out again after a restart).
+[--erp legacy=http://..] --epoch T --speed S`` prints ``READY downlink <nats url>`` once its consumers exist
+and stops cleanly on SIGTERM/SIGINT (unfinished messages stay unacknowledged; JetStream hands them out
+again after a restart).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import nats
 
 from integration.broker import EVENTS_STREAM
+from integration.workers.config import parse_erp_urls
 from kernel.clock import ScaledClock
 from live.downlink import DownlinkLog, PlantDeliverer, ensure_downlink_stream
 from live.intervals import wall_interval
+from live.order_release import OrderRelease
 from live.qms_service import Qms
 from scenarios.loader import load_scenario
 from scenarios.spec import Scenario
@@ -41,7 +45,7 @@ def parse_plant_urls(values: list[str], scenario: Scenario) -> dict[str, str]:
     return urls
 
 
-async def _qms_loop(qms: Qms, js, stop: asyncio.Event, horizon: float, tick: float) -> None:
+async def _qms_loop(qms: Qms, orders: OrderRelease, js, stop: asyncio.Event, horizon: float, tick: float) -> None:
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -50,7 +54,9 @@ async def _qms_loop(qms: Qms, js, stop: asyncio.Event, horizon: float, tick: flo
         config = ConsumerConfig(durable_name=f"qms-{plant}", ack_policy=AckPolicy.EXPLICIT,
                                 deliver_policy=DeliverPolicy.ALL, ack_wait=30.0, max_deliver=-1)
         subs[plant] = await js.pull_subscribe(subject, durable=f"qms-{plant}", stream=EVENTS_STREAM, config=config)
+    http = httpx.AsyncClient()
     while not stop.is_set():
+        await orders.release_due(js, http)
         for plant, sub in subs.items():
             with contextlib.suppress(TimeoutError, NatsTimeout):
                 msgs = await sub.fetch(batch=500, timeout=tick)
@@ -59,6 +65,7 @@ async def _qms_loop(qms: Qms, js, stop: asyncio.Event, horizon: float, tick: flo
                     with contextlib.suppress(Exception):
                         await m.ack()
         await qms.publish_due(js, horizon)
+    await http.aclose()
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -80,9 +87,10 @@ async def serve(args: argparse.Namespace) -> None:
     deliverers = [PlantDeliverer(p, u, clock, log, retry) for p, u in urls.items()]
     subs = [await d.subscribe(js, ack_wait) for d in deliverers]
     qms = Qms(scenario, Path(args.run_dir), clock)
+    orders = OrderRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
     tick = wall_interval(1.0, args.speed, floor=0.02)
     tasks = [asyncio.create_task(d.run(s, stop, fetch_wait=tick)) for d, s in zip(deliverers, subs, strict=True)]
-    tasks.append(asyncio.create_task(_qms_loop(qms, js, stop, scenario.run.duration, tick)))
+    tasks.append(asyncio.create_task(_qms_loop(qms, orders, js, stop, scenario.run.duration, tick)))
     print(f"READY downlink {args.nats}", flush=True)
     try:
         done, _ = await asyncio.wait([asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -96,7 +104,9 @@ async def serve(args: argparse.Namespace) -> None:
             await asyncio.wait_for(nc.close(), 2.0)
         log.close()
         qms.store.close()
-        print(f"downlink: published {qms.published}, delivered {sum(d.delivered for d in deliverers)}, "
+        orders.close()
+        print(f"downlink: orders released {orders.released}, quality messages {qms.published}, "
+              f"delivered {sum(d.delivered for d in deliverers)}, "
               f"failed attempts {sum(d.failed_attempts for d in deliverers)}", file=sys.stderr, flush=True)
 
 
@@ -107,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True, type=Path,
                         help="run folder (state/qms.sqlite, state/downlink.sqlite)")
     parser.add_argument("--plant", action="append", default=[], help="PLANT=URL of the plant's endpoint (repeat)")
+    parser.add_argument("--erp", action="append", default=[], help="KIND=URL of an ERP twin (its releases)")
     parser.add_argument("--epoch", type=float, required=True, help="Unix time of scenario second 0")
     parser.add_argument("--speed", type=float, default=60.0, help="scenario seconds per wall second")
     args = parser.parse_args(argv)

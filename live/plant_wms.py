@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from integration.mapping import PlantMapping
-from kernel.trace import GOODS_RECEIPT, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import GOODS_RECEIPT, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
 from live.edge_store import PENDING, REJECTED, EdgeStore, OutboxEvent
+from live.plant_mes import PlantMes, orderable_items
 from scenarios.generator import plant_seed
 from scenarios.spec import Scenario
 
@@ -55,6 +56,7 @@ class WmsConfig:
     duration: float  # no shipment is planned after the run's end
     inspected_items: frozenset[str] = field(default_factory=frozenset)  # plant item codes that need inspection
     seed: int = 0
+    orderable_items: frozenset[str] = field(default_factory=frozenset)  # products the MES takes orders for
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> WmsConfig:
@@ -68,7 +70,8 @@ class WmsConfig:
                               if (c := mapping.items.get(p)) in master and master[c].inspection)
         seed = int(plant_seed(scenario, index, stream=_STREAM).generate_state(1)[0])
         return cls(plant.id, plant.schema_version, scenario.load.ship_delay,
-                   scenario.landscape.integration.quality_gate, scenario.run.duration, inspected, seed)
+                   scenario.landscape.integration.quality_gate, scenario.run.duration, inspected, seed,
+                   orderable_items(scenario, plant.id))
 
 
 class PlantWms:
@@ -78,6 +81,7 @@ class PlantWms:
         self.cfg, self.store, self.db = config, store, store.db
         self.db.executescript(_SCHEMA)
         self.rng = np.random.default_rng(config.seed)
+        self.mes = PlantMes(config.plant, config.schema_version, config.orderable_items, store)
         self.refused = 0
         self.shipped = 0
 
@@ -113,8 +117,9 @@ class PlantWms:
 
     # ----------------------------------------------------------------------------------- quality
     def apply(self, messages: list[dict], now: float) -> list[dict]:
-        """Apply quality holds / releases in the order given, each once by ``txn_id``; one answer per message:
-        ``{"txn_id", "status": "applied" | "duplicate", "t_received"}`` (``t_received``: when it first arrived)."""
+        """Apply enterprise messages in the order given, each once by ``txn_id``: quality holds / releases here,
+        order releases at the MES (:mod:`live.plant_mes`). One answer per message: ``{"txn_id", "status":
+        "applied" | "rejected" | "duplicate", "reason", "t_received"}`` (``t_received``: when it first arrived)."""
         answers = []
         with self.store.transaction():
             for m in messages:
@@ -123,15 +128,16 @@ class PlantWms:
                     "INSERT OR IGNORE INTO downlink_inbox (txn_id, flow, lot, t_created, t_received) "
                     "VALUES (?,?,?,?,?)", (txn, m["flow"], m.get("lot", ""), m.get("t_created"), now)).rowcount
                 if first:
-                    self._apply_quality(m, now)
-                    answers.append({"txn_id": txn, "status": "applied", "t_received": now})
+                    order = m["flow"] == ORDER_RELEASE
+                    status, reason = self.mes.accept(m, now) if order else self._apply_quality(m, now)
+                    answers.append({"txn_id": txn, "status": status, "reason": reason, "t_received": now})
                 else:
                     (t_received,) = self.db.execute("SELECT t_received FROM downlink_inbox WHERE txn_id=?",
                                                     (txn,)).fetchone()
-                    answers.append({"txn_id": txn, "status": "duplicate", "t_received": t_received})
+                    answers.append({"txn_id": txn, "status": "duplicate", "reason": "", "t_received": t_received})
         return answers
 
-    def _apply_quality(self, m: dict, now: float) -> None:
+    def _apply_quality(self, m: dict, now: float) -> tuple[str, str]:
         lot = m.get("lot") or ""
         self.db.execute("INSERT OR IGNORE INTO wms_lots (lot) VALUES (?)", (lot,))
         if m["flow"] == QUALITY_HOLD:
@@ -142,7 +148,8 @@ class PlantWms:
             self.db.execute("UPDATE wms_lots SET t_release=?, t_release_at_wms=? WHERE lot=?",
                             (m.get("t_created"), now, lot))
         else:
-            raise ValueError(f"flow {m['flow']!r}: the plant's WMS takes quality_hold and quality_release only")
+            raise ValueError(f"flow {m['flow']!r}: the plant takes quality_hold, quality_release and order_release")
+        return "applied", ""
 
     # ---------------------------------------------------------------------------------- shipping
     def ship_due(self, now: float) -> tuple[int, int]:

@@ -172,5 +172,5 @@ class ServiceCommands:
                                  *edge_api_args(plant, urls))
         if name == DOWNLINK:
             plants = sorted(self.api_keys)
-            return downlink_command(scen, run_dir, urls["broker"], urls, plants, clock)
+            return downlink_command(scen, run_dir, urls["broker"], urls, plants, clock, self.erp_kinds)
         raise ValueError(f"unknown service {name!r}")

@@ -1,9 +1,10 @@
-"""Quality holds through the real layer, live: QMS -> JetStream -> deliverer -> WAN link -> plant WMS.
+"""The enterprise-to-plant downlink through the real layer, live: JetStream -> deliverer -> WAN link -> plant.
 
 One plant at speed 60 whose inspected lots are all held: the live QMS decides on the goods receipts it
 reads from JetStream, the holds and releases cross the plant's WAN link (cut for three minutes) to the
 plant's WMS, which refuses to ship a held lot and ships it after its release. The report measures the hold
-propagation and checks on the live trace that no held lot shipped.
+propagation and checks on the live trace that no held lot shipped. In the same run the ERP releases
+orders to the plant's MES, which acknowledges each back as an uplink event: order-release latency has data.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel.trace import QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
 
@@ -31,11 +32,11 @@ landscape:
     RM-10: {unit: KG}
   plants:
     - {id: P01, lines: 2, machines_per_line: 3, cycle_time: 15s, mtbf: 8h, mttr: 10m, products: [FG-100]}
-load: {confirmation_interval: 1m, lot_size: 15, inspection_time: 1m, hold_duration: 4m, ship_delay: 3m}
+load: {confirmation_interval: 1m, lot_size: 15, inspection_time: 1m, hold_duration: 4m, ship_delay: 3m, orders: 0.01}
 faults:
   - {kind: wan_outage, at: 5m, duration: 3m, plants: [P01]}
 slas:
-  order_release_latency: null
+  order_release_latency: {p95: 10m}
   quality_hold_propagation: {max: 10m}
 """
 
@@ -89,3 +90,11 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     assert inbox["txn_id"].is_unique
     first = inbox.groupby("lot")["flow"].first()
     assert (first[first.index.isin(holds["lot"])] == QUALITY_HOLD).all()
+
+    # Orders: released by the ERP, applied at the MES over the same link, acknowledged back (t_acked).
+    orders = trace[trace["flow"] == ORDER_RELEASE]
+    assert len(orders) >= 5 and (orders["outcome"] == "delivered").all() and orders["txn_id"].is_unique
+    assert (orders["t_delivered"] > orders["t_broker"]).all() and (orders["t_acked"] > orders["t_delivered"]).all()
+    assert not trace["txn_id"].str.startswith("ACK-").any()  # the MES's acks end their orders' rows
+    latency = sla["slas"]["order_release_latency"]
+    assert latency["samples"] == len(orders) and latency["status"] == "pass"

@@ -1,0 +1,57 @@
+"""The plant's live MES side of the downlink: takes released production orders and acknowledges them.
+
+Runs inside the edge process on the edge's store, called by :meth:`live.plant_wms.PlantWms.apply` inside
+its transaction (so the order, its ack and the inbox row commit together). An order for an item the
+plant's MES does not know (its item mapping does not release it to the plant) is rejected, as in the
+virtual engine (reason ``order_item_not_released_to_plant``). An accepted order is acknowledged back to
+the ERP as an uplink event through the edge's outbox: ``ACK-<order txn_id>``, flow ``order_release``,
+source MES, target ERP; its hand-off by the workers is the order's ``t_acked`` (``live/collect_downlink.py``).
+"""
+
+from __future__ import annotations
+
+from integration.mapping import Mapped, PlantMapping
+from kernel.trace import ORDER_RELEASE
+from live.edge_store import PENDING, EdgeStore, OutboxEvent
+from scenarios.spec import Scenario
+
+REASON_NOT_RELEASED_TO_PLANT = "order_item_not_released_to_plant"
+ACK_PREFIX = "ACK-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mes_orders (
+    txn_id TEXT PRIMARY KEY, line TEXT, item TEXT, qty REAL, t_released REAL, t_received REAL, accepted INTEGER
+);
+"""
+
+
+def orderable_items(scenario: Scenario, plant_id: str) -> frozenset[str]:
+    """The plant's products its mapping releases to the plant (mapped to an item of the master)."""
+    plant = next(p for p in scenario.landscape.all_plants if p.id == plant_id)
+    mapping = PlantMapping.from_spec(plant, scenario.landscape.items)
+    return frozenset(p for p in plant.products if isinstance(mapping.map_one(p, 1, plant.unit), Mapped))
+
+
+class PlantMes:
+    """Order intake of one plant's MES on ``store``."""
+
+    def __init__(self, plant: str, schema_version: str, orderable: frozenset[str], store: EdgeStore):
+        self.plant, self.schema_version, self.orderable, self.store = plant, schema_version, orderable, store
+        store.db.executescript(_SCHEMA)
+        self.accepted = 0
+
+    def accept(self, m: dict, now: float) -> tuple[str, str]:
+        """Take order ``m`` (inside the caller's transaction); returns ("applied", "") or ("rejected", reason)."""
+        ok = m.get("item", "") in self.orderable
+        self.store.db.execute("INSERT OR IGNORE INTO mes_orders VALUES (?,?,?,?,?,?,?)",
+                              (m["txn_id"], m.get("line", ""), m.get("item", ""), m.get("qty"), m.get("t_created"),
+                               now, ok))
+        if not ok:
+            return "rejected", REASON_NOT_RELEASED_TO_PLANT
+        ack = OutboxEvent(txn_id=f"{ACK_PREFIX}{m['txn_id']}", correlation_id=m["txn_id"], flow=ORDER_RELEASE,
+                          plant=self.plant, line=m.get("line", ""), item=m.get("item", ""), lot=m["txn_id"],
+                          qty=float(m.get("qty") or 0.0), unit=m.get("unit") or "EA",
+                          schema_version=self.schema_version, t_created=now, source="MES", target="ERP")
+        self.store.insert(ack, now, PENDING)
+        self.accepted += 1
+        return "applied", ""
