@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,11 +34,15 @@ def write_run_folder(out: str | Path, record: RunRecord, trace: pa.Table, ledger
     :mod:`kernel.trace` schemas."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, table, schema in (("trace", trace, TRACE_SCHEMA), ("ledger", ledger, LEDGER_SCHEMA),
-                                ("lots", lots, LOTS_SCHEMA)):
+    tables = (("trace", trace, TRACE_SCHEMA), ("ledger", ledger, LEDGER_SCHEMA), ("lots", lots, LOTS_SCHEMA))
+    for name, table, schema in tables:
         if not table.schema.equals(schema):
             raise ValueError(f"{name} table does not carry the {name} schema of kernel.trace")
-        pq.write_table(table, out / f"{name}.parquet", compression="zstd", **_encoding(table))
+    # Parquet's encoders release the GIL: the ledger and lots are written beside the trace, not after it.
+    with ThreadPoolExecutor(len(tables), thread_name_prefix="parquet") as pool:
+        for done in [pool.submit(pq.write_table, table, out / f"{name}.parquet", compression="zstd",
+                                 **_encoding(table)) for name, table, _ in tables]:
+            done.result()
     if scenario is not None:
         (out / "scenario.yaml").write_text(dump_scenario(scenario))
     (out / "run.json").write_text(json.dumps(record.json_dict(written=True), indent=2) + "\n")
