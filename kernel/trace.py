@@ -11,14 +11,18 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
 ``t_created``
     When the source system created the record: the machine's count or the MES event (plant flows),
     the ERP's release (orders), the QMS disposition (quality hold/release), the WMS movement.
-    V: drawn by the plant twin. L: the edge's reading of the OPC UA counters / event, or the burst time.
+    V: drawn by the plant twin. L: the edge's reading of the OPC UA counters / event, or the burst time;
+    the QMS's decision time (``live/qms_service.py``), the ERP release job's release (``live/order_release.py``),
+    the plant WMS's shipment or refused shipment attempt (``live/plant_wms.py``).
 ``t_edge``
     When the plant edge took the record into its store-and-forward outbox (= ``t_created`` for the
     edge's own aggregates). NaN for flows that do not pass an edge (orders, quality messages).
 ``t_broker``
     When the message was stored in the broker (JetStream): after the WAN and broker latency; a WAN
     outage holds it at the edge. V: computed from the edge's forward time. L: the stored timestamp
-    of the JetStream message. For orders, the ERP's release plus its network and broker latency.
+    of the JetStream message. For orders, the ERP's release plus its network and broker latency (L: the
+    stored time in the ``DOWNLINK`` stream, ``live/downlink.py``; likewise for quality messages, whose
+    ``t_delivered`` is when the plant's endpoint applied them, after the plant's WAN link).
 ``t_delivered``
     When the target accepted this copy: the ERP's acceptance of a posting (= the ledger's
     ``t_posted``), the MES's receipt of an order, the WMS's receipt of a quality message, the hand-off
@@ -31,14 +35,22 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
     - postings delivered to an ERP: the integration layer has recorded the ERP's acceptance (the
       broker ack of the message follows at once). V: = ``t_delivered``; L: the worker's clock when it
       wrote the delivery row, just after ``t_delivered``. A goods receipt of a lot under inspection is
-      complete at the later of that and the lot's quality disposition (V only: the live stack runs no QMS);
-    - orders (ERP -> MES, V only): the MES's acknowledgement back at the ERP; NaN when the MES rejected it;
+      complete at the later of that and the lot's quality disposition (V only: the live trace does not
+      join the disposition into the goods receipt's row; the lots table has it);
+    - orders (ERP -> MES): the MES's acknowledgement back at the ERP; NaN when the MES rejected it. L: the
+      MES acks through the edge's outbox as an uplink event (``ACK-<order>``); the workers' hand-off of that
+      ack is ``t_acked`` (collection folds the ack into its order's row, ``live/collect_downlink.py``);
     - flows to a consumer without an ack of its own (telemetry, downtime, quality messages to the WMS):
       = ``t_delivered``;
     - a copy suppressed as a duplicate or dead-lettered: when the integration layer finished with it and
       acknowledged it to the broker (V: suppressed when handed out again after the ack wait; an
       unmappable message at ``t_broker``; retries exhausted at the last failed attempt);
-    - rejected at the edge or still in flight: NaN.
+    - rejected at the edge or still in flight: NaN (an order the MES rejected keeps its ``t_delivered``).
+
+Shipments refused by the plant's WMS (L): a lot whose hold reached the WMS is never shipped; the attempt is
+a ``shipment`` row with outcome ``rejected`` and reason :data:`REASON_LOT_ON_HOLD` (``t_created`` = the
+attempt), and the lot ships after its release. The lots table's ``t_hold`` / ``t_hold_at_wms`` mean the same
+in both engines: the QMS's decision, and its arrival at the plant's WMS (hold propagation = the difference).
 
 So ``t_acked >= t_delivered`` wherever both exist, and ``t_acked`` is the row's end for every copy the
 integration layer finished.
