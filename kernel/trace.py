@@ -25,10 +25,12 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
     ``t_delivered`` is when the plant's endpoint applied them, after the plant's WAN link).
 ``t_delivered``
     When the target accepted this copy: the ERP's acceptance of a posting (= the ledger's
-    ``t_posted``), the MES's receipt of an order, the WMS's receipt of a quality message, the hand-off
-    of telemetry and downtime to their analytics / maintenance consumers (V: at ``t_broker``; L: when
-    the worker recorded the hand-off). NaN for a copy that was
-    suppressed as a duplicate, dead-lettered, rejected or is still in flight: nothing was delivered.
+    ``t_posted``; L: after its configured service and its own processing of the request; V: after the
+    service plus the calibrated processing ``landscape.integration.hops.erp``), the MES's receipt of an
+    order, the WMS's receipt of a quality message, the hand-off of telemetry and downtime to their
+    analytics / maintenance consumers (V: at ``t_broker``; L: when the worker recorded the hand-off).
+    NaN for a copy that was suppressed as a duplicate, dead-lettered, rejected or is still in flight:
+    nothing was delivered.
 ``t_acked``
     When the flow is complete as its source sees it -- one meaning in both engines:
 
@@ -63,6 +65,12 @@ and the broker's ack wait (``landscape.integration``). A live run at speed ``S``
 it applies), so a live run at any speed has the scenario's configuration in scenario time. Only
 processing time is stretched: a live run at speed ``S`` carries ``S ×`` the plants' real event rate, and
 each wall second a process spends working counts as ``S`` scenario seconds. The report says so.
+
+Retries through an ERP outage follow one policy in both engines (``integration/delivery.py``): the
+breaker's cooldown paces them on the grid of its opening (not each message's grown backoff, and not
+the probes' stretched round trips), and the probe that closes the breaker releases every waiting
+posting at once (the live worker's lanes wake on it; per-key order holds). So ``t_delivered`` of a
+posting queued during an outage, and the recovery the report reads from it, mean the same in both.
 """
 
 from __future__ import annotations
