@@ -7,9 +7,10 @@ not per event, the gateway notes them against the time the request's headers arr
 * **Clock skew.** ``receive time - edge clock`` is the edge's clock error plus the one-way transit time,
   so the smallest of the last few samples (the least delayed request, as in Cristian's algorithm) is the
   offset estimate. Beyond ``skew_bound`` scenario seconds the plant's clock is *flagged*: the gateway
-  logs it, keeps the episode for ``/admin/sources`` and shifts the events' ``t_created`` by the estimate
-  (events are stamped by the edge's clock), so the layer's latency figures stay right; the episode is
-  what a report uses to flag the edge's own timestamps.
+  logs it and keeps the episode for ``/admin/sources`` (a report names it: the plant's own timestamps
+  are off in that window). A creation time in the future can only come from that clock, so such an
+  event's ``t_created`` is corrected by the estimate; an old stamp cannot be told from an old event
+  (or from one stamped by the OPC UA server's clock), so an edge running behind is flagged, not corrected.
 * **Second source.** More than one instance seen for a plant within ``window`` scenario seconds is two
   edges posting with the same credentials; the episode is kept and logged. The broker's duplicate window
   and the workers' processed keys keep what both post single.
@@ -31,6 +32,7 @@ from kernel.clock import ScaledClock
 INSTANCE_HEADER = "X-Edge-Instance"
 CLOCK_HEADER = "X-Edge-Clock"
 SAMPLES = 16  # requests behind the offset estimate
+NO_SHIFT = (0.0, math.inf)
 
 
 @dataclass
@@ -73,12 +75,13 @@ class SourceWatch:
         self.episodes: list[Episode] = []
         self.shift: dict[str, float] = {}  # plant -> correction applied to t_created now
 
-    def observe(self, plant: str, instance: str, edge_clock: str, received: float) -> float:
+    def observe(self, plant: str, instance: str, edge_clock: str, received: float) -> tuple[float, float]:
         """Note one request whose headers arrived at wall time ``received`` (before its body, so a thin link
-        does not count as clock error); the scenario seconds to add to its events' ``t_created`` (0: the
-        clock is fine). Requests without an instance id (tools, replays) are not an edge's and change nothing."""
+        does not count as clock error). Returns ``(shift, after)``: add ``shift`` to the ``t_created`` of its
+        events created after scenario time ``after`` (in the future); ``(0, inf)`` when nothing is to be
+        corrected. Requests without an instance id (tools, replays) are not an edge's and change nothing."""
         if not instance:
-            return 0.0
+            return NO_SHIFT
         now = self.clock.to_scenario(received)
         sources = self.plants.get(plant)
         if sources is None:
@@ -93,11 +96,12 @@ class SourceWatch:
             try:
                 sent = float(edge_clock)
             except ValueError:
-                return 0.0
+                return NO_SHIFT
             if math.isfinite(sent):
                 src.offsets.append(now - sent)
-                return self._judge_clock(plant, src.offset, now)
-        return 0.0
+                shift = self._judge_clock(plant, src.offset, now)
+                return (shift, now) if shift < 0 else NO_SHIFT
+        return NO_SHIFT
 
     def _judge_clock(self, plant: str, offset: float | None, now: float) -> float:
         skewed = offset is not None and abs(offset) > self.skew_bound
@@ -106,9 +110,9 @@ class SourceWatch:
         if skewed:
             if episode is None:
                 episode = self._begin("clock_skew", plant, now)
-                print(f"gateway: plant {plant}'s clock is off by {-offset:+.0f} s (scenario); its events' t_created "
-                      "are corrected by the gateway until it is back within "
-                      f"{self.skew_bound:.0f} s", file=sys.stderr, flush=True)
+                print(f"gateway: plant {plant}'s clock is off by {-offset:+.0f} s (scenario), flagged until it is "
+                      f"back within {self.skew_bound:.0f} s; creation times in the future are corrected",
+                      file=sys.stderr, flush=True)
             episode.worst = max(episode.worst, abs(offset))
             self.shift[plant] = offset
             return offset
@@ -128,8 +132,9 @@ class SourceWatch:
                 print(f"gateway: plant {plant} posts from {active} edge instances with the same credentials",
                       file=sys.stderr, flush=True)
             episode.worst = max(episode.worst, float(active))
-        elif key in self.open:
-            self._end(key, now)
+        elif key in self.open:  # ended when the other source was last seen
+            seen = sorted(s.last_seen for s in sources.values())
+            self._end(key, seen[-2] if len(seen) > 1 else now)
         return active
 
     def _begin(self, kind: str, plant: str, now: float) -> Episode:
@@ -146,8 +151,6 @@ class SourceWatch:
         plants = {}
         for plant, sources in self.plants.items():
             active = self._count_sources(plant, sources, now)
-            if not active and ("second_source", plant) in self.open:
-                self._end(("second_source", plant), now)
             plants[plant] = {
                 "active_sources": active,
                 "sources": [{"instance": s.instance, "first_seen": s.first_seen, "last_seen": s.last_seen,

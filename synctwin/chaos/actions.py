@@ -227,6 +227,10 @@ def rollback_all(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
         reset_links(configuration)
         lose_acks(0.0, configuration)
     set_erp_mode("normal", configuration=configuration)
+    if cfg.run_dir is not None:  # second edges stopped, skewed edge clocks put right
+        from synctwin.chaos.edges import reset_edges
+
+        reset_edges(configuration)
     restarted = []
     if cfg.control:
         for name, proc in _control(cfg, "GET", "/processes").items():

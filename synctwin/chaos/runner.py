@@ -107,6 +107,7 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
                 f"after {_met(results[-1].after)}")
     finally:
         ended_at = host.now()
+        sources = _edge_sources(run_dir, log) if control is not None else {}
         host.end_run()
         thread.join()
         if control is not None:
@@ -117,7 +118,7 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
     if stack.duration < ended_at:
         log("  warning: the scenario's duration ended before the experiments did; lengthen its run.duration")
     timeline = control.timeline if control is not None else []
-    return _finish(run_dir, suite, results, timeline, stack.duration)
+    return _finish(run_dir, suite, results, timeline, stack.duration, sources)
 
 
 def scale_pauses(experiment: dict[str, Any], scale: float) -> dict[str, Any]:
@@ -200,9 +201,38 @@ def _roll_back(configuration: dict[str, Any], log: Callable[[str], None]) -> Non
         log(f"  warning: rollback failed: {exc}")
 
 
+def _edge_sources(run_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """The gateway's view of the plants' edges at the end (``GET /admin/sources``): the clock skews and
+    second sources it flagged, which the run folder must name (the edges' own timestamps are off then)."""
+    import httpx
+
+    from synctwin.chaos.settings import target
+
+    cfg = target({"synctwin_run_dir": str(run_dir)})
+    try:
+        reply = httpx.get(f"{cfg.need('gateway')}/admin/sources", headers={"X-Api-Key": cfg.credentials["admin"]},
+                          timeout=10)
+        reply.raise_for_status()
+    except Exception as exc:  # noqa: BLE001 - a gateway killed at the end: the run still finishes, unflagged
+        log(f"  warning: the gateway's edge sources could not be read: {exc}")
+        return {}
+    for flag in flags_of(reply.json()):
+        log(f"  flagged: plant {flag['plant']} {flag['kind']} from {flag['start']:.0f} s: {flag['note']}")
+    return reply.json()
+
+
+def flags_of(sources: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flag per episode the gateway saw: a plant's edge clock off beyond its bound, or two edges posting
+    with one plant's credentials -- each with what it means for the run's figures."""
+    meaning = {"clock_skew": "the edge's own timestamps (t_created, t_edge) are off by up to {worst:.0f} s here; "
+                             "the gateway corrected creation times from the future only",
+               "second_source": "{worst:.0f} edge instances posted with this plant's credentials"}
+    return [{**e, "note": meaning.get(e["kind"], "").format(worst=e["worst"])} for e in sources.get("episodes", [])]
+
+
 def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[ExperimentResult],
-            timeline: list[dict[str, Any]], duration: float) -> ChaosOutcome:
-    from reports.finalize import finalize_run
+            timeline: list[dict[str, Any]], duration: float, sources: dict[str, Any] | None = None) -> ChaosOutcome:
+    from reports.finalize import finalize_run, write_json
 
     _write_journals(run_dir, results)
     windows = fault_windows(timeline, duration)
@@ -215,9 +245,14 @@ def _finish(run_dir: Path, suite: list[LoadedExperiment], results: list[Experime
                     "status": r.journal.get("status"), "deviated": r.journal.get("deviated"),
                     "hypothesis_before": r.before, "hypothesis_after": r.after}
                    for one, r in zip(suite, results, strict=False)]
-    chaos = {"experiments": experiments, "timeline": timeline, "faults": windows, "written": time.time()}
+    flags = flags_of(sources or {})
+    chaos = {"experiments": experiments, "timeline": timeline, "faults": windows, "edge_sources": sources or {},
+             "flags": flags, "written": time.time()}
     (run_dir / CHAOS_FILE).write_text(json.dumps(chaos, indent=1, default=str))
     sla = finalize_run(run_dir).sla
+    if flags:  # figures taken from a flagged plant's own clock are named, never silently wrong
+        sla["flags"] = flags
+        write_json(run_dir / "sla.json", sla)
     failures = [f"{r.stem}: {line}" if len(suite) > 1 else line
                 for r in results for line in _failures(r.journal, r.before, r.after, {})]
     failures += [f"{one.path.stem}: did not run (the scenario's run.duration ended first; lengthen it)"

@@ -53,6 +53,14 @@ def fault_windows(timeline: list[dict[str, Any]], end_of_run: float) -> list[dic
             close(("acks", what), e["t"])
             if e.get("share", 0.0) > 0:
                 begin(("acks", what), "broker_redelivery", e, record={"rate": e["share"]})
+        elif ev == "clock_skew":  # an edge's clock off by skew_s; 0 puts it right
+            close(("clock", what), e["t"])
+            if e.get("skew_s", 0.0):
+                begin(("clock", what), "edge_clock_skew", e, record={"plants": [what]})
+        elif ev == "second_edge":  # a second edge with the plant's credentials, running or not
+            close(("second_edge", what), e["t"])
+            if e.get("running"):
+                begin(("second_edge", what), "second_edge", e, record={"plants": [what]})
         elif ev == "erp_mode":
             key = ("erp", what)
             close(key, e["t"])

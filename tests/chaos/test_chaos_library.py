@@ -21,7 +21,8 @@ API_ONLY = {"target-erp-storm"}  # run against --target services (tests/chaos/te
 GROUPS = {
     "links-and-erp": sorted([*LIBRARY.glob("wan-*.yaml"), *LIBRARY.glob("erp-*.yaml")]),
     "processes-poison-duplicates": sorted([*LIBRARY.glob("kill-*.yaml"), LIBRARY / "poison-messages.yaml",
-                                           LIBRARY / "duplicate-flood.yaml", LIBRARY / "redelivery-storm.yaml"]),
+                                           LIBRARY / "duplicate-flood.yaml", LIBRARY / "redelivery-storm.yaml"])
+    + [LIBRARY / "dlq-replay.yaml", LIBRARY / "second-edge.yaml", LIBRARY / "edge-clock-skew.yaml"],
 }
 
 
