@@ -13,7 +13,7 @@ from integration.gateway.metrics import GatewayMetrics
 from integration.gateway.publisher import BrokerUnavailable, Publisher
 from integration.gateway.ratelimit import TokenBucket
 from integration.gateway.settings import GatewaySettings
-from integration.gateway.sources import SourceWatch
+from integration.gateway.sources import NO_SHIFT, SourceWatch
 from kernel.clock import ScaledClock
 
 CORRELATION_HEADER = "X-Correlation-Id"
@@ -79,8 +79,8 @@ class IngestCore:
             detail = f"rate limit of {limit} for {plant} exceeded; retry in {wait:.3f} s"
             return self._reply(429, {"detail": detail, "retry_after_s": wait}, correlation, version,
                                {"Retry-After": str(max(1, math.ceil(wait)))})
-        shift = self.sources.observe(plant, *edge) if edge is not None else 0.0
-        messages = to_messages(payloads, plant, shift)
+        shift, after = self.sources.observe(plant, *edge) if edge is not None else NO_SHIFT
+        messages = to_messages(payloads, plant, shift, after)
         started = time.perf_counter()
         try:
             dupes = await self.publisher.publish(plant, messages, settings.publish_timeout)

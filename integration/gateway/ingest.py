@@ -105,9 +105,11 @@ def parse_body(body: bytes, version: str) -> list[PayloadV1] | list[PayloadV2]:
     return parsed if isinstance(parsed, list) else [parsed]
 
 
-def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str, shift: float = 0.0) -> list[Message]:
+def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str, shift: float = 0.0,
+                after: float = math.inf) -> list[Message]:
     """Broker messages for validated payloads posted by ``plant`` (canonical JSON bodies); ``shift`` is added
-    to ``t_created`` (the correction of a plant whose clock is off, :mod:`integration.gateway.sources`)."""
+    to each ``t_created`` later than ``after`` (a creation time in the future from a plant whose clock is
+    ahead, :mod:`integration.gateway.sources`)."""
     out: list[Message] = []
     to_json = pydantic_core.to_json
     for p in payloads:
@@ -117,7 +119,8 @@ def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str, shift: 
             event = {
                 "txn_id": txn, "correlation_id": corr, "flow": flow, "plant": plant, "line": d["line"],
                 "source": d["source"], "target": d["target"], "item": d["item"], "lot": d["lot"],
-                "qty": d["qty"], "unit": d["unit"], "schema_version": "v2", "t_created": d["t_created"] + shift,
+                "qty": d["qty"], "unit": d["unit"], "schema_version": "v2",
+                "t_created": d["t_created"] + shift if d["t_created"] > after else d["t_created"],
             }
         else:
             txn, corr, flow = d["id"], d["lot"] or d["id"], d["type"]
@@ -125,7 +128,7 @@ def to_messages(payloads: list[PayloadV1] | list[PayloadV2], plant: str, shift: 
                 "txn_id": txn, "correlation_id": corr, "flow": flow, "plant": plant, "line": d["line"],
                 "source": "MES", "target": "ERP", "item": d["material"], "lot": d["lot"],
                 "qty": d["quantity"], "unit": d["uom"], "schema_version": "v1",
-                "t_created": d["timestamp"] + shift,
+                "t_created": d["timestamp"] + shift if d["timestamp"] > after else d["timestamp"],
             }
         out.append(Message(f"events.{plant}.{flow}.{subject_token(txn)}", txn, corr, to_json(event)))  # event_subject
     return out

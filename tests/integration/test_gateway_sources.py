@@ -20,13 +20,17 @@ def _watch() -> tuple[SourceWatch, ScaledClock]:
 def test_a_clock_off_beyond_the_bound_is_flagged_and_its_events_corrected():
     watch, clock = _watch()
     now = time.time()
-    assert watch.observe("P01", "edge-a", f"{clock.to_scenario(now) - 5:.3f}", now) == 0.0  # transit only
-    shift = watch.observe("P01", "edge-a", f"{clock.to_scenario(now) + 300:.3f}", now)  # 5 minutes ahead
-    assert round(shift) == -300
+    assert watch.observe("P01", "edge-a", f"{clock.to_scenario(now) - 5:.3f}", now)[0] == 0.0  # transit only
+    shift, after = watch.observe("P01", "edge-a", f"{clock.to_scenario(now) + 300:.3f}", now)  # 5 minutes ahead
+    assert round(shift) == -300 and round(after) == 1000
     report = watch.report()["plants"]["P01"]
     assert report["clock_skew_flagged"] and round(report["t_created_shift_s"]) == -300
-    body = b'{"txn_id": "t1", "flow": "goods_receipt", "item": "FG-100", "qty": 1, "unit": "EA", "t_created": 1300}'
-    assert b'"t_created":1000.0' in to_messages(parse_body(body, "v2"), "P01", shift)[0].body.replace(b" ", b"")
+    future, past = (b'{"txn_id": "t1", "flow": "goods_receipt", "item": "FG-100", "qty": 1, "unit": "EA", '
+                    b'"t_created": %d}' % t for t in (1300, 900))
+    corrected = to_messages(parse_body(future, "v2"), "P01", shift, after)[0].body.replace(b" ", b"")
+    assert b'"t_created":1000.0' in corrected  # from the future: the edge's clock, corrected
+    kept = to_messages(parse_body(past, "v2"), "P01", shift, after)[0].body.replace(b" ", b"")
+    assert b'"t_created":900' in kept  # an old stamp may be an old event: left as it is (the plant is flagged)
     for _ in range(16):  # the clock is put right: once the skewed samples are out of the window, the flag ends
         watch.observe("P01", "edge-a", f"{clock.to_scenario(now) - 1:.3f}", now)
     episodes = watch.report()["episodes"]
