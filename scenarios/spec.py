@@ -226,6 +226,9 @@ class LoadSpec(Strict):
     inspection_time: Duration = Field(1200.0, gt=0, description="mean QMS inspection time per lot")
     hold_duration: Duration = Field(7200.0, gt=0, description="mean time a held lot stays on hold")
     mes_ack: Duration = Field(2.0, ge=0, description="MES time to validate and acknowledge an order")
+    master_data_interval: Duration = Field(
+        0.0, ge=0, description="the ERP publishes a new master-data version to every plant's MES this often "
+        "(0: never); postings a plant creates before it applied the newest version count as version skew")
     shift: ShiftSpec = ShiftSpec()
     bursts: list[BurstSpec] = []
 
