@@ -120,17 +120,24 @@ def run_command(scenario: Path, out: Path, checkout: Path, extra: tuple[str, ...
             "cpu_s": sampler.cpu_seconds(), "exit": proc.returncode}
 
 
+def mean_wall(results: list[dict], code: str, plants: int) -> float:
+    """Mean wall time of the runs of ``code`` with ``plants`` plants (NaN when there are none)."""
+    walls = [r["wall_s"] for r in results if r["code"] == code and r["plants"] == plants]
+    return sum(walls) / len(walls) if walls else float("nan")
+
+
 def table_of(results: list[dict], title: str) -> Table:
     table = Table(title=title)
     for col in ("code", "plants", "transactions", "engine s", "engine txn/s", "engine peak GiB", "report s",
-                "command s", "command txn/s", "command peak GiB", "CPU s", "x 12-plant command"):
+                "command s", "command txn/s", "command peak GiB", "CPU s", "x 12-plant command", "load 1m"):
         table.add_column(col, justify="right")
-    base = {r["code"]: r["wall_s"] for r in results if r["plants"] == min(x["plants"] for x in results)}
+    base = {code: mean_wall(results, code, min(x["plants"] for x in results)) for code in {r["code"] for r in results}}
     for r in results:
         table.add_row(r["code"], str(r["plants"]), f"{r['transactions']:,}", f"{r['engine_s']:.1f}",
                       f"{r['txn_per_s_engine']:,.0f}", f"{r['peak_gib_engine']:.2f}", f"{r['report_s']:.1f}",
                       f"{r['wall_s']:.1f}", f"{r['txn_per_s_command']:,.0f}", f"{r['peak_gib_command']:.2f}",
-                      f"{r['cpu_s']:.0f}", f"{r['wall_s'] / base[r['code']]:.2f}")
+                      f"{r['cpu_s']:.0f}", f"{r['wall_s'] / base[r['code']]:.2f}",
+                      f"{r.get('load_1m_before', float('nan')):.1f}-{r['load_1m']:.1f}")
     return table
 
 
@@ -147,6 +154,8 @@ def main() -> None:
     parser.add_argument("--compare-with", type=Path, help="another checkout to run side by side (before)")
     parser.add_argument("--compare-sizes", help="fleet sizes run from --compare-with too (default: all)")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "bench-scaling.json", help="results file")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each compared size this many times, current and before alternated")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (in a temp dir)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.plants.split(",")]
@@ -158,31 +167,32 @@ def main() -> None:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[now]}"),
                         TimeElapsedColumn(), console=console)
     with progress:
-        total = len(sizes) + (len([n for n in sizes if n in compare_sizes]) if args.compare_with else 0)
-        task = progress.add_task("fleets", total=total, now="")
-        for plants in sizes:
+        plan = [(plants, code, checkout) for plants in sizes
+                for _ in range(args.repeat if args.compare_with and plants in compare_sizes else 1)
+                for code, checkout in checkouts  # side by side: before and after of one size back to back
+                if code == "current" or plants in compare_sizes]
+        task = progress.add_task("fleets", total=len(plan), now="")
+        for plants, code, checkout in plan:
             scenario = fleet_scenario(plants, args.days, work)
-            for code, checkout in checkouts:  # side by side: before and after of one size back to back
-                if code == "before" and plants not in compare_sizes:
-                    continue
-                progress.update(task, now=f"{code}: {plants} plants")
-                out = work / f"{code}-{plants}"
-                try:
-                    result = run_command(scenario, out, checkout)
-                except RuntimeError as exc:  # e.g. Ray's 30 s start-up deadline on a loaded machine: once more
-                    console.print(f"{code} {plants} plants failed, running it again: {str(exc)[-300:]}")
-                    subprocess.run(["rm", "-rf", str(out)], check=False)
-                    result = run_command(scenario, out, checkout)
-                results.append({"code": code, "plants": plants, "load_1m": os.getloadavg()[0]} | result)
-                save(args.json, args.days, load_before, results)  # partial results survive an interrupted run
-                progress.advance(task)
-                if not args.keep:
-                    subprocess.run(["rm", "-rf", str(out)], check=False)
+            progress.update(task, now=f"{code}: {plants} plants")
+            out = work / f"{code}-{plants}"
+            load_now = os.getloadavg()[0]
+            try:
+                result = run_command(scenario, out, checkout)
+            except RuntimeError as exc:  # e.g. Ray's 30 s start-up deadline on a loaded machine: once more
+                console.print(f"{code} {plants} plants failed, running it again: {str(exc)[-300:]}")
+                subprocess.run(["rm", "-rf", str(out)], check=False)
+                result = run_command(scenario, out, checkout)
+            results.append({"code": code, "plants": plants, "load_1m_before": load_now,
+                            "load_1m": os.getloadavg()[0]} | result)
+            save(args.json, args.days, load_before, results)  # partial results survive an interrupted run
+            progress.advance(task)
+            if not args.keep:
+                subprocess.run(["rm", "-rf", str(out)], check=False)
     console.print(table_of(results, f"fleet-week shape, {args.days} days: engine and whole `synctwin run`"))
     for code, _ in checkouts:
-        mine = {r["plants"]: r for r in results if r["code"] == code}
-        if min(sizes) in mine and max(sizes) in mine:
-            ratio = mine[max(sizes)]["wall_s"] / mine[min(sizes)]["wall_s"]
+        ratio = mean_wall(results, code, max(sizes)) / mean_wall(results, code, min(sizes))
+        if ratio == ratio:  # both sizes ran for this code
             console.print(f"{code}: {max(sizes)} plants take {ratio:.2f}x the {min(sizes)}-plant command "
                           f"(linear: {max(sizes) / min(sizes):.1f}x)")
     save(args.json, args.days, load_before, results)
