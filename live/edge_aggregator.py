@@ -14,6 +14,7 @@ returns, with :meth:`EdgeAggregator.state`, in one commit of the :class:`~live.e
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 from kernel.trace import (
@@ -30,6 +31,7 @@ from live.edge_store import OutboxEvent
 from live.intervals import EdgeIntervals
 from live.opcua_server import machine_path
 from scenarios.spec import Scenario
+from twins.mes import REPORT_JITTER
 
 FLOW_CODES = {OPERATION_CONFIRMATION: "OC", SCRAP: "SC", GOODS_RECEIPT: "GR", DOWNTIME: "DT",
               MATERIAL_ISSUE: "MI", BACKFLUSH: "BF", INVENTORY_MOVE: "IM"}
@@ -54,6 +56,9 @@ class EdgeConfig:
     post_downtime: bool = True
     bursts: tuple[BurstArrivals, ...] = ()
     intervals: EdgeIntervals = EdgeIntervals()  # scenario seconds; the host runs them at 1/speed
+    # Each machine's confirmation comes at the interval's boundary plus its own offset in [0, report_jitter),
+    # as the virtual MES reports them (twins.mes): not all machines of a plant in the same instant.
+    report_jitter: float = 0.0
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> EdgeConfig:
@@ -77,6 +82,7 @@ class EdgeConfig:
             drain_rate=plant.edge.drain_rate,
             bursts=plan_bursts(scenario, plant.id),
             intervals=EdgeIntervals.of(plant.edge),
+            report_jitter=REPORT_JITTER,
         )
 
     @property
@@ -203,11 +209,13 @@ class EdgeAggregator:
             boundary = math.floor(now / c.confirmation_interval) * c.confirmation_interval
             for m in range(c.machines):
                 if s.pend_good[m] or s.pend_scrap[m]:
-                    s.confirm_due[str(m)] = boundary
+                    s.confirm_due[str(m)] = boundary + self._report_offset(m, boundary)
             s.next_confirm = boundary + c.confirmation_interval
         budget = math.inf if room is None else room
         out: list[OutboxEvent] = []
         for key in sorted(s.confirm_due, key=int):
+            if s.confirm_due[key] > now:  # this machine reports a little later in the interval
+                continue
             m = int(key)
             need = (s.pend_good[m] > 0) + (s.pend_scrap[m] > 0)
             if need > budget:
@@ -251,6 +259,12 @@ class EdgeAggregator:
             s.downtime.clear()
         self._collect_bursts(now, budget, out)
         return out
+
+    def _report_offset(self, machine: int, boundary: float) -> float:
+        """Where in ``[0, report_jitter)`` after ``boundary`` the machine's confirmation comes: a uniform
+        draw keyed by plant, machine and boundary (the same again after a restart)."""
+        key = f"{self.config.plant}/{machine}/{boundary:.3f}".encode()
+        return zlib.crc32(key) / 2**32 * self.config.report_jitter
 
     def _collect_bursts(self, now: float, budget: float, out: list[OutboxEvent]) -> None:
         """Burst arrivals due by ``now`` that were not stored yet, at most ``budget`` of them."""

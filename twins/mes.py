@@ -33,11 +33,14 @@ class IntervalOutput:
     lot_time: np.ndarray
 
 
+REPORT_JITTER = 5.0  # scenario seconds over which the MES reports one interval's confirmations (both engines)
+
+
 class Mes:
     """Per-plant MES state: running lot counters per line."""
 
     def __init__(self, lines: int, line_of: np.ndarray, lot_size: int, rng: np.random.Generator,
-                 report_jitter: float = 5.0):
+                 report_jitter: float = REPORT_JITTER):
         self.lines = lines
         self.line_of = line_of
         self.lot_size = lot_size

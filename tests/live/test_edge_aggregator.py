@@ -256,3 +256,22 @@ def test_bad_overflow_settings_name_the_fix(tmp_path):
 
 def test_config_replace_keeps_other_fields():
     assert dataclasses.replace(CONFIG, buffer=5).lot_size == 100
+
+
+def test_machines_confirm_spread_over_the_mes_report_jitter_after_the_boundary():
+    """As the virtual MES reports them (twins.mes): each machine at the boundary plus its own offset in
+    [0, report_jitter), so a plant's machines do not all confirm in the same instant."""
+    agg = EdgeAggregator(dataclasses.replace(CONFIG, report_jitter=5.0))
+    for m in range(4):
+        agg.observe_counter(m, "good", 10, 10.0)
+    assert agg.collect(299.0) == []
+    times = []
+    for now in (300.0, 301.0, 302.0, 303.0, 304.0, 305.0):
+        times += [e.t_created for e in agg.collect(now)]
+        assert all(t <= now for t in times)
+    assert len(times) == 4 and all(300.0 <= t < 305.0 for t in times)
+    assert len(set(times)) == 4  # four machines, four instants
+    again = EdgeAggregator(dataclasses.replace(CONFIG, report_jitter=5.0))  # the same offsets in another edge process
+    for m in range(4):
+        again.observe_counter(m, "good", 10, 10.0)
+    assert sorted(e.t_created for e in again.collect(305.0)) == sorted(times)
