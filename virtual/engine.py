@@ -27,9 +27,12 @@ def new_run_id(scenario: Scenario) -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{scenario.name}"
 
 
-def default_plant_actors(n_plants: int) -> int:
-    """Two plant groups per core keep both cores busy while one group waits on the object store."""
-    return max(1, min(n_plants, 2 * (os.cpu_count() or 2)))
+def default_plant_actors(n_plants: int, cpus: int | None = None) -> int:
+    """One plant group per core of the Ray cluster (``cpus``; default this machine's). Ray prestarts
+    one idle worker per core and the plant actors take those over; every further actor is another
+    worker process to start (about 1.5 s of CPU for its imports), and plant actors never wait on each
+    other, so more groups than cores buy nothing."""
+    return max(1, min(n_plants, cpus or os.cpu_count() or 2))
 
 
 def run_virtual(scenario: Scenario, out: Path | None = None, replications: int | None = None,
@@ -53,7 +56,8 @@ def run_virtual(scenario: Scenario, out: Path | None = None, replications: int |
             def advance(t_end: float) -> None:
                 progress.update(task, completed=t_end, clock=f"{format_duration(t_end)} simulated")
 
-            result = run_windows(scenario, reps, plant_actors or default_plant_actors(n_plants),
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            result = run_windows(scenario, reps, plant_actors or default_plant_actors(n_plants, cpus),
                                  min(reps, os.cpu_count() or 2), advance)
     except BaseException:
         if we_started:
