@@ -120,6 +120,19 @@ def run_command(scenario: Path, out: Path, checkout: Path, extra: tuple[str, ...
             "cpu_s": sampler.cpu_seconds(), "exit": proc.returncode}
 
 
+def run_retrying(scenario: Path, out: Path, checkout: Path, label: str, attempts: int = 3) -> dict:
+    """:func:`run_command`, again after a failure such as Ray's 30 s start-up deadline on a loaded machine."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_command(scenario, out, checkout)
+        except RuntimeError as exc:
+            if attempt == attempts:
+                raise
+            console.print(f"{label} failed, running it again: {str(exc)[-300:]}")
+            subprocess.run(["rm", "-rf", str(out)], check=False)
+    raise AssertionError("unreachable")
+
+
 def mean_wall(results: list[dict], code: str, plants: int) -> float:
     """Mean wall time of the runs of ``code`` with ``plants`` plants (NaN when there are none)."""
     walls = [r["wall_s"] for r in results if r["code"] == code and r["plants"] == plants]
@@ -177,12 +190,7 @@ def main() -> None:
             progress.update(task, now=f"{code}: {plants} plants")
             out = work / f"{code}-{plants}"
             load_now = os.getloadavg()[0]
-            try:
-                result = run_command(scenario, out, checkout)
-            except RuntimeError as exc:  # e.g. Ray's 30 s start-up deadline on a loaded machine: once more
-                console.print(f"{code} {plants} plants failed, running it again: {str(exc)[-300:]}")
-                subprocess.run(["rm", "-rf", str(out)], check=False)
-                result = run_command(scenario, out, checkout)
+            result = run_retrying(scenario, out, checkout, f"{code} {plants} plants")
             results.append({"code": code, "plants": plants, "load_1m_before": load_now,
                             "load_1m": os.getloadavg()[0]} | result)
             save(args.json, args.days, load_before, results)  # partial results survive an interrupted run
