@@ -9,6 +9,7 @@ Top-level keys of sla.json:
   figures, also for SLAs without a threshold). Durations in seconds, shares in 0..1.
 - ``invariants.<name>`` — ``count``, ``passed``, ``ids`` (first 50 offenders) and details.
 - ``kpis`` — success rate, DLQ count/oldest age, retry volume, ERP load per ERP (mean/CI each).
+- ``version_skew`` — postings created on an old master-data version (``reports/skew.py``).
 - ``dead_letters`` — the DLQ grouped by plant, reason, item and unit, with example ids.
 - ``per_plant``, ``per_wave``, ``faults`` (queued, drained, recovery per fault), ``breaker``.
 """
@@ -24,6 +25,7 @@ from reports.kpis import dead_letters, kpis, per_plant, per_wave
 from reports.narrative import breaches
 from reports.prep import Prepared, prepare
 from reports.runfolder import RunData, load_run
+from reports.skew import version_skew
 from reports.slas import evaluate_slas
 
 SLA_JSON_VERSION = 1
@@ -49,6 +51,7 @@ def evaluate_prepared(prep: Prepared) -> dict[str, Any]:
         "per_plant": per_plant(prep),
         "per_wave": per_wave(prep),
         "dead_letters": dead_letters(prep),
+        "version_skew": version_skew(prep),
         "faults": faults,
         "breaker": meta.get("breaker", []),
         "recovery_definition": (

@@ -220,6 +220,26 @@ class PlantTwin:
             reason=np.where(valid, 0, B.REASON_CODE["order_item_not_released_to_plant"]),
         )
 
+    def _master_data(self, t_from: float, t_to: float) -> B.Batch:
+        """Master-data versions the ERP publishes to this plant's MES in (t_from, t_to]: version ``k`` at
+        ``k * load.master_data_interval`` (a down ERP publishes it once back), its number in ``qty``."""
+        every = self.load.master_data_interval
+        t = _multiples(every, t_from, t_to) if every > 0 else np.empty(0)
+        version = np.rint(t / every) if every > 0 else t
+        erp = self.routing.plant_codes(self.index, t)
+        released, latency = t.copy(), np.empty(t.size)
+        for code, kind in enumerate(("legacy", "cloud")):
+            mask = erp == code
+            released[mask] = self.faults.erp_outage[kind].end_of(t[mask])
+            latency[mask] = self.scenario.erp_for(kind).network_latency if mask.any() else 0.0
+        t_broker = released + latency + self.scenario.landscape.integration.broker.latency
+        t_delivered = self.wan.end_of(t_broker) + self.plant.wan.latency
+        line = np.zeros(t.size, dtype=np.int16)
+        rows = self._new(trace.MASTER_DATA, released, line, self.line_item[line], version, self.unit)
+        rows["t_broker"] = t_broker
+        return B.with_results(rows, plant=self.index, target=B.TARGET_CODE["MES"], t_delivered=t_delivered,
+                              t_acked=t_delivered, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
+
     def _downtime(self, start: np.ndarray, line: np.ndarray, duration: np.ndarray) -> B.Batch:
         rows = self._new(trace.DOWNTIME, start, line, self.line_item[line], duration / 60.0, self.vocab.unit("min"))
         t_broker = self.wan.end_of(start) + self.plant.wan.latency
@@ -304,6 +324,7 @@ class PlantTwin:
         self._report(t_from, t_to)
         self._warehouse(t_from, t_to)
         local_orders = self._orders(t_from, t_to)
+        local_master = self._master_data(t_from, t_to)
         out = self._take_due(t_to)
         before = copy.copy(self.edge)  # its state is reassigned, never mutated in place: a shallow copy keeps it
         dropped = self._through_edge(out)
@@ -323,7 +344,7 @@ class PlantTwin:
         lost = B.with_results(B.take(out, dropped), plant=self.index, attempts=0,
                               outcome=B.OUTCOME_CODE[trace.REJECTED], reason=B.REASON_CODE[trace.REASON_EDGE_OVERFLOW])
         lost["target"] = self.routing.plant_codes(self.index, lost["t_created"]).astype(np.int8)
-        local = B.concat([local_orders, lost, *self._local])
+        local = B.concat([local_orders, local_master, lost, *self._local])
         self._local = []
         lots = {k: np.concatenate([d[k] for d in self._lots]) for k in self._lots[0]} if self._lots else {}
         self._lots = []
