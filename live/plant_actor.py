@@ -2,6 +2,10 @@
 
 The actor reserves no CPU slot: its work is one short publishing pass per tick on its own thread,
 so a 2-core machine holds one actor per plant. Call ``ray.init`` in entry points only.
+
+With ``max_restarts`` Ray restarts the actor when its process dies (a kill -9): the new process builds the
+host with the same arguments and serves at once, on the same port, so the plant's edge reconnects to the
+URL it knows and finds a server whose counters start from zero.
 """
 
 from __future__ import annotations
@@ -30,16 +34,22 @@ class LivePlantHandle:
         port: int = 0,
         insecure: bool = False,
         tick: float | None = None,
+        max_restarts: int = 0,
     ):
+        """``max_restarts`` > 0 (needs a fixed ``port``): Ray restarts a dead actor that many times."""
+        if max_restarts and not port:
+            raise ValueError("max_restarts needs a fixed port: a restarted plant must serve where its edge connects")
         self.plant_id = plant_id
-        self.actor = LivePlantActor.options(name=None).remote(
-            scenario, plant_id, str(run_dir), epoch, speed, port, insecure, tick
+        self.actor = LivePlantActor.options(name=None, max_restarts=max_restarts).remote(
+            scenario, plant_id, str(run_dir), epoch, speed, port, insecure, tick, "127.0.0.1", bool(max_restarts)
         )
         self.url = ""
+        self.pid = 0  # the actor's process
 
     def start(self, timeout: float = 60.0) -> str:
         """Start the plant's server in the actor and return its endpoint URL."""
         self.url = ray.get(self.actor.start.remote(), timeout=timeout)
+        self.pid = int(self.status()["pid"])
         return self.url
 
     def status(self) -> dict:

@@ -63,7 +63,10 @@ class PlantHost:
         insecure: bool = False,
         tick: float | None = None,
         host: str = "127.0.0.1",
+        autostart: bool = False,
     ):
+        """``autostart``: begin serving at once without waiting for it (a Ray actor that Ray restarts after its
+        process died serves again; its constructor must not fail because a busy host starts the server slowly)."""
         self.scenario, self.plant_id, self.run_dir = scenario, plant_id, Path(run_dir)
         self.clock = ScaledClock(epoch, speed)
         self.port, self.insecure, self.host = port, insecure, host
@@ -80,6 +83,9 @@ class PlantHost:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._ready = threading.Event()
+        if autostart:
+            self._launch()
 
     async def serve(self, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set: advance the bank to the scaled clock and publish, once per tick.
@@ -126,27 +132,31 @@ class PlantHost:
     # ---------------------------------------------------------------------------- threaded hosting
     def start(self, timeout: float = 60.0) -> str:
         """Serve on a background thread; return the endpoint URL once it accepts connections."""
-        if self._thread is not None:
-            return self.url
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(self._serve_threaded(ready))
-            except BaseException as exc:  # surfaced to the caller of start()
-                self._error = exc
-                ready.set()
-            finally:
-                self._loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"plant-{self.plant_id}", daemon=True)
-        self._thread.start()
+        self._launch()
+        ready = self._ready
         if not ready.wait(timeout):
             raise TimeoutError(f"OPC UA server of {self.plant_id} did not start within {timeout} s")
         if self._error is not None:
             raise RuntimeError(f"OPC UA server of {self.plant_id} failed to start: {self._error}") from self._error
         return self.url
+
+    def _launch(self) -> None:
+        """Serve on a background thread (once); ``_ready`` is set when it serves or failed."""
+        if self._thread is not None:
+            return
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self._serve_threaded(self._ready))
+            except BaseException as exc:  # surfaced to the caller of start() and in status()
+                self._error = exc
+                self._ready.set()
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"plant-{self.plant_id}", daemon=True)
+        self._thread.start()
 
     async def _serve_threaded(self, ready: threading.Event) -> None:
         await self.serve(lambda _url: ready.set(), asyncio.Event())
@@ -165,12 +175,16 @@ class PlantHost:
         """Scenario time of the bank, totals and the endpoint, for progress displays."""
         server = self.server
         if server is None:
-            return {"plant": self.plant_id, "url": self.url, "running": False}
+            return {"plant": self.plant_id, "url": self.url, "pid": os.getpid(), "running": False, "serving": False,
+                    "error": repr(self._error) if self._error is not None else None}
         bank = server.bank
         return {
             "plant": self.plant_id,
             "url": self.url,
+            "pid": os.getpid(),
             "running": self._thread is not None,
+            "serving": self._ready.is_set() and self._error is None,
+            "error": repr(self._error) if self._error is not None else None,
             "t": float(bank.t),
             "good": int(bank.good_total.sum()),
             "scrap": int(bank.scrap_total.sum()),
@@ -188,3 +202,4 @@ class PlantHost:
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         self._thread = None
+        self._ready = threading.Event()

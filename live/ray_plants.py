@@ -1,4 +1,8 @@
-"""The plants' OPC UA servers of a live run as Ray actors (``synctwin up --plant-host ray``, the default)."""
+"""The plants' OPC UA servers of a live run as Ray actors (``synctwin up --plant-host ray``, the default).
+
+Each actor has a fixed port and Ray's ``max_restarts``: a plant actor whose process is killed (kill -9,
+:meth:`RayPlants.kill`) is restarted by Ray and serves again on the same port with its counters at zero.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from kernel.clock import ScaledClock
+from kernel.net import free_port
 from scenarios.spec import Scenario
+
+RESTARTS = 100  # kills a plant actor survives in one run
 
 
 class RayPlants:
@@ -36,14 +43,55 @@ class RayPlants:
         self.pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
         for plant in plants:
             self.handles[plant] = LivePlantHandle(self.scenario, plant, self.run_dir, self.clock.epoch,
-                                                  self.clock.speed, insecure=self.insecure)
+                                                  self.clock.speed, port=free_port(), insecure=self.insecure,
+                                                  max_restarts=RESTARTS)
         try:
-            urls = {plant: handle.start() for plant, handle in self.handles.items()}
+            urls = {plant: handle.start(timeout=180.0) for plant, handle in self.handles.items()}  # a busy host
         finally:
             known = set(self.pids)
             self.pids += [p.pid for p in psutil.Process().children(recursive=True)
                           if p.pid not in before and p.pid not in known]
         return urls
+
+    def kill(self, plant: str) -> int:
+        """SIGKILL the process of ``plant``'s actor (Ray then restarts it); returns the pid killed."""
+        import os
+        import signal
+
+        handle = self.handles[plant]
+        pid = handle.pid
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def running_pid(self, plant: str, timeout: float = 2.0) -> int | None:
+        """The pid of ``plant``'s actor when it serves (a restarted one: its new pid), else None."""
+        import ray
+
+        handle = self.handles.get(plant)
+        if handle is None:
+            return None
+        try:
+            status = ray.get(handle.actor.status.remote(), timeout=timeout)
+        except Exception:  # noqa: BLE001 - dead, restarting or busy: not serving now
+            return None
+        if not status.get("serving"):
+            return None
+        if status["pid"] != handle.pid:
+            handle.pid = int(status["pid"])
+            self.pids.append(handle.pid)
+        return handle.pid
+
+    def wait_serving(self, plant: str, timeout: float = 180.0) -> int:
+        """Wait until Ray restarted ``plant``'s actor and it serves; its pid (TimeoutError after ``timeout``)."""
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            pid = self.running_pid(plant, timeout=min(5.0, max(0.5, end - time.monotonic())))
+            if pid is not None:
+                return pid
+            time.sleep(0.2)
+        raise TimeoutError(f"plant actor {plant} did not serve again within {timeout:g} s")
 
     def stop_plants(self) -> None:
         """Stop every plant's server and actor (idempotent, never raises)."""

@@ -24,9 +24,9 @@ from integration.sqlite import connect_readonly
 from kernel.trace import REASON_EDGE_OVERFLOW
 from synctwin.chaos.settings import Target, target
 
-__all__ = ["backlog", "dead_letters", "dlq_size", "duplicate_ids", "duplicates_so_far", "erp_state", "gateway_health",
-           "link_state", "lost_ids", "lost_so_far", "mapping_applied", "new_duplicate_ids", "posted_once",
-           "posting_delay", "process_state"]
+__all__ = ["backlog", "dead_letters", "dlq_size", "duplicate_ids", "duplicates_so_far", "edge_counts_match",
+           "erp_state", "gateway_health", "link_state", "lost_ids", "lost_so_far", "mapping_applied",
+           "new_duplicate_ids", "opcua_state", "posted_once", "posting_delay", "process_state"]
 
 
 def _poll(read, good, wait_s: float) -> Any:
@@ -292,3 +292,65 @@ def erp_state(erp: str = "", expect_mode: str | None = None, expect_injected: st
     if expect_injected is not None and not state.get("injected", {}).get(expect_injected):
         raise EffectNotSeen(f"ERP {kind} injected no {expect_injected} yet: {state.get('injected')}")
     return state
+
+
+# ------------------------------------------------------------------------------------- OPC UA
+def _plant_faults(cfg: Target, plant: str) -> dict[str, Any]:
+    """The plant OPC UA host's fault state (:mod:`live.opcua_faults`), read from its endpoint."""
+    import json
+
+    from live.opcua_faults import control_file
+
+    path = control_file(cfg.state.parent, plant)
+    if not path.is_file():
+        raise EffectNotSeen(f"plant {plant} has no OPC UA fault endpoint ({path.name} missing)")
+    return httpx.get(f"{json.loads(path.read_text())['control']}/faults", timeout=10).json()
+
+
+def opcua_state(plant: str, expect_stalled: bool | None = None, expect_drops: int | None = None,
+                wait_s: float = 0.0, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plant ``plant``'s OPC UA server: sessions open, session drops so far, whether it stalls, the PLC's
+    counter totals. With ``expect_stalled`` / ``expect_drops`` (at least that many drops and a session open
+    again: the edge came back), polled up to ``wait_s`` wall seconds, anything else fails the activity."""
+    cfg = target(configuration)
+
+    def good(state: dict[str, Any]) -> bool:
+        return ((expect_stalled is None or state["stalled"] == expect_stalled)
+                and (expect_drops is None or (state["drops"] >= expect_drops and state["sessions"] >= 1)))
+
+    state = _poll(lambda: _plant_faults(cfg, plant), good, wait_s)
+    if not good(state):
+        raise EffectNotSeen(f"OPC UA server of {plant}: {state}, expected stalled={expect_stalled}, "
+                            f"drops>={expect_drops} with a session open")
+    return state
+
+
+def edge_counts_match(plant: str, wait_s: float = 30.0, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plant's edge has counted every unit its PLC counted, once: it reaches the PLC's good total read
+    now (polled up to ``wait_s``), never exceeds the total read after, and the units it confirmed or holds
+    pending equal the counter positions it read (a doubled or negative delta breaks that). For a plant whose
+    OPC UA server did not restart in the run (a restart starts its counters again at zero)."""
+    import json
+
+    cfg = target(configuration)
+    plc = _plant_faults(cfg, plant)["good_total"]
+    db_path = cfg.state / f"edge-{plant}.sqlite"
+
+    def edge() -> dict[str, int]:
+        db = connect_readonly(db_path)
+        try:  # one read transaction: the edge commits its events and its state together
+            db.execute("BEGIN")
+            row = db.execute("SELECT state FROM edge_state WHERE id = 1").fetchone()
+            (confirmed,) = db.execute("SELECT coalesce(sum(qty), 0) FROM outbox "
+                                      "WHERE flow = 'operation_confirmation'").fetchone()
+        finally:
+            db.close()
+        state = json.loads(row[0]) if row else {"last_good": [0], "pend_good": [0]}
+        return {"read": sum(state["last_good"]), "counted": int(confirmed) + sum(state["pend_good"])}
+
+    seen = _poll(edge, lambda e: e["read"] >= plc, wait_s)
+    after = _plant_faults(cfg, plant)["good_total"]
+    out = {"plc_before": plc, "edge_read": seen["read"], "edge_counted": seen["counted"], "plc_after": after}
+    if not plc <= seen["read"] <= after or seen["counted"] != seen["read"]:
+        raise EffectNotSeen(f"edge {plant} counts do not match its PLC's: {out}")
+    return out

@@ -25,6 +25,7 @@ from synctwin.chaos.stack_host import LiveStackHost
 from synctwin.chaos.timeline import fault_windows
 
 JOURNAL = "journal.json"
+PLANT_HOST_KEY = "synctwin_plant_host"  # configuration: "ray" runs the plants as Ray actors
 CHAOS_FILE = "chaos.json"
 
 
@@ -67,7 +68,7 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
     suite = loaded if isinstance(loaded, list) else [loaded]
     scenario = load_scenario(suite[0].scenario_path)
     options = StackOptions(speed=speed or scenario.run.speed, insecure=True, progress=False, finalize=False,
-                           plant_host="process", warmup=warmup)
+                           plant_host=plant_host(suite), warmup=warmup, links=named_links(suite))
     stack = LiveStack(scenario, run_dir, options, log=log)
     host = LiveStackHost(stack)
     failed: list[BaseException] = []
@@ -119,6 +120,27 @@ def run_chaos(loaded: LoadedExperiment | list[LoadedExperiment], run_dir: Path, 
         log("  warning: the scenario's duration ended before the experiments did; lengthen its run.duration")
     timeline = control.timeline if control is not None else []
     return _finish(run_dir, suite, results, timeline, stack.duration, sources)
+
+
+def plant_host(suite: list[LoadedExperiment]) -> str:
+    """``ray`` when an experiment's configuration asks for plants on Ray (``synctwin_plant_host: ray``),
+    else ``process`` (a ``synctwin opcua`` process per plant)."""
+    asked = {str((one.experiment.get("configuration") or {}).get(PLANT_HOST_KEY, "process")) for one in suite}
+    return "ray" if "ray" in asked else "process"
+
+
+def named_links(suite: list[LoadedExperiment]) -> tuple[str, ...]:
+    """The links the experiments' activities name (``arguments.link``): the stack proxies those hops
+    (besides the WAN links, always proxied); the others go direct and cost no relay."""
+    names: set[str] = set()
+    for one in suite:
+        e = one.experiment
+        for activity in [*(e.get("steady-state-hypothesis") or {}).get("probes", []), *e.get("method", []),
+                         *e.get("rollbacks", [])]:
+            link = ((activity.get("provider") or {}).get("arguments") or {}).get("link")
+            if isinstance(link, str) and not link.startswith("wan-"):
+                names.add(link)
+    return tuple(sorted(names))
 
 
 def scale_pauses(experiment: dict[str, Any], scale: float) -> dict[str, Any]:

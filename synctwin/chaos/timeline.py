@@ -12,8 +12,13 @@ from typing import Any
 
 
 def _link_plants(link: str) -> list[str] | str:
-    plant = link.removeprefix("wan-")
+    plant = link.removeprefix("wan-").removeprefix("opcua-")
     return [plant] if plant and plant[0].isupper() and "-" not in plant else "all"
+
+
+def _down_kind(link: str) -> str:
+    """A plant's WAN link down is the scenario's ``wan_outage``; any other hop down is ``link_down``."""
+    return "wan_outage" if _link_plants(link) != "all" and not link.startswith("opcua-") else "link_down"
 
 
 def fault_windows(timeline: list[dict[str, Any]], end_of_run: float) -> list[dict[str, Any]]:
@@ -38,7 +43,7 @@ def fault_windows(timeline: list[dict[str, Any]], end_of_run: float) -> list[dic
         elif ev == "process_restart":
             close(("process", what), e["t"])
         elif ev == "link_down":
-            begin(("link", what), "wan_outage", e, record={"plants": _link_plants(what)})
+            begin(("link", what), _down_kind(what), e, record={"plants": _link_plants(what)})
         elif ev == "link_up":
             close(("link", what), e["t"])
         elif ev == "toxic_added":
@@ -49,6 +54,13 @@ def fault_windows(timeline: list[dict[str, Any]], end_of_run: float) -> list[dic
         elif ev == "links_reset":
             for key in [k for k in open_ if k[0] in ("link", "toxic")]:
                 close(key, e["t"])
+        elif ev == "opcua_session_drop":  # an instant: recovery counts from the drop
+            begin(("opcua", what), "opcua_session_drop", e, record={"plants": _link_plants(what)})
+            close(("opcua", what), e["t"])
+        elif ev == "opcua_stall":
+            begin(("opcua-stall", what), "opcua_stall", e, record={"plants": _link_plants(what)})
+        elif ev in ("opcua_stall_end", "opcua_resume"):
+            close(("opcua-stall", what), e["t"])
         elif ev == "ack_loss":
             close(("acks", what), e["t"])
             if e.get("share", 0.0) > 0:

@@ -93,3 +93,19 @@ def test_fault_windows_pair_each_fault_with_its_end():
     records = [w["record"] for w in fault_windows(timeline, 100.0)]
     assert records[1] == {"kind": "wan_outage", "start": 20.0, "end": 30.0, "plants": ["P02"]}
     assert records[3]["erp"] == "legacy" and records[0]["target"] == "worker"
+
+
+def test_fault_windows_of_the_other_hops_and_the_opcua_faults():
+    timeline = [
+        {"t": 5.0, "event": "link_down", "what": "broker-gateway"},
+        {"t": 8.0, "event": "link_up", "what": "broker-gateway"},
+        {"t": 10.0, "event": "link_down", "what": "opcua-P01"},
+        {"t": 12.0, "event": "link_up", "what": "opcua-P01"},
+        {"t": 20.0, "event": "opcua_session_drop", "what": "opcua-P01", "dropped": 1},
+        {"t": 30.0, "event": "opcua_stall", "what": "opcua-P02", "seconds": 6},
+        {"t": 36.0, "event": "opcua_stall_end", "what": "opcua-P02"},
+    ]
+    records = [w["record"] for w in fault_windows(timeline, 100.0)]
+    assert [(r["kind"], r["start"], r["end"], r["plants"]) for r in records] == [
+        ("link_down", 5.0, 8.0, "all"), ("link_down", 10.0, 12.0, ["P01"]),
+        ("opcua_session_drop", 20.0, 20.0, ["P01"]), ("opcua_stall", 30.0, 36.0, ["P02"])]

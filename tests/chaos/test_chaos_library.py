@@ -19,8 +19,11 @@ pytestmark = pytest.mark.slow
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "chaos"
 API_ONLY = {"target-erp-storm"}  # run against --target services (tests/chaos/test_chaos_target.py)
 GROUPS = {
-    "links-and-erp": sorted([*LIBRARY.glob("wan-*.yaml"), *LIBRARY.glob("erp-*.yaml")]),
-    "processes-poison-duplicates": sorted([*LIBRARY.glob("kill-*.yaml"), LIBRARY / "poison-messages.yaml",
+    # Plants on Ray here (kill-plant-actor asks for it); the links of every hop that the experiments name.
+    "links-and-erp": sorted([*LIBRARY.glob("wan-*.yaml"), *LIBRARY.glob("erp-*.yaml"), *LIBRARY.glob("link-*.yaml"),
+                             *LIBRARY.glob("opcua-*.yaml"), LIBRARY / "kill-plant-actor.yaml"]),
+    "processes-poison-duplicates": sorted([*(p for p in LIBRARY.glob("kill-*.yaml") if p.stem != "kill-plant-actor"),
+                                           LIBRARY / "poison-messages.yaml",
                                            LIBRARY / "duplicate-flood.yaml", LIBRARY / "redelivery-storm.yaml"])
     + [LIBRARY / "dlq-replay.yaml", LIBRARY / "second-edge.yaml", LIBRARY / "edge-clock-skew.yaml"],
 }

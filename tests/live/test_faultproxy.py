@@ -245,3 +245,29 @@ def test_http_control_api_is_shaped_like_toxiproxys(service, proxies):
         created = http.post("/proxies", json={"name": "extra", "upstream": service.removeprefix("http://")})
         assert created.status_code == 201
         assert asyncio.run(_roundtrip(_port(created.json()["listen"]), b"new")) == b"new\n"
+
+
+def test_links_of_every_hop_route_only_their_client_and_unknown_names_are_refused():
+    from live.stack_links import chosen_links, client_urls
+
+    every = chosen_links(("all",), ["P01", "P02"], ["legacy"])
+    assert [link.name for link in every] == ["broker-gateway", "erp-legacy-worker", "opcua-P01", "opcua-P02"]
+    assert chosen_links(("wan-P01",), ["P01"], ["legacy"]) == []  # the WAN links are always there
+    urls = {"broker": "nats://127.0.0.1:1", "erp-legacy": "http://127.0.0.1:2", "opcua-P01": "opc.tcp://127.0.0.1:3/p"}
+    links = {"broker-gateway": "nats://127.0.0.1:11", "erp-legacy-worker": "http://127.0.0.1:12",
+             "opcua-P01": "opc.tcp://127.0.0.1:13/p"}
+    assert client_urls(urls, links, every, "gateway")["broker"] == "nats://127.0.0.1:11"
+    assert client_urls(urls, links, every, "worker-2")["erp-legacy"] == "http://127.0.0.1:12"
+    assert client_urls(urls, links, every, "edge-P01")["opcua-P01"] == "opc.tcp://127.0.0.1:13/p"
+    assert client_urls(urls, links, every, "edge-P02") == urls  # no link of its own: direct
+    with pytest.raises(ValueError, match="no link 'broker-worker'.*known: all, broker-gateway"):
+        chosen_links(("broker-worker",), ["P01"], ["legacy"])
+
+
+def test_a_proxy_keeps_the_scheme_and_path_of_its_service_url(service):
+    proxies = FaultProxies()
+    try:
+        url = proxies.add("opcua-P01", service.replace("http://", "opc.tcp://") + "/synctwin/P01")
+        assert url.startswith("opc.tcp://127.0.0.1:") and url.endswith("/synctwin/P01")
+    finally:
+        proxies.close()
