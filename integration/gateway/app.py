@@ -143,8 +143,7 @@ BROKER_DOWN = {503: {"model": Problem, "description": "broker unavailable; retry
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app for ``settings``; connects to NATS on startup and drains on shutdown."""
     clock = ScaledClock(settings.epoch, settings.speed)
-    publisher = Publisher(settings.nats_url, clock, settings.status_index_size, settings.scan_limit,
-                          settings.status_index)
+    publisher = Publisher(settings.nats_url, clock, settings.scan_limit)
     metrics = GatewayMetrics()
     read_buckets = {p: TokenBucket(settings.status_rate_limit, settings.status_rate_limit * settings.burst_seconds)
                     for p in settings.plant_keys}

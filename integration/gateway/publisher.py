@@ -72,9 +72,7 @@ class DeadLetter:
 class Publisher:
     """One NATS connection and JetStream context per gateway process."""
 
-    def __init__(self, url: str, clock: ScaledClock, index_size: int = 0, scan_limit: int = 200_000,
-                 index_kv: bool = False):
-        del index_size, index_kv  # settings of the former per-event index; status reads need neither now
+    def __init__(self, url: str, clock: ScaledClock, scan_limit: int = 200_000):
         self.url = url
         self.clock = clock
         self.scan_limit = scan_limit
@@ -99,6 +97,7 @@ class Publisher:
                 await asyncio.sleep(0.25)
         self.js = self.nc.jetstream()
         self.batches = BatchPublisher(self.nc)
+        self.log.on_lost_hooks.append(lambda: self.batches.abandon("broker connection lost"))
         await self.batches.start()
         with contextlib.suppress(nats.js.errors.BadRequestError):  # another worker process created them first
             await ensure_streams(self.js)

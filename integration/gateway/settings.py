@@ -30,9 +30,6 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body accepted")
     publish_timeout: float = Field(10.0, gt=0, description="seconds to wait for every PubAck")
     connect_timeout: float = Field(30.0, gt=0, description="seconds to keep trying the broker at startup")
-    status_index_size: int = Field(200_000, ge=0, description="recent txn ids kept in memory for status reads")
-    status_index: bool = Field(True, description="index every stored event in the EVENT_INDEX KV bucket (status "
-                               "reads of ids not in memory answer 404 without it; off only for benchmarks)")
     scan_limit: int = Field(200_000, ge=0, description="most stream messages one status/DLQ scan reads")
     clock_skew_bound: float = Field(120.0, gt=0, description="scenario seconds an edge's clock may be off before "
                                     "the gateway flags the plant and corrects its events' t_created")
