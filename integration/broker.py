@@ -233,6 +233,7 @@ class ConnectionLog:
         self.failed_attempts = 0
         self.lost_at: float | None = None
         self.closing = False  # set before a deliberate close, whose disconnect is no outage
+        self.on_lost_hooks: list[Callable[[], None]] = []  # called once per outage, e.g. to fail pending requests
 
     def callbacks(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
@@ -243,6 +244,8 @@ class ConnectionLog:
         if self.lost_at is None and not self.closing:
             self.lost_at, self.failed_attempts = time.monotonic(), 0
             self.outages += 1
+            for hook in self.on_lost_hooks:
+                hook()
             self.log.warning("%s: broker connection lost (%s%s), outage %d; reconnecting", self.who, self.url,
                              f": {reason}" if reason else "", self.outages)
 

@@ -23,6 +23,10 @@ from integration.broker import BrokerError, EmbeddedNats, ensure_streams, nats_s
 from kernel.net import free_port
 
 CLUSTER_NAME = "synctwin"
+# Three Go servers share the machine's cores: one OS thread of Go code each spares them the scheduler's
+# spinning, and a higher GC target spares collections (memory is not the limit here). ``env`` execs the
+# server, so the pid is the server's.
+NODE_ENV = ("env", "GOMAXPROCS=1", "GOGC=400")
 
 
 def node_name(index: int) -> str:
@@ -58,7 +62,7 @@ class ClusterNode(EmbeddedNats):
             f'cluster {{\n  name: "{CLUSTER_NAME}"\n  listen: "127.0.0.1:{self.cluster_port}"\n'
             f"  routes: [{routes}]\n}}\n"
         )
-        return [str(binary), "-c", str(config)]
+        return [*NODE_ENV, str(binary), "-c", str(config)]
 
 
 async def ensure_backbone(url: str, replicas: int, timeout_s: float = 60.0) -> None:

@@ -120,6 +120,17 @@ class BatchPublisher:
         if acks.pending == 0 and not acks.future.done():
             acks.future.set_result(None)
 
+    def abandon(self, reason: str) -> None:
+        """Fail every batch still waiting for PubAcks: the connection that would carry them is gone (e.g. a
+        cluster node was killed), so their requests answer 503 now instead of after the publish timeout;
+        the client's retry is de-duplicated by the broker."""
+        inflight, self._inflight = self._inflight, {}
+        for acks, i in inflight.values():
+            acks.errors[i] = reason
+            acks.pending -= 1
+            if acks.pending == 0 and not acks.future.done():
+                acks.future.set_result(None)
+
     async def publish_unacknowledged(self, messages: Sequence[Any], timeout_s: float) -> None:
         """Send ``messages`` to JetStream without asking for PubAcks (one buffer), then one PING/PONG.
 

@@ -37,6 +37,9 @@ async def subscribe(nc: Any, cfg: WorkerConfig) -> BulkPuller:
         filter_subjects=subjects if len(subjects) > 1 else None,
     )
     await ensure_streams(js)  # idempotent; the worker may start before the gateway
+    # On a cluster the consumer's state (acks) is replicated like the stream; kept in memory it costs the
+    # nodes far less per ack, and a node's loss still leaves it on the others.
+    config.mem_storage = ((await js.stream_info(EVENTS_STREAM)).config.num_replicas or 1) > 1 or None
     try:
         await js.consumer_info(EVENTS_STREAM, name)
     except NotFoundError:

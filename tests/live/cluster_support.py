@@ -67,6 +67,8 @@ class LoadResult:
     retry_after_missing: int = 0
     slowest_s: float = 0.0
     accepted_after_fault: int = 0
+    faulted_at: float | None = None  # monotonic time the fault was done
+    recovered_after_s: float | None = None  # from the fault to the first batch accepted after it
 
 
 def _batch(plant: str, n: int, size: int) -> list[dict]:
@@ -76,16 +78,24 @@ def _batch(plant: str, n: int, size: int) -> list[dict]:
 
 
 async def steady_load(gateway: str, keys: dict[str, str], seconds: float, fault_at: float,
-                      fault: Callable[[], None], every_s: float = 0.1, size: int = 20) -> LoadResult:
-    """Each plant posts a batch of ``size`` every ``every_s`` for ``seconds``; ``fault`` runs at ``fault_at``.
-    A refused batch is posted again, same ids, after its ``Retry-After``, until it is accepted."""
+                      fault: Callable[[], None], every_s: float = 0.1, size: int = 20, after_s: float = 2.0,
+                      cap_s: float = 30.0) -> LoadResult:
+    """Each plant posts a batch of ``size`` every ``every_s`` for ``seconds``, and on until ``after_s``
+    past the first batch accepted after ``fault`` (run at ``fault_at``), at most ``cap_s``. A refused
+    batch is posted again, same ids, after its ``Retry-After``, until it is accepted."""
     result = LoadResult()
     start = time.monotonic()
-    faulted = asyncio.Event()
+
+    def going() -> bool:
+        now = time.monotonic() - start
+        if now >= cap_s:
+            return False
+        back = result.recovered_after_s
+        return now < seconds or back is None or now < fault_at + back + after_s
 
     async def plant_loop(client: httpx.AsyncClient, plant: str) -> None:
         n = 0
-        while time.monotonic() - start < seconds:
+        while going():
             body = _batch(plant, n, size)
             while True:
                 sent = time.monotonic()
@@ -93,7 +103,10 @@ async def steady_load(gateway: str, keys: dict[str, str], seconds: float, fault_
                 result.slowest_s = max(result.slowest_s, time.monotonic() - sent)
                 if reply.status_code == 202:
                     result.accepted.update(e["txn_id"] for e in body)
-                    result.accepted_after_fault += len(body) if faulted.is_set() else 0
+                    if result.faulted_at is not None and sent > result.faulted_at:
+                        result.accepted_after_fault += len(body)
+                        if result.recovered_after_s is None:
+                            result.recovered_after_s = time.monotonic() - result.faulted_at
                     break
                 result.refused[reply.status_code] = result.refused.get(reply.status_code, 0) + 1
                 if "retry-after" not in reply.headers:
@@ -105,7 +118,7 @@ async def steady_load(gateway: str, keys: dict[str, str], seconds: float, fault_
     async def inject() -> None:
         await asyncio.sleep(fault_at)
         await asyncio.to_thread(fault)
-        faulted.set()
+        result.faulted_at = time.monotonic()
 
     async with httpx.AsyncClient(base_url=gateway, timeout=30.0) as client:
         await asyncio.gather(*(plant_loop(client, p) for p in keys), inject())

@@ -27,20 +27,20 @@ def test_kill_9_of_the_stream_leader_loses_and_duplicates_nothing(tmp_path: Path
         backbone = start_backbone(tmp_path, services, Scale.plan(3, 2, 2, 2))
         leader = asyncio.run(stream_leader(backbone.urls["broker"], EVENTS_STREAM))
         assert leader in {"broker-1", "broker-2", "broker-3"}
-        load = asyncio.run(steady_load(backbone.urls["gateway"], backbone.keys, seconds=10.0, fault_at=3.0,
+        load = asyncio.run(steady_load(backbone.urls["gateway"], backbone.keys, seconds=6.0, fault_at=2.5,
                                        fault=services[leader].kill))
         assert not services[leader].alive()
         posted = poll(lambda: (ids := ledger_ids(backbone.ledger)) and load.accepted <= set(ids) and ids, 60.0,
                       0.25, "events answered 202 missing from the ERP ledger")
         new_leader = asyncio.run(stream_leader(backbone.urls["broker"], EVENTS_STREAM))
 
-    print(f"killed {leader} (new leader {new_leader}); refused {load.refused}, slowest answer "
-          f"{load.slowest_s:.2f} s, {len(load.accepted)} accepted")
-    assert len(load.accepted) >= 3000  # steady load went on: 2 plants x 20 events x 10/s x 10 s, less the burst
-    assert load.accepted_after_fault > 1000  # the gateway accepted again after the kill
+    print(f"killed {leader} (new leader {new_leader}); accepted again after {load.recovered_after_s} s; refused "
+          f"{load.refused}; slowest answer {load.slowest_s:.2f} s; {len(load.accepted)} accepted")
+    assert load.recovered_after_s is not None and load.recovered_after_s < 20  # the election ends, ingest resumes
+    assert load.accepted_after_fault >= 200  # and goes on
     assert set(load.refused) <= {503} and load.retry_after_missing == 0
-    assert sum(load.refused.values()) <= 40  # a bounded burst during the election
-    assert load.slowest_s < 12.0  # every request answered (the gateway's publish timeout is 10 s)
+    assert sum(load.refused.values()) <= 2 * (load.recovered_after_s + 2)  # one 503 a second a plant, no more
+    assert load.slowest_s < 5.0  # answered, not hung: a lost connection fails its pending publishes at once
     assert new_leader != leader
     twice = [t for t, n in Counter(posted).items() if n > 1]
     assert twice == []  # nothing posted twice
