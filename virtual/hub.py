@@ -6,8 +6,11 @@ element-wise over a window's batch. Windows are conservative: a message is serve
 once every message that could reach that ERP earlier is known, so FIFO order and hop times are exact.
 
 Approximations, bounded and documented:
-- the circuit breaker of a target opens at the ``failure_threshold``-th failed first attempt of an
-  outage seen by the hub and probes every ``cooldown``; it closes at the first probe after the outage.
+- the circuit breaker of a target counts failed requests as the live worker makes them: its ``LANES``
+  lanes each send one request at a time (a batch of what waits in the lane), so the failures before it
+  opens are the first ``LANES`` messages' attempts and their backoff retries (at the mean jitter); it
+  opens at the ``failure_threshold``-th of those, probes every ``cooldown`` on the grid of its opening
+  and closes at the first probe after the outage.
   As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
   failed probe is: it is charged to one message drawn at random among those waiting for the breaker at
   that moment, and dead-letters it with ``retries_exhausted`` when that was its last attempt; a failed
@@ -34,6 +37,7 @@ from virtual import batch as B
 
 OUT = B.OUTCOME_CODE
 R = B.REASON_CODE
+LANES = 2  # the live worker's lanes per process (integration/workers/config.WorkerConfig.lanes)
 POOL_EXTRA = {"t_arrive": np.float64, "copy": np.bool_}
 HELD_EXTRA = {"t_avail": np.float64, "span": np.int64, "copy": np.bool_}  # waiting for an open breaker
 
@@ -45,20 +49,33 @@ class BreakerTimeline:
     outages: Windows
     threshold: int
     cooldown: float
+    retries: np.ndarray = field(default_factory=lambda: np.zeros(1))  # a lane's failed requests after its first
+    lanes: int = LANES
     failures: dict[int, list[float]] = field(default_factory=dict)
     t_open: dict[int, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, outages: Windows, threshold: int, cooldown: float, policy: RetryPolicy) -> BreakerTimeline:
+        """A target's breaker; a lane retries its failed request after the policy's backoff (mean jitter)."""
+        attempts = np.arange(1, threshold)
+        retries = np.concatenate([[0.0], np.cumsum(policy.delay(attempts, 0.5))]) if threshold > 1 else np.zeros(1)
+        return cls(outages, threshold, cooldown, np.asarray(retries, dtype=float))
+
     def note_failures(self, t: np.ndarray) -> None:
-        """Record failed first attempts; opens the breaker at the threshold-th failure of an outage."""
+        """Record failed first attempts: the first ``lanes`` of an outage start the lanes' request series
+        (each retried after its backoff); the breaker opens at the threshold-th failed request."""
         idx = self.outages.index(t)
         for w in np.unique(idx[idx >= 0]):
             if w in self.t_open:
                 continue
-            seen = self.failures.setdefault(int(w), [])
-            seen.extend(np.sort(t[idx == w])[: self.threshold].tolist())
-            seen.sort()
-            if len(seen) >= self.threshold:
-                self.t_open[int(w)] = seen[self.threshold - 1]
+            firsts = self.failures.setdefault(int(w), [])
+            firsts.extend(np.sort(t[idx == w])[: self.lanes].tolist())
+            firsts.sort()
+            del firsts[self.lanes:]
+            requests = np.sort((np.array(firsts)[:, None] + self.retries[None, :]).ravel())
+            requests = requests[requests < self.outages.end[w]]
+            if requests.size >= self.threshold:
+                self.t_open[int(w)] = float(requests[self.threshold - 1])
 
     def span(self, w: int) -> tuple[float, float]:
         """(open, close) of the breaker during outage ``w`` (it must have opened)."""
@@ -103,7 +120,8 @@ class IntegrationHub:
         self.erps = [ErpPostingServer(scenario.erp_for(k), faults.erp_slow[k], rng) for k in ERP_KINDS]
         self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
         cb = integ.circuit_breaker
-        self.breakers = [BreakerTimeline(faults.erp_outage[k], cb.failure_threshold, cb.cooldown) for k in ERP_KINDS]
+        self.breakers = [BreakerTimeline.of(faults.erp_outage[k], cb.failure_threshold, cb.cooldown, self.policy)
+                         for k in ERP_KINDS]
         self._map_cache: dict[int, tuple[int, float, int, int]] = {}
         self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
         self.held = B.empty(B.ALL_COLUMNS | HELD_EXTRA)

@@ -124,7 +124,9 @@ def test_the_breaker_opens_during_the_outage_and_closes_after_it():
     states = [e["state"] for e in log]
     assert states == ["open", "half_open", "closed"]
     t_open, t_close = log[0]["t"], log[-1]["t"]
-    assert t_open == pytest.approx(3030.0)  # third failed first attempt
+    # The third failed request: the worker's two lanes start with the messages of 3010 and 3020, the first
+    # lane retrying after its backoff (1 s, then 2 s, at the mean jitter: 0.9 s and 1.8 s).
+    assert t_open == pytest.approx(3010.0 + 0.9 + 1.8)
     assert 5400.0 <= t_close < 5400.0 + 300.0
     assert (t_close - t_open) % 300.0 == pytest.approx(0.0, abs=1e-6)
     assert not [e for e in hub.breaker_log() if e["target"] == "erp-cloud"]
@@ -250,6 +252,14 @@ def test_after_an_outage_every_waiting_message_goes_at_the_closing_probe_whateve
     that shared sixty failed probes do not sleep out a grown backoff."""
     rows, ledger = _outage_with_breaker(messages=4, outage=1800.0, max_attempts=100)
     assert B.size(ledger) == 4 and int(rows["attempts"].max()) > 10
-    # The breaker opened at the third failure (t = 12 s) and closes at its first probe after the outage.
-    close = 12.0 + 30.0 * np.ceil((1800.0 - 12.0) / 30.0)
+    # The breaker opened at the third failed request (t = 11 s: the lanes' first messages at 10 and 11 s,
+    # the first one's retry at 10.9 s) and closes at its first probe after the outage.
+    close = 11.0 + 30.0 * np.ceil((1800.0 - 11.0) / 30.0)
     assert np.all((ledger["t_delivered"] >= close) & (ledger["t_delivered"] < close + 1.0))
+
+
+def test_the_hub_models_as_many_lanes_as_the_live_worker_has():
+    from integration.workers.config import WorkerConfig
+    from virtual.hub import LANES
+
+    assert WorkerConfig.__dataclass_fields__["lanes"].default == LANES
