@@ -49,7 +49,9 @@ def snapshot(control: Any) -> dict[str, Any]:
         if delays.size:
             latency[flow] = {f"p{q}": float(np.percentile(delays, q)) for q in (50, 95, 99)} | {"n": int(delays.size)}
     broker = control.urls().get("broker", "")
-    at_broker = asyncio.run(consumer_backlog(broker)) if broker else -1
+    nodes = [n for n in control.host.names() if n == "broker" or n.startswith("broker-")]
+    broker_up = not nodes or any(control.host.alive(n) for n in nodes)  # a stopped broker: no connect errors
+    at_broker = asyncio.run(consumer_backlog(broker)) if broker and broker_up else -1
     faults = [{"kind": w["kind"], "what": w["what"], "start": w["start"],
                "end": None if math.isinf(w["end"]) else w["end"]}  # None: still going on
               for w in fault_windows(control.timeline, math.inf)]
