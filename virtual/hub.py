@@ -57,7 +57,7 @@ class BreakerTimeline:
     @classmethod
     def of(cls, outages: Windows, threshold: int, cooldown: float, policy: RetryPolicy) -> BreakerTimeline:
         """A target's breaker; a lane retries its failed request after the policy's backoff (mean jitter)."""
-        attempts = np.arange(1, threshold)
+        attempts = np.arange(1, min(threshold, policy.max_attempts, 10_000))  # a breaker set off: bounded
         retries = np.concatenate([[0.0], np.cumsum(policy.delay(attempts, 0.5))]) if threshold > 1 else np.zeros(1)
         return cls(outages, threshold, cooldown, np.asarray(retries, dtype=float))
 
