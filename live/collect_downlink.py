@@ -1,7 +1,8 @@
 """The downlink's part of a live run folder: quality-message trace rows and the lots' quality and shipping.
 
 Inputs under ``RUN_DIR/state/``: ``downlink.sqlite`` (one row per delivered copy, :mod:`live.downlink`),
-``orders.sqlite`` (the ERP's released orders, :mod:`live.order_release`),
+``orders.sqlite`` (the ERP's released orders, :mod:`live.order_release`), ``master_data.sqlite`` (versions
+published, :mod:`live.master_data`),
 ``qms.sqlite`` (the QMS's decisions and when each message was published, :mod:`live.qms_service`) and the
 ``wms_lots`` table of each edge's ``edge-<plant>.sqlite`` (:mod:`live.plant_wms`). A message the QMS
 published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from integration.sqlite import connect_readonly
-from kernel.trace import DELIVERED, GOODS_RECEIPT, IN_FLIGHT, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
+from kernel.trace import DELIVERED, GOODS_RECEIPT, IN_FLIGHT, MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
 from live.plant_mes import ACK_PREFIX
 
 NAN = float("nan")
@@ -77,7 +78,7 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
         if d["flow"] == ORDER_RELEASE and d["outcome"] == DELIVERED:
             t_acked = acks.get(d["txn_id"], NAN)
         rows.append({**_base(run_id, d["txn_id"], d["flow"], d["plant"], d["line"], d["lot"], d["item"]),
-                     "source": d["source"], "target": d["target"],
+                     "source": d["source"], "target": d["target"], "qty": _version(d["flow"], d["lot"]),
                      "t_created": _num(d["t_created"]), "t_broker": _num(d["t_broker"]),
                      "t_delivered": _num(d["t_delivered"]), "t_acked": t_acked,
                      "attempts": int(d["attempts"] or 0), "outcome": d["outcome"], "reason": d["reason"] or ""})
@@ -87,6 +88,12 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
                          "source": "ERP", "target": "MES", "t_created": _num(o["t_released"]), "t_broker": NAN,
                          "t_delivered": NAN, "t_acked": NAN, "attempts": 0, "outcome": IN_FLIGHT,
                          "reason": REASON_NOT_YET_APPLIED})
+    for v in _rows(state / "master_data.sqlite", "SELECT * FROM versions WHERE t_released IS NOT NULL"):
+        if v["txn_id"] not in seen:
+            rows.append({**_base(run_id, v["txn_id"], MASTER_DATA, v["plant"], "", f"v{v['version']}", ""),
+                         "source": "ERP", "target": "MES", "qty": float(v["version"]),
+                         "t_created": _num(v["t_released"]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
+                         "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
     for lot, q in read_decisions(state).items():
         for flow, sent, when, txn in ((QUALITY_HOLD, "hold_sent", "t_hold", f"QH-{lot}"),
                                       (QUALITY_RELEASE, "release_sent", "t_release", f"QR-{lot}")):
@@ -96,6 +103,11 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
                          "t_created": _num(q[when]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
                          "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
     return rows
+
+
+def _version(flow: str, lot: str) -> float:
+    """A master-data row carries its version in ``qty`` (its ``lot`` is ``v<k>``); others have none."""
+    return float(lot[1:]) if flow == MASTER_DATA and lot.startswith("v") else NAN
 
 
 def _base(run_id: str, txn: str, flow: str, plant: str, line: str, lot: str, item: str) -> dict[str, Any]:

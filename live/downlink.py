@@ -31,7 +31,15 @@ import httpx
 from integration.broker import broker_time
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
-from kernel.trace import DEAD_LETTERED, DELIVERED, DUPLICATE_SUPPRESSED, ORDER_RELEASE, REASON_REDELIVERY, REJECTED
+from kernel.trace import (
+    DEAD_LETTERED,
+    DELIVERED,
+    DUPLICATE_SUPPRESSED,
+    MASTER_DATA,
+    ORDER_RELEASE,
+    REASON_REDELIVERY,
+    REJECTED,
+)
 from live.intervals import wall_interval
 
 DOWNLINK_STREAM = "DOWNLINK"
@@ -69,6 +77,12 @@ class DownlinkLog:
     def __init__(self, path: Path):
         self.db = connect(path)
         self.db.executescript(_SCHEMA)
+
+    def delivered(self, txn_ids: list[str]) -> set[str]:
+        """Which of ``txn_ids`` already have a delivered (or rejected) row."""
+        marks = ",".join("?" * len(txn_ids))
+        return {r[0] for r in self.db.execute(f"SELECT txn_id FROM deliveries WHERE txn_id IN ({marks}) AND "
+                                              "outcome IN (?, ?)", (*txn_ids, DELIVERED, REJECTED))}
 
     def record(self, rows: list[tuple]) -> None:
         with self.db:
@@ -145,8 +159,13 @@ class PlantDeliverer:
     def _record(self, msgs: list[Any], bodies: list[dict], attempts: int, answers: dict[str, dict],
                 dead_reason: str = "") -> None:
         now, nan, rows = self.clock.now(), float("nan"), []
+        # A "duplicate" of a message never recorded here: the plant applied an earlier attempt whose answer
+        # was lost (a link cut mid-request); that first application is this message's delivery.
+        recorded = self.log.delivered([b["txn_id"] for b in bodies])
         for m, b in zip(msgs, bodies, strict=True):
             a = answers.get(b["txn_id"])
+            if a is not None and a["status"] == "duplicate" and b["txn_id"] not in recorded:
+                a = {**a, "status": "applied"}
             if dead_reason or a is None:
                 outcome, reason, t_delivered = DEAD_LETTERED, dead_reason or "no_answer", nan
             elif a["status"] == "duplicate":
@@ -159,7 +178,7 @@ class PlantDeliverer:
             # t_acked: a quality message is complete once applied; an order at the MES's ack back at the ERP
             # (joined at collection), a rejected one never; any other copy when the deliverer finished it.
             t_acked = (nan if order else t_delivered) if outcome in (DELIVERED, REJECTED) else now
-            source, target = ("ERP", "MES") if order else ("QMS", "WMS")
+            source, target = ("ERP", "MES") if b["flow"] in (ORDER_RELEASE, MASTER_DATA) else ("QMS", "WMS")
             rows.append((b["txn_id"], b["flow"], self.plant, b.get("line", ""), b["lot"], b.get("item", ""), source,
                          target, b["t_created"], broker_time(m, self.clock), t_delivered, t_acked, attempts, outcome,
                          reason))

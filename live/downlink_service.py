@@ -1,5 +1,6 @@
-"""The enterprise side of the downlink as one process: the ERP's order release job (:mod:`live.order_release`),
-the QMS (:mod:`live.qms_service`) and one deliverer per plant (:mod:`live.downlink`).
+"""The enterprise side of the downlink as one process: the ERP's order release job (:mod:`live.order_release`)
+and master-data publisher (:mod:`live.master_data`), the QMS (:mod:`live.qms_service`) and one deliverer
+per plant (:mod:`live.downlink`).
 
 ``python -m live.downlink_service --nats URL --scenario FILE --run-dir DIR --plant P01=http://.. [...]
 [--erp legacy=http://..] --epoch T --speed S`` prints ``READY downlink <nats url>`` once its consumers exist
@@ -24,6 +25,7 @@ from integration.workers.config import parse_erp_urls
 from kernel.clock import ScaledClock
 from live.downlink import DownlinkLog, PlantDeliverer, ensure_downlink_stream
 from live.intervals import wall_interval
+from live.master_data import MasterDataRelease
 from live.order_release import OrderRelease
 from live.qms_service import Qms
 from scenarios.loader import load_scenario
@@ -45,7 +47,8 @@ def parse_plant_urls(values: list[str], scenario: Scenario) -> dict[str, str]:
     return urls
 
 
-async def _qms_loop(qms: Qms, orders: OrderRelease, js, stop: asyncio.Event, horizon: float, tick: float) -> None:
+async def _qms_loop(qms: Qms, orders: OrderRelease, master: MasterDataRelease, js, stop: asyncio.Event,
+                    horizon: float, tick: float) -> None:
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -57,6 +60,7 @@ async def _qms_loop(qms: Qms, orders: OrderRelease, js, stop: asyncio.Event, hor
     http = httpx.AsyncClient()
     while not stop.is_set():
         await orders.release_due(js, http)
+        await master.release_due(js, http)
         for plant, sub in subs.items():
             with contextlib.suppress(TimeoutError, NatsTimeout):
                 msgs = await sub.fetch(batch=500, timeout=tick)
@@ -88,9 +92,10 @@ async def serve(args: argparse.Namespace) -> None:
     subs = [await d.subscribe(js, ack_wait) for d in deliverers]
     qms = Qms(scenario, Path(args.run_dir), clock)
     orders = OrderRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
+    master = MasterDataRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
     tick = wall_interval(1.0, args.speed, floor=0.02)
     tasks = [asyncio.create_task(d.run(s, stop, fetch_wait=tick)) for d, s in zip(deliverers, subs, strict=True)]
-    tasks.append(asyncio.create_task(_qms_loop(qms, orders, js, stop, scenario.run.duration, tick)))
+    tasks.append(asyncio.create_task(_qms_loop(qms, orders, master, js, stop, scenario.run.duration, tick)))
     print(f"READY downlink {args.nats}", flush=True)
     try:
         done, _ = await asyncio.wait([asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -105,7 +110,9 @@ async def serve(args: argparse.Namespace) -> None:
         log.close()
         qms.store.close()
         orders.close()
-        print(f"downlink: orders released {orders.released}, quality messages {qms.published}, "
+        master.close()
+        print(f"downlink: orders released {orders.released}, master data {master.released}, "
+              f"quality messages {qms.published}, "
               f"delivered {sum(d.delivered for d in deliverers)}, "
               f"failed attempts {sum(d.failed_attempts for d in deliverers)}", file=sys.stderr, flush=True)
 

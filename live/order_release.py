@@ -56,6 +56,17 @@ def plan_orders(scenario: Scenario) -> list[tuple]:
     return rows
 
 
+async def erp_up(http: httpx.AsyncClient, url: str | None) -> bool:
+    """Whether the ERP twin at ``url`` is up (not in an outage); no URL: nothing to ask, it counts as up."""
+    if url is None:
+        return True
+    try:
+        resp = await http.get(f"{url}/admin/mode", timeout=2.0)
+        return resp.status_code == 200 and resp.json().get("mode") != "outage"
+    except httpx.HTTPError:
+        return False  # a killed or unreachable ERP releases nothing either
+
+
 class OrderRelease:
     """Releases the planned orders of ``scenario`` when due and their ERP is up (``erp_urls``: kind -> URL)."""
 
@@ -70,14 +81,7 @@ class OrderRelease:
         self.released = 0
 
     async def _erp_up(self, http: httpx.AsyncClient, kind: str) -> bool:
-        url = self.erp_urls.get(kind)
-        if url is None:
-            return True  # no URL given: nothing to ask, the ERP counts as up
-        try:
-            resp = await http.get(f"{url}/admin/mode", timeout=2.0)
-            return resp.status_code == 200 and resp.json().get("mode") != "outage"
-        except httpx.HTTPError:
-            return False  # a killed or unreachable ERP releases nothing either
+        return await erp_up(http, self.erp_urls.get(kind))
 
     async def release_due(self, js: Any, http: httpx.AsyncClient) -> int:
         """Release and publish every order due by now whose ERP is up; returns how many."""

@@ -2,9 +2,9 @@
 
 ``POST /downlink`` takes a batch of messages for this plant (in the order the enterprise sent them) and
 applies each once to the plant's WMS and MES (:class:`live.plant_wms.PlantWms`): quality holds and
-releases to the WMS, order releases to the MES (:mod:`live.plant_mes`). The answer lists, per message,
-``applied``, ``rejected`` (with the reason) or ``duplicate`` and when it first reached the plant (scenario
-seconds), so the sender can record the delivery. The route only translates HTTP; it runs on
+releases to the WMS, order releases and master-data versions to the MES (:mod:`live.plant_mes`). The
+answer lists, per message, ``applied``, ``rejected`` (with the reason) or ``duplicate`` and when it first
+reached the plant (scenario seconds), so the sender can record the delivery. The route only translates HTTP; it runs on
 the edge's event loop, so the WMS's SQLite writes never race the edge's own.
 
 Served by uvicorn on 127.0.0.1 inside the edge's loop; the enterprise reaches it through the plant's WAN
@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.clock import ScaledClock
-from kernel.trace import ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
+from kernel.trace import MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
 from live.plant_wms import PlantWms
 
 
@@ -33,7 +33,7 @@ class DownlinkMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     txn_id: str = Field(min_length=1, max_length=128)
-    flow: Literal[QUALITY_HOLD, QUALITY_RELEASE, ORDER_RELEASE]  # type: ignore[valid-type]
+    flow: Literal[QUALITY_HOLD, QUALITY_RELEASE, ORDER_RELEASE, MASTER_DATA]  # type: ignore[valid-type]
     lot: str = Field(min_length=1, description="the lot (quality) or the order number (order release)")
     item: str = ""
     line: str = ""

@@ -1,4 +1,5 @@
-"""The plant's live MES side of the downlink: takes released production orders and acknowledges them.
+"""The plant's live MES side of the downlink: takes released production orders and acknowledges them, and
+applies the ERP's master-data versions.
 
 Runs inside the edge process on the edge's store, called by :meth:`live.plant_wms.PlantWms.apply` inside
 its transaction (so the order, its ack and the inbox row commit together). An order for an item the
@@ -22,6 +23,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mes_orders (
     txn_id TEXT PRIMARY KEY, line TEXT, item TEXT, qty REAL, t_released REAL, t_received REAL, accepted INTEGER
 );
+CREATE TABLE IF NOT EXISTS mes_master_data (txn_id TEXT PRIMARY KEY, version INTEGER, t_released REAL,
+                                            t_received REAL);
 """
 
 
@@ -55,3 +58,13 @@ class PlantMes:
         self.store.insert(ack, now, PENDING)
         self.accepted += 1
         return "applied", ""
+
+    def master_data(self, m: dict, now: float) -> tuple[str, str]:
+        """Apply master-data version ``m`` (its number in ``qty``; inside the caller's transaction)."""
+        self.store.db.execute("INSERT OR IGNORE INTO mes_master_data VALUES (?,?,?,?)",
+                              (m["txn_id"], int(m.get("qty") or 0), m.get("t_created"), now))
+        return "applied", ""
+
+    def version(self) -> int:
+        """The newest master-data version applied (0: none yet)."""
+        return int(self.store.db.execute("SELECT COALESCE(MAX(version), 0) FROM mes_master_data").fetchone()[0])

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from integration.mapping import PlantMapping
-from kernel.trace import GOODS_RECEIPT, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import (
+    GOODS_RECEIPT,
+    MASTER_DATA,
+    ORDER_RELEASE,
+    QUALITY_HOLD,
+    QUALITY_RELEASE,
+    REASON_LOT_ON_HOLD,
+    SHIPMENT,
+)
 from live.edge_store import PENDING, REJECTED, EdgeStore, OutboxEvent
 from live.plant_mes import PlantMes, orderable_items
 from scenarios.generator import plant_seed
@@ -128,8 +136,12 @@ class PlantWms:
                     "INSERT OR IGNORE INTO downlink_inbox (txn_id, flow, lot, t_created, t_received) "
                     "VALUES (?,?,?,?,?)", (txn, m["flow"], m.get("lot", ""), m.get("t_created"), now)).rowcount
                 if first:
-                    order = m["flow"] == ORDER_RELEASE
-                    status, reason = self.mes.accept(m, now) if order else self._apply_quality(m, now)
+                    if m["flow"] == ORDER_RELEASE:
+                        status, reason = self.mes.accept(m, now)
+                    elif m["flow"] == MASTER_DATA:
+                        status, reason = self.mes.master_data(m, now)
+                    else:
+                        status, reason = self._apply_quality(m, now)
                     answers.append({"txn_id": txn, "status": status, "reason": reason, "t_received": now})
                 else:
                     (t_received,) = self.db.execute("SELECT t_received FROM downlink_inbox WHERE txn_id=?",

@@ -4,7 +4,8 @@ One plant at speed 60 whose inspected lots are all held: the live QMS decides on
 reads from JetStream, the holds and releases cross the plant's WAN link (cut for three minutes) to the
 plant's WMS, which refuses to ship a held lot and ships it after its release. The report measures the hold
 propagation and checks on the live trace that no held lot shipped. In the same run the ERP releases
-orders to the plant's MES, which acknowledges each back as an uplink event: order-release latency has data.
+orders to the plant's MES, which acknowledges each back as an uplink event: order-release latency has data;
+and publishes master-data versions to it: the one the cut delays shows up as version skew.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel.trace import ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
 
@@ -32,7 +33,8 @@ landscape:
     RM-10: {unit: KG}
   plants:
     - {id: P01, lines: 2, machines_per_line: 3, cycle_time: 15s, mtbf: 8h, mttr: 10m, products: [FG-100]}
-load: {confirmation_interval: 1m, lot_size: 15, inspection_time: 1m, hold_duration: 4m, ship_delay: 3m, orders: 0.01}
+load: {confirmation_interval: 1m, lot_size: 15, inspection_time: 1m, hold_duration: 4m, ship_delay: 3m, orders: 0.01,
+       master_data_interval: 3m}
 faults:
   - {kind: wan_outage, at: 5m, duration: 3m, plants: [P01]}
 slas:
@@ -98,3 +100,12 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     assert not trace["txn_id"].str.startswith("ACK-").any()  # the MES's acks end their orders' rows
     latency = sla["slas"]["order_release_latency"]
     assert latency["samples"] == len(orders) and latency["status"] == "pass"
+
+    # Master data: versions 1, 2, 3 ... applied at the MES; the one released during the cut arrived after it,
+    # and the postings P01 created meanwhile are counted as version skew in sla.json.
+    master = trace[trace["flow"] == MASTER_DATA].sort_values("qty")
+    assert master["qty"].tolist() == list(range(1, len(master) + 1)) and len(master) >= 3
+    assert (master["outcome"] == "delivered").all() and (master["target"] == "MES").all()
+    late = master[master["t_created"].between(5 * 60, 8 * 60 - 5)]
+    assert len(late) == 1 and (late["t_delivered"] >= 8 * 60 - 5).all()
+    assert sla["version_skew"]["versions"] == len(master) and sla["version_skew"]["by_plant"]["P01"] >= 1
