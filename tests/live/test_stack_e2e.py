@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -22,9 +21,7 @@ import pytest
 from live.procs import pid_alive
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
-from synctwin.chaos.upview import start_up_view
 from tests.polling import poll
-from tests.synctwin.liveview_support import watch_for_a_fault
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "library" / "live-smoke.yaml"
 
@@ -42,19 +39,7 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     options = StackOptions(speed=60, progress=False, warmup=45.0, gateways=2, workers=2)
     stack = LiveStack(load_scenario(SCENARIO), run_dir, options)
     # a generous warm-up: the assertions below need production from scenario time 0 even on a busy machine
-    # The live view of `synctwin up` rides along: headless Chromium loads it during a scheduled fault.
-    urls: list[str] = []
-    close_view = start_up_view(stack, run_dir, 60, lambda line: urls.append(line.split()[2]))
-    seen: dict = {}
-    watcher = threading.Thread(target=watch_for_a_fault, args=(urls[0], tmp_path, seen), daemon=True)
-    watcher.start()
-    try:
-        stack.run()
-    finally:
-        close_view()
-    watcher.join(timeout=120)
-    assert "shot" in seen, seen.get("error")
-    assert seen["shot"].stat().st_size > 10_000 and "<td>erp-legacy</td><td>running</td>" in seen["dom"]
+    stack.run()
 
     assert stack.all_pids and not wait_gone(stack.all_pids), "processes left running"
     sla = json.loads((run_dir / "sla.json").read_text())
@@ -85,8 +70,7 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     assert len(again) > 0 and set(again["reason"]) == {"broker_redelivery"}
     assert not [e for e in meta["events"] if e["event"] == "fault_skipped"]
     # P02's link was cut from 28 to 38 min: what it created meanwhile reached the broker only after.
-    cut = trace[(trace["t_created"] >= 28 * 60 + 10) & (trace["t_created"] < 38 * 60 - 10)
-                & trace["t_edge"].notna()]  # rows that crossed the link upward (a downlink row's broker is upstream)
+    cut = trace[(trace["t_created"] >= 28 * 60 + 10) & (trace["t_created"] < 38 * 60 - 10)]
     assert len(cut[cut["plant"] == "P02"]) > 0
     assert (cut[cut["plant"] == "P02"]["t_broker"] >= 38 * 60 - 10).all()
     assert (cut[cut["plant"] == "P01"]["t_broker"] < 38 * 60 - 10).any()  # P01 kept its link
