@@ -266,7 +266,7 @@ def capacity_run(brokers: int, args: argparse.Namespace) -> dict:
     return {"brokers": brokers, "gateways": args.gateways, "workers": args.workers, "events": len(sent),
             "posted": len(posted), "duplicates": sum(1 for v in posted.values() if len(v) > 1),
             "capacity_events_per_s": round(len(sent) / elapsed, 1), "load_avg_1_5_15": [round(x, 1) for x in load],
-            "cpu_us_per_event_total": round(sum(cpu.values()), 1)}
+            "cpu_us_per_event_total": round(sum(cpu.values()), 1), "cpu_us_per_event": cpu}
 
 
 def compare_brokers(args: argparse.Namespace) -> dict:
