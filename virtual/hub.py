@@ -101,6 +101,25 @@ class BreakerTimeline:
         return out
 
 
+def lane_batches(t_arrive: np.ndarray, posted: np.ndarray, lanes: int = LANES) -> np.ndarray:
+    """Acceptance times when messages that reach the ERP at the same instant (those a closing breaker
+    released) travel as the worker's lane batches: split into ``lanes`` batches in arrival order, each
+    accepted as a unit when its last posting is served (the live ERP commits a batch all at once).
+    ``t_arrive`` sorted; messages arriving alone keep their own ``posted``."""
+    n = t_arrive.size
+    if n < 2:
+        return posted
+    start = np.concatenate([[True], t_arrive[1:] != t_arrive[:-1]])
+    run = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    size = np.diff(np.append(first, n))[run]
+    chunk = (np.arange(n) - first[run]) * lanes // size
+    group = np.concatenate([[True], (run[1:] != run[:-1]) | (chunk[1:] != chunk[:-1])])
+    heads = np.flatnonzero(group)
+    ends = np.maximum.reduceat(posted, heads)
+    return ends[np.cumsum(group) - 1]
+
+
 class IntegrationHub:
     """One replication's integration layer and ERP systems."""
 
@@ -339,7 +358,8 @@ class IntegrationHub:
             posted = erp.serve(part["t_arrive"])
             # The ERP's processing beyond its configured service (calibrated from a live run, where it is
             # spread over a worker's batch): a delay of the answer, not queued in the posting server.
-            part["t_delivered"] = posted + draw_latency(self.hops.erp, self.rng, posted.size)
+            part["t_delivered"] = lane_batches(part["t_arrive"], posted) + draw_latency(self.hops.erp, self.rng,
+                                                                                         posted.size)
             # FIFO: service starts when the copy is there and the one before it has left.
             part["t_erp_arrival"] = part["t_arrive"]
             part["t_service_start"] = np.maximum(part["t_arrive"], np.concatenate([[busy_until], posted[:-1]]))
