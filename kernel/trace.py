@@ -49,6 +49,11 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
       unmappable message at ``t_broker``; retries exhausted at the last failed attempt);
     - rejected at the edge or still in flight: NaN (an order the MES rejected keeps its ``t_delivered``).
 
+Master data (both engines): one ``master_data`` row per version and plant, the version number in ``qty``;
+``t_created`` the ERP's release of the version (a down ERP releases it once back), ``t_delivered`` = ``t_acked``
+when the plant's MES applied it (V: after the broker and the plant's WAN link; L: ``live/master_data.py``
+through the downlink). Postings a plant creates in between count as version skew (``reports/skew.py``).
+
 Shipments refused by the plant's WMS (L): a lot whose hold reached the WMS is never shipped; the attempt is
 a ``shipment`` row with outcome ``rejected`` and reason :data:`REASON_LOT_ON_HOLD` (``t_created`` = the
 attempt), and the lot ships after its release. The lots table's ``t_hold`` / ``t_hold_at_wms`` mean the same
