@@ -2,10 +2,12 @@
 
 Order of events: write the resolved scenario and credentials into ``RUN_DIR``; start the broker and
 the ERP twin(s), then gateway and worker, then per plant its OPC UA server (a ``LivePlantActor`` on
-an embedded Ray, or a ``synctwin opcua`` process) and edge (each tier waits for the ``READY`` lines
-of the previous one); run until the scenario duration has passed on the
-scaled clock while applying the scenario's faults; stop the plants and drain (edge outboxes sent,
-the workers' consumer empty) within a deadline; stop every process; build the run folder
+an embedded Ray, or a ``synctwin opcua`` process) and edge (serving the plant's endpoint for the
+downlink), then the ``downlink`` process (order releases, QMS, master data; :mod:`live.downlink_plan`)
+(each tier waits for the ``READY`` lines of the previous one); run until the scenario duration has
+passed on the scaled clock while applying the scenario's faults (a ``wan_outage`` cuts both directions
+of the plant's link); stop the plants and drain (edge outboxes sent, the workers' and the downlink's
+consumers empty) within a deadline; stop every process; build the run folder
 (:mod:`live.collect`) and evaluate it (``reports.finalize.finalize_run``).
 
 Whatever happens -- Ctrl-C, a child dying, a failed start -- the ``finally`` block stops every
