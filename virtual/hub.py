@@ -8,7 +8,8 @@ once every message that could reach that ERP earlier is known, so FIFO order and
 Approximations, bounded and documented:
 - the circuit breaker of a target counts failed requests as the live worker makes them: its ``LANES``
   lanes each send one request at a time (a batch of what waits in the lane), so the failures before it
-  opens are the first ``LANES`` messages' attempts and their backoff retries (at the mean jitter); it
+  opens are the first ``LANES`` messages' attempts and their retries, each after the failed answer's
+  round trip (network both ways, the ERP's calibrated processing) and the backoff (mean jitter); it
   opens at the ``failure_threshold``-th of those, probes every ``cooldown`` on the grid of its opening
   and closes at the first probe after the outage.
   As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
@@ -55,10 +56,13 @@ class BreakerTimeline:
     t_open: dict[int, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, outages: Windows, threshold: int, cooldown: float, policy: RetryPolicy) -> BreakerTimeline:
-        """A target's breaker; a lane retries its failed request after the policy's backoff (mean jitter)."""
+    def of(cls, outages: Windows, threshold: int, cooldown: float, policy: RetryPolicy,
+           round_trip: float = 0.0) -> BreakerTimeline:
+        """A target's breaker; a lane retries its failed request after the answer (``round_trip``: the
+        network both ways and the ERP's processing) and the policy's backoff (mean jitter)."""
         attempts = np.arange(1, min(threshold, policy.max_attempts, 10_000))  # a breaker set off: bounded
-        retries = np.concatenate([[0.0], np.cumsum(policy.delay(attempts, 0.5))]) if threshold > 1 else np.zeros(1)
+        steps = policy.delay(attempts, 0.5) + round_trip
+        retries = np.concatenate([[0.0], np.cumsum(steps)]) if threshold > 1 else np.zeros(1)
         return cls(outages, threshold, cooldown, np.asarray(retries, dtype=float))
 
     def note_failures(self, t: np.ndarray) -> None:
@@ -139,8 +143,9 @@ class IntegrationHub:
         self.erps = [ErpPostingServer(scenario.erp_for(k), faults.erp_slow[k], rng) for k in ERP_KINDS]
         self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
         cb = integ.circuit_breaker
-        self.breakers = [BreakerTimeline.of(faults.erp_outage[k], cb.failure_threshold, cb.cooldown, self.policy)
-                         for k in ERP_KINDS]
+        self.breakers = [BreakerTimeline.of(faults.erp_outage[k], cb.failure_threshold, cb.cooldown, self.policy,
+                                            2 * self.network[c] + self.hops.erp.mean)
+                         for c, k in enumerate(ERP_KINDS)]
         self._map_cache: dict[int, tuple[int, float, int, int]] = {}
         self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
         self.held = B.empty(B.ALL_COLUMNS | HELD_EXTRA)
