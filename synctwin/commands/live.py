@@ -100,6 +100,10 @@ def up(
         validate_size(brokers if brokers is not None else spec.landscape.integration.brokers)
     except ValueError as exc:
         _fail(str(exc))
+    cluster = (brokers or spec.landscape.integration.brokers) > 1
+    if cluster and {"all", "broker-gateway"} & {n.strip() for n in links.split(",")}:
+        _fail("--links: the broker-gateway link relays one broker; with a cluster name the other links "
+              "(erp-<kind>-worker, opcua-<plant>) instead of broker-gateway or all")
     if not 1 <= gateways <= 8:
         _fail(f"--gateways: {gateways}; use 1 to 8")
     if not 1 <= workers <= len(spec.landscape.all_plants):
