@@ -388,7 +388,10 @@ async def consumer_backlog(nats_url: str, consumer: str = CONSUMER) -> int:
 
     from integration.broker import nats_servers
 
-    nc = await nats.connect(nats_servers(nats_url), connect_timeout=2, max_reconnect_attempts=1)
+    try:
+        nc = await nats.connect(nats_servers(nats_url), connect_timeout=2, max_reconnect_attempts=1)
+    except Exception:  # noqa: BLE001 - broker down: unknown, not drained
+        return -1
     try:
         infos = await nc.jetstream().consumers_info("EVENTS")
         ours = [i for i in infos if i.name == consumer or i.name.removeprefix(f"{consumer}-").isdigit()]
