@@ -48,14 +48,14 @@ def parse_plant_urls(values: list[str], scenario: Scenario) -> dict[str, str]:
 
 
 async def _qms_loop(qms: Qms, orders: OrderRelease, master: MasterDataRelease, js, stop: asyncio.Event,
-                    horizon: float, tick: float) -> None:
+                    horizon: float, tick: float, ack_wait: float) -> None:
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     subs = {}
     for plant, subject in qms.subjects().items():
         config = ConsumerConfig(durable_name=f"qms-{plant}", ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, ack_wait=30.0, max_deliver=-1)
+                                deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait, max_deliver=-1)
         subs[plant] = await js.pull_subscribe(subject, durable=f"qms-{plant}", stream=EVENTS_STREAM, config=config)
     http = httpx.AsyncClient()
     while not stop.is_set():
@@ -95,7 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
     master = MasterDataRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
     tick = wall_interval(1.0, args.speed, floor=0.02)
     tasks = [asyncio.create_task(d.run(s, stop, fetch_wait=tick)) for d, s in zip(deliverers, subs, strict=True)]
-    tasks.append(asyncio.create_task(_qms_loop(qms, orders, master, js, stop, scenario.run.duration, tick)))
+    tasks.append(asyncio.create_task(_qms_loop(qms, orders, master, js, stop, scenario.run.duration, tick, ack_wait)))
     print(f"READY downlink {args.nats}", flush=True)
     try:
         done, _ = await asyncio.wait([asyncio.create_task(stop.wait()), *tasks], return_when=asyncio.FIRST_COMPLETED)

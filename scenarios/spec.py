@@ -244,14 +244,14 @@ class FaultSpec(Strict):
     plants: list[str] | Literal["all"] = "all"
     factor: float = Field(5.0, ge=1, description="erp_slow: service time multiplier")
     rate: float = Field(0.3, ge=0, le=1, description="broker_redelivery: share delivered twice")
-    target: Literal["gateway", "worker", "erp", "broker", "edge"] | None = None
+    target: Literal["gateway", "worker", "erp", "broker", "edge", "downlink"] | None = None
 
     @model_validator(mode="after")
     def _windowed(self) -> FaultSpec:
         if self.kind not in ("process_kill",) and self.duration <= 0:
             raise ValueError(f"a {self.kind} fault needs a duration > 0, e.g. duration: 30m")
         if self.kind == "process_kill" and self.target is None:
-            raise ValueError("a process_kill fault needs a target: gateway, worker, erp, broker or edge")
+            raise ValueError("a process_kill fault needs a target: gateway, worker, erp, broker, edge or downlink")
         return self
 
 

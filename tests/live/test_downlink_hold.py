@@ -2,7 +2,8 @@
 
 One plant at speed 60 whose inspected lots are all held: the live QMS decides on the goods receipts it
 reads from JetStream, the holds and releases cross the plant's WAN link (cut for three minutes) to the
-plant's WMS, which refuses to ship a held lot and ships it after its release. The report measures the hold
+plant's WMS, which refuses to ship a held lot and ships it after its release; the enterprise's downlink
+process is killed and restarted on the way. The report measures the hold
 propagation and checks on the live trace that no held lot shipped. In the same run the ERP releases
 orders to the plant's MES, which acknowledges each back as an uplink event: order-release latency has data;
 and publishes master-data versions to it: the one the cut delays shows up as version skew.
@@ -37,9 +38,10 @@ load: {confirmation_interval: 1m, lot_size: 15, inspection_time: 1m, hold_durati
        master_data_interval: 3m}
 faults:
   - {kind: wan_outage, at: 5m, duration: 3m, plants: [P01]}
+  - {kind: process_kill, at: 12m, target: downlink}
 slas:
   order_release_latency: {p95: 10m}
-  quality_hold_propagation: {max: 10m}
+  quality_hold_propagation: {max: 20m}  # a hold waiting for the restart after the kill takes minutes
 """
 
 
@@ -61,7 +63,9 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     holds = quality[(quality["flow"] == QUALITY_HOLD) & (quality["outcome"] == "delivered")]
     assert len(holds) >= 3
     assert (holds["t_broker"] >= holds["t_created"]).all() and (holds["t_delivered"] > holds["t_broker"]).all()
-    assert quality["txn_id"].is_unique  # no copy applied twice
+    # The downlink process was killed at 12 min: what it had not acknowledged came again, and was applied once.
+    assert quality[quality["outcome"] == "delivered"]["txn_id"].is_unique
+    assert set(quality["outcome"]) <= {"delivered", "duplicate_suppressed"}
     # A hold decided while the WAN link was cut (5 to 8 min) reached the plant only after the link healed.
     cut = holds[holds["t_created"].between(5 * 60 + 5, 8 * 60 - 5)]
     assert (cut["t_delivered"] >= 8 * 60 - 5).all()
@@ -95,7 +99,9 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
 
     # Orders: released by the ERP, applied at the MES over the same link, acknowledged back (t_acked).
     orders = trace[trace["flow"] == ORDER_RELEASE]
-    assert len(orders) >= 5 and (orders["outcome"] == "delivered").all() and orders["txn_id"].is_unique
+    delivered = orders[orders["outcome"] == "delivered"]
+    assert len(delivered) >= 5 and delivered["txn_id"].is_unique and set(orders["txn_id"]) == set(delivered["txn_id"])
+    orders = delivered
     assert (orders["t_delivered"] > orders["t_broker"]).all() and (orders["t_acked"] > orders["t_delivered"]).all()
     assert not trace["txn_id"].str.startswith("ACK-").any()  # the MES's acks end their orders' rows
     latency = sla["slas"]["order_release_latency"]
