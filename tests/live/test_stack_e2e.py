@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import pytest
 from live.procs import pid_alive
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
+from synctwin.chaos.upview import start_up_view
 from tests.polling import poll
+from tests.synctwin.liveview_support import watch_for_a_fault
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "library" / "live-smoke.yaml"
 
@@ -39,7 +42,21 @@ def test_live_smoke_delivers_every_goods_receipt_exactly_once(tmp_path: Path):
     options = StackOptions(speed=60, progress=False, warmup=45.0, gateways=2, workers=2)
     stack = LiveStack(load_scenario(SCENARIO), run_dir, options)
     # a generous warm-up: the assertions below need production from scenario time 0 even on a busy machine
-    stack.run()
+    # The live view of `synctwin up` rides along: headless Chromium loads it during a scheduled fault.
+    urls: list[str] = []
+    close_view = start_up_view(stack, run_dir, 60, lambda line: urls.append(line.split()[2]))
+    seen: dict = {}
+    ended = threading.Event()
+    watcher = threading.Thread(target=watch_for_a_fault, args=(urls[0], tmp_path, seen, ended), daemon=True)
+    watcher.start()
+    try:
+        stack.run()
+    finally:
+        ended.set()
+        watcher.join(timeout=120)
+        close_view()
+    assert "shot" in seen, seen.get("error")
+    assert seen["shot"].stat().st_size > 10_000 and "<td>erp-legacy</td><td>running</td>" in seen["dom"]
 
     assert stack.all_pids and not wait_gone(stack.all_pids), "processes left running"
     sla = json.loads((run_dir / "sla.json").read_text())
