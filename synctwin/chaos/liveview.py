@@ -57,8 +57,16 @@ def snapshot(control: Any) -> dict[str, Any]:
               for w in fault_windows(control.timeline, math.inf)]
     return {"now": now, "throughput": len(recent) / RATE_WALL_S, "backlog": {"edges": pending_at_edges(state),
                                                                             "broker": at_broker},
-            "latency": latency, "faults": faults, "processes": control.route("GET", "/processes", {})[1],
+            "latency": latency, "faults": faults, "processes": _processes(control),
             "hypothesis": dict(control.hypothesis)}
+
+
+def _processes(control: Any) -> dict[str, Any]:
+    """The processes' states; none while the stack is tearing its service set down."""
+    try:
+        return control.route("GET", "/processes", {})[1]
+    except KeyError:
+        return {}
 
 
 PAGE = """<!doctype html>
