@@ -8,8 +8,9 @@ once every message that could reach that ERP earlier is known, so FIFO order and
 Approximations, bounded and documented:
 - the circuit breaker of a target counts failed requests as the live worker makes them: its ``LANES``
   lanes each send one request at a time (a batch of what waits in the lane), so the failures before it
-  opens are the first ``LANES`` messages' attempts and their retries, each after the failed answer's
-  round trip (network both ways, the ERP's calibrated processing) and the backoff (mean jitter); it
+  opens are the first ``LANES`` messages' attempts and their retries, each after the failed request's
+  round trip (network both ways, the worker's request and the ERP's processing, as calibrated) and the
+  backoff (mean jitter); it
   opens at the ``failure_threshold``-th of those, probes every ``cooldown`` on the grid of its opening
   and closes at the first probe after the outage.
   As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
@@ -144,7 +145,7 @@ class IntegrationHub:
         self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
         cb = integ.circuit_breaker
         self.breakers = [BreakerTimeline.of(faults.erp_outage[k], cb.failure_threshold, cb.cooldown, self.policy,
-                                            2 * self.network[c] + self.hops.erp.mean)
+                                            2 * self.network[c] + self.hops.broker_to_erp.mean + self.hops.erp.mean)
                          for c, k in enumerate(ERP_KINDS)]
         self._map_cache: dict[int, tuple[int, float, int, int]] = {}
         self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
