@@ -67,11 +67,12 @@ class GatewayPoster:
         idle_poll: float = 0.1,
     ):
         """``backoff`` (first, longest wait) and ``idle_poll`` are wall seconds: the host scales the scenario's.
-        Each request also carries this edge's instance id and clock (``X-Edge-Instance``, ``X-Edge-Clock``):
+        Each request also carries this edge's instance id, clock and last round trip (``X-Edge-...``):
         how the gateway tells a skewed clock or a second edge (:mod:`integration.gateway.sources`)."""
         self.store, self.clock = store, clock
         self.url = f"{gateway_url.rstrip('/')}/{schema_version}/events"
         self.headers = {"X-Api-Key": api_key, "X-Edge-Instance": instance_id(store.path)}
+        self.rtt = 0.0  # scenario seconds the last request took (the gateway allows that much link delay)
         self.batch_size, self.wall_rate = batch_size, wall_rate
         self.backoff_initial, self.backoff_max = backoff
         self.idle_poll = idle_poll
@@ -105,8 +106,13 @@ class GatewayPoster:
     async def _post(self, http: httpx.AsyncClient, rows: list[dict], delay: float) -> float | None:
         """Post ``rows``; None on success, else wall seconds to wait before trying again."""
         try:
-            headers = {**self.headers, "X-Edge-Clock": f"{self.clock.now():.3f}"}
-            response = await http.post(self.url, json=[payload(r) for r in rows], headers=headers)
+            headers = {**self.headers, "X-Edge-Clock": f"{self.clock.now():.3f}",
+                       "X-Edge-Rtt": f"{self.rtt:.3f}"}
+            began = time.monotonic()
+            try:
+                response = await http.post(self.url, json=[payload(r) for r in rows], headers=headers)
+            finally:
+                self.rtt = (time.monotonic() - began) * self.clock.speed
         except httpx.HTTPError as exc:
             log.info("gateway unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
             return delay

@@ -41,7 +41,7 @@ class IngestCore:
         return status, content, {CORRELATION_HEADER: correlation, **(headers or {})}
 
     async def ingest_key(self, api_key: str, version: str, named_plant: str | None, body: bytes,
-                         correlation: str, edge: tuple[str, str, float] | None = None) -> Reply:
+                         correlation: str, edge: tuple[str, str, float, str] | None = None) -> Reply:
         """:meth:`ingest` for a request still to be authenticated by its ``X-Api-Key``."""
         plant = self.key_to_plant.get(api_key)
         if plant is None:
@@ -50,9 +50,10 @@ class IngestCore:
         return await self.ingest(plant, version, named_plant, body, correlation, edge)
 
     async def ingest(self, plant: str, version: str, named_plant: str | None, body: bytes,
-                     correlation: str, edge: tuple[str, str, float] | None = None) -> Reply:
+                     correlation: str, edge: tuple[str, str, float, str] | None = None) -> Reply:
         """Store every event of ``body`` posted by ``plant``; 202 only once the broker acknowledged all.
-        ``edge`` is (instance, edge clock, wall time the headers arrived) for :class:`SourceWatch`."""
+        ``edge`` is (instance, edge clock, wall time the headers arrived, edge's last round trip) for
+        :class:`SourceWatch`."""
         settings, metrics = self.settings, self.metrics
         correlation = correlation or uuid.uuid4().hex
         if named_plant is not None and named_plant != plant:

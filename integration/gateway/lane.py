@@ -35,7 +35,7 @@ class IngestLane:
             await self.app(scope, receive, send)
             return
         received = time.time()  # headers are in, the body may still be on a slow link: the edge clock's reference
-        api_key = correlation = instance = edge_clock = ""
+        api_key = correlation = instance = edge_clock = rtt = ""
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 api_key = value.decode("latin-1")
@@ -45,6 +45,8 @@ class IngestLane:
                 instance = value.decode("latin-1")
             elif name == b"x-edge-clock":
                 edge_clock = value.decode("latin-1")
+            elif name == b"x-edge-rtt":
+                rtt = value.decode("latin-1")
         named = None
         if scope.get("query_string"):
             named = parse_qs(scope["query_string"].decode("latin-1")).get("plant", [None])[0]
@@ -62,7 +64,7 @@ class IngestLane:
             chunks.append(chunk)
             more = message.get("more_body", False)
         status, content, headers = await self.core.ingest_key(
-            api_key, version, named, b"".join(chunks), correlation, (instance, edge_clock, received)
+            api_key, version, named, b"".join(chunks), correlation, (instance, edge_clock, received, rtt)
         )
         await self._send(send, status, content, headers)
 

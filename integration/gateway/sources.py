@@ -1,13 +1,16 @@
 """Who posts for a plant, and how far off its clock is: the gateway's view of each plant's edges.
 
-Edges send two headers with every request: ``X-Edge-Instance`` (a stable id of the installation, kept in
-its state) and ``X-Edge-Clock`` (its own clock, scenario seconds, when it sent the request). Per request,
-not per event, the gateway notes them against the time the request's headers arrived:
+Edges send three headers with every request: ``X-Edge-Instance`` (a stable id of the installation, kept in
+its state), ``X-Edge-Clock`` (its own clock, scenario seconds, when it sent the request) and
+``X-Edge-Rtt`` (how long its previous request took, scenario seconds). Per request, not per event, the
+gateway notes them against the time the request's headers arrived:
 
 * **Clock skew.** ``receive time - edge clock`` is the edge's clock error plus the one-way transit time,
   so the smallest of the last few samples (the least delayed request, as in Cristian's algorithm) is the
-  offset estimate. Beyond ``skew_bound`` scenario seconds the plant's clock is *flagged*: the gateway
-  logs it and keeps the episode for ``/admin/sources`` (a report names it: the plant's own timestamps
+  offset estimate. A slow link delays a request but cannot make it arrive early: a positive sample is
+  discounted by the edge's last round trip, so a thin or slicing link is not taken for a clock behind.
+  Beyond ``skew_bound`` scenario seconds the plant's clock is *flagged*: the gateway logs it and keeps
+  the episode for ``/admin/sources`` (a report names it: the plant's own timestamps
   are off in that window). A creation time in the future can only come from that clock, so such an
   event's ``t_created`` is corrected by the estimate; an old stamp cannot be told from an old event
   (or from one stamped by the OPC UA server's clock), so an edge running behind is flagged, not corrected.
@@ -65,6 +68,14 @@ class Episode:
         return {"kind": self.kind, "plant": self.plant, "start": self.start, "end": self.end, "worst": self.worst}
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
 class SourceWatch:
     """Per-plant sources and clock offsets; :meth:`observe` once per request returns the ``t_created`` shift."""
 
@@ -75,7 +86,8 @@ class SourceWatch:
         self.episodes: list[Episode] = []
         self.shift: dict[str, float] = {}  # plant -> correction applied to t_created now
 
-    def observe(self, plant: str, instance: str, edge_clock: str, received: float) -> tuple[float, float]:
+    def observe(self, plant: str, instance: str, edge_clock: str, received: float,
+                rtt: str = "") -> tuple[float, float]:
         """Note one request whose headers arrived at wall time ``received`` (before its body, so a thin link
         does not count as clock error). Returns ``(shift, after)``: add ``shift`` to the ``t_created`` of its
         events created after scenario time ``after`` (in the future); ``(0, inf)`` when nothing is to be
@@ -98,7 +110,10 @@ class SourceWatch:
             except ValueError:
                 return NO_SHIFT
             if math.isfinite(sent):
-                src.offsets.append(now - sent)
+                offset = now - sent
+                if offset > 0:  # late: as much of it as the edge's last round trip took may be the link
+                    offset = max(0.0, offset - _seconds(rtt))
+                src.offsets.append(offset)
                 shift = self._judge_clock(plant, src.offset, now)
                 return (shift, now) if shift < 0 else NO_SHIFT
         return NO_SHIFT

@@ -3,6 +3,7 @@ instance with the same credentials is flagged, and requests without an instance 
 
 from __future__ import annotations
 
+import math
 import time
 
 from integration.gateway.ingest import parse_body, to_messages
@@ -48,3 +49,14 @@ def test_a_second_instance_of_a_plant_is_flagged_and_tools_without_an_instance_a
     report = watch.report()
     assert report["plants"]["P01"]["active_sources"] == 2
     assert [(e["kind"], e["plant"], e["worst"]) for e in report["episodes"]] == [("second_source", "P01", 2.0)]
+
+
+def test_a_slow_link_is_not_taken_for_a_clock_behind_but_a_clock_behind_is_flagged():
+    watch, clock = _watch()
+    now = time.time()
+    for _ in range(16):  # headers 480 s late on a slicing link, the edge's last round trip 500 s
+        assert watch.observe("P01", "edge-a", f"{clock.to_scenario(now) - 480:.3f}", now, "500") == (0.0, math.inf)
+    assert not watch.report()["plants"]["P01"]["clock_skew_flagged"]
+    for _ in range(16):  # the edge's clock 600 s behind on a quick link: flagged, nothing corrected
+        assert watch.observe("P02", "edge-b", f"{clock.to_scenario(now) - 600:.3f}", now, "2") == (0.0, math.inf)
+    assert watch.report()["plants"]["P02"]["clock_skew_flagged"]
