@@ -90,7 +90,8 @@ td,th{border-bottom:1px solid #ddd;padding:.2em .7em;text-align:left} .open{back
 <h2>Processes</h2><table><thead><tr><th>process</th><th>state</th><th>pid</th><th>kills</th><th>restarts</th></tr>
 </thead><tbody id="procs"></tbody></table>
 <script>
-const s = x => x === null || x === undefined ? "–" : (typeof x === "number" ? x.toFixed(1) : String(x));
+const s = x => x === null || x === undefined ? "–" :
+  (typeof x === "number" && !Number.isInteger(x) ? x.toFixed(1) : String(x));
 const row = cells => "<tr>" + cells.map(c => "<td>" + s(c) + "</td>").join("") + "</tr>";
 async function tick() {
   try {
