@@ -116,6 +116,7 @@ class PlantDeliverer:
 
     async def run(self, sub: Any, stop: asyncio.Event, fetch_wait: float = 0.5) -> None:
         """Fetch, deliver, acknowledge -- one batch at a time, in order -- until ``stop`` is set."""
+        from nats.errors import Error as NatsError
         from nats.errors import TimeoutError as NatsTimeout
 
         async with httpx.AsyncClient(timeout=10.0) as http:
@@ -123,6 +124,10 @@ class PlantDeliverer:
                 try:
                     msgs = await sub.fetch(batch=self.batch, timeout=fetch_wait)
                 except (TimeoutError, NatsTimeout):
+                    continue
+                except NatsError:  # the broker is restarting: its durable consumer is still there after
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), fetch_wait)
                     continue
                 await self._deliver(http, msgs, stop)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from nats.errors import Error as NatsError
 
 from integration.broker import EVENTS_STREAM
 from integration.workers.config import parse_erp_urls
@@ -58,17 +59,28 @@ async def _qms_loop(qms: Qms, orders: OrderRelease, master: MasterDataRelease, j
                                 deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait, max_deliver=-1)
         subs[plant] = await js.pull_subscribe(subject, durable=f"qms-{plant}", stream=EVENTS_STREAM, config=config)
     http = httpx.AsyncClient()
+    broker_down = False
     while not stop.is_set():
-        await orders.release_due(js, http)
-        await master.release_due(js, http)
-        for plant, sub in subs.items():
-            with contextlib.suppress(TimeoutError, NatsTimeout):
-                msgs = await sub.fetch(batch=500, timeout=tick)
-                qms.on_receipts(plant, msgs)  # stored before acknowledged
-                for m in msgs:
-                    with contextlib.suppress(Exception):
-                        await m.ack()
-        await qms.publish_due(js, horizon)
+        try:
+            await orders.release_due(js, http)
+            await master.release_due(js, http)
+            for plant, sub in subs.items():
+                with contextlib.suppress(TimeoutError, NatsTimeout):
+                    msgs = await sub.fetch(batch=500, timeout=tick)
+                    qms.on_receipts(plant, msgs)  # stored before acknowledged
+                    for m in msgs:
+                        with contextlib.suppress(Exception):
+                            await m.ack()
+            await qms.publish_due(js, horizon)
+            broker_down = False
+        except NatsError as exc:
+            # The broker is restarting (or electing a leader): what was not published stays due in the
+            # stores and goes out, under the same message ids, once it answers again.
+            if not broker_down:
+                print(f"downlink: broker unavailable ({type(exc).__name__}); retrying", file=sys.stderr, flush=True)
+            broker_down = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(tick, 0.2))
     await http.aclose()
 
 

@@ -41,11 +41,13 @@ from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.trace import FLOWS
 from live.erp_faults import DROP, ErpApp, InjectedFaults, drop_connection, loses_answer, refusal
+from live.erp_inflight import InFlight
 from scenarios.spec import ErpSpec
 from twins.erp import service_time
 
 Flow = Literal[FLOWS]  # type: ignore[valid-type]
 MAX_BATCH = 10_000  # postings per batch request; bounds the service's memory and one commit's size
+LOOKUP_WAIT_S = 5.0  # wall seconds a ledger lookup waits for in-flight postings of its ids before a 503
 LEDGER_COLUMNS = ("txn_id", "flow", "plant", "item", "qty", "unit", "erp", "t_posted")
 
 
@@ -180,6 +182,7 @@ class ErpTwin:
     share: float = 1.0
     retry_after: float = 1.0
     injected: InjectedFaults = field(default_factory=InjectedFaults)
+    in_flight: InFlight = field(default_factory=InFlight)  # lookups wait for these (read-your-writes)
 
     def __post_init__(self) -> None:
         if self.spec.rate_limit:
@@ -220,6 +223,10 @@ class ErpTwin:
 
     async def post(self, posting: Posting) -> Answer:
         """Serve one posting: (HTTP status, body, extra headers)."""
+        async with self.in_flight.holding((posting.txn_id,)):
+            return await self._post(posting)
+
+    async def _post(self, posting: Posting) -> Answer:
         refused = await self._admit(1)
         if refused is not None:
             return refused
@@ -234,6 +241,10 @@ class ErpTwin:
 
     async def post_batch(self, postings: list[Posting]) -> Answer:
         """Serve a batch as a unit: every posting lands, or (503, 429, 413) none does."""
+        async with self.in_flight.holding(p.txn_id for p in postings):
+            return await self._post_batch(postings)
+
+    async def _post_batch(self, postings: list[Posting]) -> Answer:
         refused = await self._admit(len(postings))
         if refused is not None:
             return refused
@@ -294,7 +305,10 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
         return JSONResponse(body, status, headers={"X-Correlation-Id": correlation, **headers})
 
     @app.post("/ledger/lookup", summary="Which of these transactions the ledger holds")
-    async def lookup(query: LedgerLookup) -> dict[str, Any]:
+    async def lookup(query: LedgerLookup) -> Any:
+        if not await twin.in_flight.settled(query.txn_ids, LOOKUP_WAIT_S):
+            return JSONResponse({"detail": "some of these postings are still being processed; ask again"}, 503,
+                                headers={"Retry-After": "1"})
         return {"erp": kind, "found": ledger.holding(query.txn_ids)}
 
     @app.get("/ledger", summary="Ledger rows for collection")
@@ -315,7 +329,8 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
     @app.get("/admin/mode")
     async def get_mode() -> dict[str, Any]:
         return {"erp": kind, "mode": twin.mode, "factor": twin.factor, "share": twin.share,
-                "retry_after": twin.retry_after, "injected": twin.injected.as_json()}
+                "retry_after": twin.retry_after, "injected": twin.injected.as_json(),
+                "in_flight": len(twin.in_flight)}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
