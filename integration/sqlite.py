@@ -26,3 +26,19 @@ def connect(path: str | Path) -> sqlite3.Connection:
 def connect_readonly(path: str | Path, timeout: float = 5.0) -> sqlite3.Connection:
     """A read-only connection to an existing ``path`` (``sqlite3.OperationalError`` when it is absent)."""
     return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=timeout)
+
+
+def read_rows(path: str | Path, sql: str, args: tuple = ()) -> list[dict]:
+    """Rows of ``sql`` in another process's SQLite file as dicts; empty when the file or its table is absent
+    (the service that writes it saw no traffic of that kind)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    db = connect_readonly(path)
+    try:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute(sql, args)]
+    except sqlite3.OperationalError:  # the table was never created
+        return []
+    finally:
+        db.close()

@@ -15,13 +15,12 @@ the edge's reason, so the invariants can list it.
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from integration.sqlite import connect_readonly
+from integration.sqlite import read_rows as _rows
 from kernel.run_folder import write_run_folder
 from kernel.run_record import RunRecord, run_record
 from kernel.trace import (
@@ -38,20 +37,6 @@ from scenarios.spec import Scenario
 NAN = float("nan")
 REASON_PENDING_AT_EDGE = "pending_at_edge"
 REASON_NOT_YET_DELIVERED = "not_yet_delivered"
-
-
-def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
-    """Rows of ``sql`` in the SQLite file ``path`` as dicts (read-only; empty if the file is absent)."""
-    if not path.is_file():
-        return []
-    db = connect_readonly(path)
-    try:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(sql)]
-    except sqlite3.OperationalError:  # the table was never created: the service saw no traffic
-        return []
-    finally:
-        db.close()
 
 
 def _num(value: Any) -> float:

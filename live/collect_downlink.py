@@ -16,29 +16,15 @@ lot's release, the invariant the report checks (``reports/invariants.py``).
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from integration.sqlite import connect_readonly
+from integration.sqlite import read_rows as _rows
 from kernel.trace import DELIVERED, GOODS_RECEIPT, IN_FLIGHT, MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE
 from live.plant_mes import ACK_PREFIX
 
 NAN = float("nan")
 REASON_NOT_YET_APPLIED = "not_yet_applied_at_plant"
-
-
-def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    db = connect_readonly(path)
-    try:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(sql)]
-    except sqlite3.OperationalError:  # the table was never created: nothing of this kind happened
-        return []
-    finally:
-        db.close()
 
 
 def _num(value: Any) -> float:
