@@ -57,5 +57,11 @@ async def quietly(awaitable: Awaitable[Any], timeout: float | None = None) -> No
             await awaitable
         else:
             await asyncio.wait_for(awaitable, timeout)
-    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - see docstring
+    except asyncio.CancelledError:
+        # A cancelled *awaitable* (a task stopped on purpose) is ignored, but a cancellation of the task
+        # running this line must go on: swallowing it left a lane or the heartbeat looping after shutdown.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:  # noqa: BLE001 - see docstring
         pass
