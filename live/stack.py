@@ -43,10 +43,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from integration.gateway.settings import generate_credentials
 from integration.worker_faults import write_ack_loss
-from integration.workers import CONSUMER
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
+from live.backlog import consumer_backlog
 from live.collect import collect_run, live_run_record, pending_at_edges
 from live.downlink_plan import DOWNLINK, add_down_relays, downlink_backlog, plant_endpoints, wan_relays
 from live.faultproxy import Relays
@@ -379,29 +379,6 @@ def _no_interrupts():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-async def consumer_backlog(nats_url: str, consumer: str = CONSUMER) -> int:
-    """Messages the workers have not finished: pending in the stream plus delivered-but-unacked, summed
-    over the workers' consumer and its partitions (``<consumer>-<i>``); ``nats_url`` may list a cluster."""
-    import nats
-
-    from integration.broker import nats_servers
-
-    try:
-        nc = await nats.connect(nats_servers(nats_url), connect_timeout=2, max_reconnect_attempts=1)
-    except Exception:  # noqa: BLE001 - broker down: unknown, not drained
-        return -1
-    try:
-        infos = await nc.jetstream().consumers_info("EVENTS")
-        ours = [i for i in infos if i.name == consumer or i.name.removeprefix(f"{consumer}-").isdigit()]
-        if not ours:
-            return -1  # no consumer yet: unknown, not drained
-        return sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in ours)
-    except Exception:  # noqa: BLE001 - broker busy: unknown, not drained
-        return -1
-    finally:
-        await nc.close()
 
 
 def _scenario_progress(duration: float, enabled: bool) -> tuple[Progress, TaskID]:

@@ -102,7 +102,7 @@ class CpuMeter:
 
 def read_backlog(nats_url: str) -> int:
     """The workers' consumer backlog, or -1 when the broker does not answer."""
-    from live.stack import consumer_backlog
+    from live.backlog import consumer_backlog
 
     try:
         return asyncio.run(consumer_backlog(nats_url))

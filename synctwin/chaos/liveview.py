@@ -37,7 +37,7 @@ def _deliveries(state: Path, since: float) -> list[tuple[str, float, float]]:
 
 def snapshot(control: Any) -> dict[str, Any]:
     """What the page shows now (scenario seconds; throughput in events per wall second)."""
-    from live.stack import consumer_backlog
+    from live.backlog import consumer_backlog
 
     now, speed = control.host.now(), float(control.info.get("speed", 1.0))
     state = control.run_dir / "state"

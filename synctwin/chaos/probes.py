@@ -59,7 +59,7 @@ def backlog(wait_s: float = 0.0, configuration: dict[str, Any] | None = None) ->
 
 
 def _backlog(cfg: Target) -> int:
-    from live.stack import consumer_backlog
+    from live.backlog import consumer_backlog
 
     edges = sum(n for p in cfg.state.glob("edge-*.sqlite")
                 for (n,) in _rows(p, "SELECT count(*) FROM outbox WHERE status = 'pending'"))
