@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from integration.broker import broker_time
+from integration.broker import HEADER_MSG_ID, broker_time
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.trace import (
@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 def downlink_subject(plant: str, flow: str) -> str:
     """Subject of an enterprise message to ``plant``."""
     return f"downlink.{plant}.{flow}"
+
+
+async def publish_downlink(js: Any, message: dict[str, Any]) -> None:
+    """Store one enterprise-to-plant message in the DOWNLINK stream, de-duplicated by its ``txn_id``."""
+    await js.publish(downlink_subject(message["plant"], message["flow"]), json.dumps(message).encode(),
+                     stream=DOWNLINK_STREAM, headers={HEADER_MSG_ID: message["txn_id"]})
 
 
 async def ensure_downlink_stream(js: Any) -> None:

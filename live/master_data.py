@@ -10,18 +10,16 @@ version's release and its arrival count as version skew (``reports/skew.py``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from integration.broker import HEADER_MSG_ID
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from kernel.trace import MASTER_DATA
-from live.downlink import DOWNLINK_STREAM, downlink_subject
+from live.downlink import publish_downlink
 from live.order_release import erp_up
 from scenarios.spec import Scenario
 
@@ -69,8 +67,7 @@ class MasterDataRelease:
                 continue
             message = {"txn_id": txn, "flow": MASTER_DATA, "plant": plant, "lot": f"v{version}", "item": "",
                        "line": "", "qty": float(version), "unit": "", "t_created": now}
-            await js.publish(downlink_subject(plant, MASTER_DATA), json.dumps(message).encode(),
-                             stream=DOWNLINK_STREAM, headers={HEADER_MSG_ID: txn})
+            await publish_downlink(js, message)
             sent.append((now, txn))
         if sent:
             with self.db:

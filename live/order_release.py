@@ -13,19 +13,17 @@ back as an uplink event (:mod:`live.plant_mes`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from integration.broker import HEADER_MSG_ID
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.routing import Routing
 from kernel.trace import ORDER_RELEASE
-from live.downlink import DOWNLINK_STREAM, downlink_subject
+from live.downlink import publish_downlink
 from scenarios.generator import plant_seed
 from scenarios.spec import Scenario
 from twins.wms import poisson_times
@@ -98,8 +96,7 @@ class OrderRelease:
                 continue
             message = {"txn_id": txn, "flow": ORDER_RELEASE, "plant": plant, "line": line, "lot": txn, "item": item,
                        "qty": qty, "unit": unit, "t_created": now}
-            await js.publish(downlink_subject(plant, ORDER_RELEASE), json.dumps(message).encode(),
-                             stream=DOWNLINK_STREAM, headers={HEADER_MSG_ID: txn})
+            await publish_downlink(js, message)
             sent.append((now, kind, txn))
         if sent:
             with self.db:

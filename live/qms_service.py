@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from integration.broker import EVENTS_STREAM, HEADER_MSG_ID, broker_time, event_subject
+from integration.broker import EVENTS_STREAM, broker_time, event_subject
 from integration.mapping import PlantMapping
 from integration.sqlite import connect
 from kernel.clock import ScaledClock
 from kernel.trace import GOODS_RECEIPT, QUALITY_HOLD, QUALITY_RELEASE
-from live.downlink import DOWNLINK_STREAM, downlink_subject
+from live.downlink import publish_downlink
 from scenarios.generator import plant_seed
 from scenarios.spec import Scenario
 from twins import qms
@@ -150,9 +150,7 @@ class Qms:
         now = self.clock.now()
         due = self.store.due(min(now, horizon))
         for plant, message in due:
-            body = json.dumps({**message, "plant": plant}).encode()
-            await js.publish(downlink_subject(plant, message["flow"]), body, stream=DOWNLINK_STREAM,
-                             headers={HEADER_MSG_ID: message["txn_id"]})
+            await publish_downlink(js, {**message, "plant": plant})
         if due:
             self.store.mark_sent([m for _, m in due], now)
             self.published += len(due)
