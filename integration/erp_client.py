@@ -42,7 +42,8 @@ class ErpClient:
 
     async def _request(self, method: str, path: str, body: bytes | None = None) -> Response:
         conn = self._idle.pop() if self._idle else Http1Connection(*self._address)
-        response = await asyncio.wait_for(conn.request(method, path, body), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            response = await conn.request(method, path, body)
         if conn.writer is not None and len(self._idle) < self.max_idle:
             self._idle.append(conn)
         return response

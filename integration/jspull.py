@@ -108,7 +108,8 @@ class BulkPuller:
                 continue
             # The server answers within ``expires``; a request lost to a reconnect is re-issued after it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._request_over.wait(), self.expires + 1.0)
+                async with asyncio.timeout(self.expires + 1.0):
+                    await self._request_over.wait()
 
 
 async def acknowledge(nc: Any, msgs: Sequence[Any], payload: bytes = ACK) -> None:

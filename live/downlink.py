@@ -133,7 +133,8 @@ class PlantDeliverer:
                     continue
                 except NatsError:  # the broker is restarting: its durable consumer is still there after
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), fetch_wait)
+                        async with asyncio.timeout(fetch_wait):
+                            await stop.wait()
                     continue
                 await self._deliver(http, msgs, stop)
 

@@ -80,7 +80,8 @@ async def _qms_loop(qms: Qms, orders: OrderRelease, master: MasterDataRelease, j
                 print(f"downlink: broker unavailable ({type(exc).__name__}); retrying", file=sys.stderr, flush=True)
             broker_down = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(tick, 0.2))
+                async with asyncio.timeout(max(tick, 0.2)):
+                    await stop.wait()
     await http.aclose()
 
 
@@ -118,7 +119,8 @@ async def serve(args: argparse.Namespace) -> None:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 2.0)
+            async with asyncio.timeout(2.0):
+                await nc.close()
         log.close()
         qms.store.close()
         orders.close()

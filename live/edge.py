@@ -218,7 +218,8 @@ class Edge:
                 self.connected.clear()
                 if client is not None:
                     with contextlib.suppress(Exception):  # the server may already be gone
-                        await asyncio.wait_for(client.disconnect(), 5)
+                        async with asyncio.timeout(5):
+                            await client.disconnect()
             await wait_or_stop(stop, delay)
             delay = min(5.0, delay * 2)
 

@@ -54,7 +54,8 @@ class InFlight:
             return True
         try:
             async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(lambda: not self.busy(txn_ids)), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._changed.wait_for(lambda: not self.busy(txn_ids))
         except TimeoutError:
             return False
         return True

@@ -199,7 +199,8 @@ class _Connection:
                     return
                 wake = at if wake is None else min(wake, at)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), None if wake is None else wake - now)
+                async with asyncio.timeout(None if wake is None else wake - now):
+                    await changed.wait()
 
     def _close(self) -> None:
         """Close both sides with FIN (a timeout's end, limit_data)."""

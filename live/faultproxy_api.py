@@ -73,7 +73,8 @@ async def answer(proxies: FaultProxies, method: str, path: str, body: Any) -> tu
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, Any]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     method, target, _ = lines[0].split(" ", 2)
     length = 0

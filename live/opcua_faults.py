@@ -136,7 +136,8 @@ async def serve_faults(faults: OpcUaFaults, host: str = "127.0.0.1") -> tuple[as
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             length = next((int(v) for k, _, v in (ln.partition(":") for ln in lines[1:])

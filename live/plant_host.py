@@ -115,7 +115,8 @@ class PlantHost:
                 period = self.tick if now >= 0 else max(self.tick, WARMUP_TICK)
                 remaining = period - (time.monotonic() - began)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=max(remaining, 0.0) or 0.001)
+                    async with asyncio.timeout(max(remaining, 0.0) or 0.001):
+                        await self._stop.wait()
         finally:
             endpoint.close()
             await self.faults.resume()

@@ -179,7 +179,8 @@ class BatchPublisher:
                     inflight[n] = (acks, i)
                     headers = {HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id}
                     await self.nc.publish(m.subject, m.body, reply=f"{prefix}{n}", headers=headers)
-            await asyncio.wait_for(asyncio.shield(acks.future), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(acks.future)
         except BaseException as exc:
             for n in numbers:
                 inflight.pop(n, None)

@@ -56,7 +56,8 @@ async def quietly(awaitable: Awaitable[Any], timeout: float | None = None) -> No
         if timeout is None:
             await awaitable
         else:
-            await asyncio.wait_for(awaitable, timeout)
+            async with asyncio.timeout(timeout):
+                await awaitable
     except asyncio.CancelledError:
         # A cancelled *awaitable* (a task stopped on purpose) is ignored, but a cancellation of the task
         # running this line must go on: swallowing it left a lane or the heartbeat looping after shutdown.
@@ -65,3 +66,16 @@ async def quietly(awaitable: Awaitable[Any], timeout: float | None = None) -> No
             raise
     except Exception:  # noqa: BLE001 - see docstring
         pass
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any that went on.
+
+    Python 3.11's ``asyncio.wait_for`` (in libraries too) drops a cancellation that arrives just as the
+    thing it waits for finishes; one ``cancel()`` then leaves the task running and a shutdown hanging.
+    Our own waits use ``asyncio.timeout``, which does not."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)

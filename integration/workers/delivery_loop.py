@@ -119,7 +119,8 @@ class DeliveryLoop:
         delay = max(0.0, self.clock.wall_delay(at - self.clock.now()))
         closing = self._closing.setdefault(kind, asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), delay)
+            async with asyncio.timeout(delay):
+                await closing.wait()
 
     def _wake(self, kind: str) -> None:
         closing = self._closing.pop(kind, None)

@@ -34,7 +34,7 @@ from integration.erp_client import ErpClient
 from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
 from integration.worker_faults import AckLoss, fault_file
 from integration.worker_keys import BatchProcessedKeys, KeyView
-from integration.workers.broker_link import connect, quietly, subscribe
+from integration.workers.broker_link import cancel_all, connect, quietly, subscribe
 from integration.workers.config import WorkerConfig, WorkerStats, batch_cap
 from integration.workers.delivery_loop import DeliveryLoop
 from integration.workers.lanes import Copy, Lane, lane_of, parse_copies
@@ -97,9 +97,7 @@ class Worker:
             await quietly(fetcher)
             await puller.stop()
             await self._settle(deadline=2.0)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
         finally:
             # close, not drain: unfinished copies stay unacknowledged and JetStream redelivers them.
             await quietly(nc.close(), timeout=2.0)
