@@ -64,3 +64,19 @@ def version_skew(prep: Prepared) -> dict[str, Any]:
     out["count"], out["by_plant"] = total, by_plant
     out["share"] = total / len(p) if len(p) else None
     return out
+
+
+def skew_table_cells(skew: dict[str, Any] | None, replications: int = 1) -> tuple[list[str], list[list[str]], str]:
+    """The report's version-skew table as (header, rows, note) of formatted cells from ``sla.json``'s
+    ``version_skew``: one row per plant with skewed postings, then the total with its share of all postings."""
+    header = ["plant", "postings on an old master-data version", "share of all postings"]
+    if not skew or not skew.get("versions"):
+        return header, [], "No master-data versions were published in this run."
+    rows = [[plant, f"{n:,}", ""] for plant, n in sorted(skew["by_plant"].items())]
+    share = skew.get("share")
+    rows.append(["all plants", f"{skew['count']:,}", "n/a" if share is None else f"{share * 100:.2f} %"])
+    note = (f"{skew['versions']:,} master-data versions published (one per plant each time). A posting counts when "
+            "its plant created it after a version's release and before it applied that version.")
+    if replications > 1:
+        note += " Counts summed over replications."
+    return header, rows, note

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from reports.narrative import breaches, clock, count, dur, fault_line, fault_title, sla_line, time_stretch
+from reports.skew import skew_table_cells
 
 
 @dataclass
@@ -99,7 +100,7 @@ def build_view(sla: dict[str, Any]) -> ReportView:
         title=f"{run.get('scenario') or run['run_id']} — run {run['run_id']}",
         passed=sla["passed"], headline=headline, verdicts=lines, breaches=br,
         tiles=_tiles(sla), sla_table=_sla_table(sla), invariant_rows=list(inv.values()),
-        tables=[_plant_table(sla), *_dead_letter_tables(sla), *_wave_tables(sla, start)],
+        tables=[_plant_table(sla), *_dead_letter_tables(sla), *_wave_tables(sla, start), *_skew_tables(sla)],
         fault_table=_fault_table(sla, start),
         run_facts=[("run id", str(run["run_id"])), ("scenario", _s(run.get("scenario"))),
                    ("engine", _s(run.get("engine"))), ("version", _s(run.get("version"))),
@@ -192,6 +193,12 @@ def _wave_tables(sla: dict[str, Any], start: datetime) -> list[Table]:
     return [Table("Per rollout wave", ["wave", "cutover", "ERP", "plants", "p95 before", "p95 after",
                                        "txns after", "success after", "DLQ", "lost", "dup. posted"], rows,
                   "Before/after: postings of the wave's plants created before/after the cutover time.")]
+
+
+def _skew_tables(sla: dict[str, Any]) -> list[Table]:
+    if "version_skew" not in sla:  # an sla.json written before skew was counted
+        return []
+    return [Table("Master-data version skew", *skew_table_cells(sla["version_skew"], sla["run"]["replications"]))]
 
 
 def _fault_table(sla: dict[str, Any], start: datetime) -> Table:

@@ -3,6 +3,8 @@ arrival at the plant are counted, per plant, the same for either engine's run fo
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,11 @@ import pyarrow.parquet as pq
 
 from kernel.trace import ERP_POSTING_FLOWS, MASTER_DATA, TRACE_SCHEMA
 from reports.evaluate import evaluate_run
+from reports.html import render_report
 from reports.prep import prepare
 from reports.runfolder import load_run
 from reports.skew import version_skew
+from reports.view import build_view
 
 
 def _add_versions(run_dir: Path, versions: list[tuple[str, float, float]]) -> None:
@@ -58,3 +62,26 @@ def test_a_run_without_master_data_reports_no_skew(clean_run):
     run_dir, _ = clean_run
     skew = version_skew(prepare(load_run(run_dir)))
     assert skew["versions"] == 0 and skew["count"] == 0 and skew["share"] is None
+
+
+def _skew_section(sla: dict) -> str:
+    """The version-skew section of the report page rendered from ``sla`` (charts left out: not under test)."""
+    html = render_report(build_view(sla), [], "")
+    section = html[html.index("<h3>Master-data version skew</h3>"):]
+    return section[:section.index("</table>") + 200]
+
+
+def test_the_html_report_shows_the_skew_of_sla_json(clean_run):
+    run_dir, _ = clean_run
+    sla = evaluate_run(run_dir)
+    assert "No master-data versions were published" in _skew_section(sla)
+    _add_versions(run_dir, [("P01", 3600.0, 7200.0), ("P02", 30000.0, 36000.0)])
+    sla = json.loads(json.dumps(evaluate_run(run_dir)))  # as read back from sla.json
+    skew = sla["version_skew"]
+    assert skew["count"] > 0 and set(skew["by_plant"]) == {"P01", "P02"}
+    section = _skew_section(sla)
+    rows = re.findall(r"<tr>((?:<td[^>]*>[^<]*</td>)+)</tr>", section)
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in rows]
+    assert cells == [["P01", f"{skew['by_plant']['P01']:,}", ""], ["P02", f"{skew['by_plant']['P02']:,}", ""],
+                     ["all plants", f"{skew['count']:,}", f"{skew['share'] * 100:.2f} %"]]
+    assert f"{skew['versions']:,} master-data versions published" in section
