@@ -307,6 +307,8 @@ async def ensure_streams(js: Any, replicas: int | None = None) -> None:
         config = StreamConfig(
             name=name, subjects=[subjects], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S,
             num_replicas=replicas or 1,
+            # The gateway stores a request's events as one atomic batch: one PubAck per batch, not per event.
+            allow_atomic=name == EVENTS_STREAM or None,
         )
         try:
             info = await js.stream_info(name)

@@ -6,6 +6,13 @@ two cores. Here every message of a batch gets the reply subject ``<inbox>.<n>``;
 finds the batch by ``n``, reads the few fields the gateway needs straight from the PubAck JSON and
 resolves the batch's one future when the last ack is in. Semantics are those of JetStream publish:
 a message counts as stored only on a PubAck without ``error``.
+
+:meth:`BatchPublisher.publish_atomic` goes further where the stream allows it (``allow_atomic``,
+nats-server 2.12+): a batch is one JetStream atomic batch, so the broker stores all of it or none and
+sends ONE PubAck, on the commit, instead of one per message. De-duplication by ``Nats-Msg-Id`` still
+holds inside a batch, but the server refuses a whole batch that holds a copy it already has (error
+10201); such a batch, and any other refused one (nothing of it was stored), is published again message
+by message, which stores the new ones and reports the duplicates.
 """
 
 from __future__ import annotations
@@ -19,6 +26,11 @@ from typing import Any
 
 from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID, can_write_raw, write_raw
 from integration.nats_direct import deliver_direct
+
+# JetStream atomic batch publish (ADR-50): headers, and the server's default ceiling of messages per batch.
+BATCH_ID, BATCH_SEQUENCE, BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
+ATOMIC_MAX_MESSAGES = 1000
+ATOMIC_DISABLED = 10174  # err_code: the stream does not allow atomic batches (created by an older client)
 
 
 @dataclass(slots=True)
@@ -76,6 +88,29 @@ def _hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: byte
     )
 
 
+def _atomic_hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: bytes, batch: str, seq: int,
+                 commit: bool) -> bytes:
+    """One ``HPUB`` of an atomic batch: the event's headers plus the batch id, its place and, on the
+    last message only, the commit marker (the only one with a reply subject, so the only PubAck)."""
+    if "\r" in msg_id or "\n" in msg_id or "\r" in correlation_id or "\n" in correlation_id:
+        msg_id, correlation_id = msg_id.translate(_NO_NEWLINES), correlation_id.translate(_NO_NEWLINES)
+    marker = f"{BATCH_COMMIT}: 1\r\n" if commit else ""
+    header = (f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n"
+              f"{BATCH_ID}: {batch}\r\n{BATCH_SEQUENCE}: {seq}\r\n{marker}\r\n").encode()
+    reply = f"{reply} " if commit else ""
+    return b"%s%s%s\r\n" % (
+        f"HPUB {subject} {reply}{len(header)} {len(header) + len(body)}\r\n".encode(), header, body
+    )
+
+
+def _error(data: bytes) -> str:
+    """The reason of a refused PubAck: no responders (an empty 503 status) or a JetStream API error."""
+    try:
+        return json.loads(data)["error"].get("description", "error") if data else "no stream"
+    except (ValueError, KeyError, AttributeError):
+        return data.decode(errors="replace") or "no stream"
+
+
 def _duplicate(data: bytes) -> bool:
     at = data.find(b'"duplicate"')  # the server writes '"duplicate": true'
     return at >= 0 and data[at + 11:].lstrip(b": ").startswith(b"true")
@@ -88,8 +123,11 @@ class BatchPublisher:
         self.nc = nc
         self._prefix = ""
         self._inflight: dict[int, tuple[BatchAcks, int]] = {}
+        # Atomic batches waiting for their commit's PubAck: (acks, first index, message count).
+        self._commits: dict[int, tuple[BatchAcks, int, int]] = {}
         self._counter = itertools.count(1)
         self._sub: Any = None
+        self.atomic = True  # cleared when the stream refuses atomic batches; every batch is then per message
 
     async def start(self) -> None:
         """Subscribe to the reply subjects (idempotent)."""
@@ -105,18 +143,34 @@ class BatchPublisher:
         n = int(msg.subject[len(self._prefix):])
         entry = self._inflight.pop(n, None)
         if entry is None:
-            return  # the batch gave up waiting
+            commit = self._commits.pop(n, None)
+            if commit is not None:
+                self._commit_ack(msg.data, *commit)
+            return  # else the batch gave up waiting
         acks, i = entry
         data = msg.data
         if not data or b'"error"' in data:  # no responders (empty 503 status) or a JetStream API error
-            try:
-                acks.errors[i] = json.loads(data)["error"].get("description", "error") if data else "no stream"
-            except (ValueError, KeyError, AttributeError):
-                acks.errors[i] = data.decode(errors="replace") or "no stream"
+            acks.errors[i] = _error(data)
         else:
             acks.seqs[i] = _seq(data)
             acks.duplicates[i] = _duplicate(data)
         acks.pending -= 1
+        if acks.pending == 0 and not acks.future.done():
+            acks.future.set_result(None)
+
+    def _commit_ack(self, data: bytes, acks: BatchAcks, first: int, count: int) -> None:
+        """The one PubAck of an atomic batch: all ``count`` messages from ``first`` stored, or none."""
+        if not data or b'"error"' in data:
+            reason = _error(data)
+            if b'"err_code":%d' % ATOMIC_DISABLED in data:
+                self.atomic = False
+            for i in range(first, first + count):
+                acks.errors[i] = reason
+        else:  # the server stores a committed batch as one run of sequences, ending at the acked one
+            last = _seq(data)
+            for k, i in enumerate(range(first, first + count)):
+                acks.seqs[i] = last - count + 1 + k
+        acks.pending -= count
         if acks.pending == 0 and not acks.future.done():
             acks.future.set_result(None)
 
@@ -125,9 +179,11 @@ class BatchPublisher:
         cluster node was killed), so their requests answer 503 now instead of after the publish timeout;
         the client's retry is de-duplicated by the broker."""
         inflight, self._inflight = self._inflight, {}
-        for acks, i in inflight.values():
-            acks.errors[i] = reason
-            acks.pending -= 1
+        commits, self._commits = self._commits, {}
+        for acks, first, count in [(a, i, 1) for a, i in inflight.values()] + list(commits.values()):
+            for i in range(first, first + count):
+                acks.errors[i] = reason
+            acks.pending -= count
             if acks.pending == 0 and not acks.future.done():
                 acks.future.set_result(None)
 
@@ -188,4 +244,48 @@ class BatchPublisher:
                 raise TimeoutError(f"{acks.pending} of {acks.size} PubAcks missing after {timeout_s:.1f} s",
                                    acks) from None
             raise
+        return acks
+
+    async def publish_atomic(self, messages: Sequence[Any], timeout_s: float) -> BatchAcks:
+        """Like :meth:`publish`, with one PubAck per atomic batch of at most ``ATOMIC_MAX_MESSAGES``.
+
+        A refused batch (it held a copy the broker already has, or the stream does not allow atomic
+        batches, or the server had too many batches open) stored nothing, so it is published again
+        message by message; the acks then say which messages were duplicates. A missing commit ack
+        raises ``TimeoutError`` as :meth:`publish` does (the client's retry is de-duplicated)."""
+        if not self.atomic or not can_write_raw(self.nc) or len(messages) < 2:
+            return await self.publish(messages, timeout_s)
+        await self.start()
+        limit = self.nc.max_payload - 1024  # room for the headers
+        for i, m in enumerate(messages):
+            if len(m.body) > limit:
+                raise MessageTooLarge(i, len(m.body), limit)
+        acks = BatchAcks(len(messages), asyncio.get_running_loop().create_future())
+        prefix, numbers, commands = self._prefix, [], []
+        for first in range(0, len(messages), ATOMIC_MAX_MESSAGES):
+            chunk = messages[first:first + ATOMIC_MAX_MESSAGES]
+            n = next(self._counter)
+            numbers.append(n)
+            self._commits[n] = (acks, first, len(chunk))
+            batch, last = f"{prefix}{n}", len(chunk)
+            commands += [_atomic_hpub(m.subject, batch, m.txn_id, m.correlation_id, m.body, batch, k, k == last)
+                         for k, m in enumerate(chunk, 1)]
+        try:
+            await write_raw(self.nc, b"".join(commands))
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(acks.future)
+        except BaseException as exc:
+            for n in numbers:
+                self._commits.pop(n, None)
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError(f"{acks.pending} of {acks.size} PubAcks missing after {timeout_s:.1f} s",
+                                   acks) from None
+            raise
+        if acks.errors:  # nothing of a refused batch was stored: per message, duplicates are reported
+            again = sorted(acks.errors)
+            redo = await self.publish([messages[i] for i in again], timeout_s)
+            for j, i in enumerate(again):
+                acks.seqs[i], acks.duplicates[i] = redo.seqs[j], redo.duplicates[j]
+            acks.errors = {again[j]: e for j, e in redo.errors.items()}
+            acks.pending = redo.pending
         return acks

@@ -116,7 +116,8 @@ class Publisher:
         self.nc = None
 
     async def publish(self, plant: str, messages: Sequence[Message], timeout_s: float) -> list[bool]:
-        """Publish all ``messages`` pipelined; return once every PubAck arrived (duplicate flags).
+        """Publish all ``messages`` as atomic batches (one PubAck per batch of up to 1,000; per message when
+        the stream does not allow it); return once the broker stored them all (duplicate flags).
 
         Raises :class:`BrokerUnavailable` if any is not acknowledged within ``timeout_s`` or is refused;
         the client then retries the whole batch and the broker drops the copies it already stored
@@ -125,7 +126,7 @@ class Publisher:
         if not self.connected:
             raise BrokerUnavailable("the broker connection is down")
         try:
-            acks = await self.batches.publish(messages, timeout_s)
+            acks = await self.batches.publish_atomic(messages, timeout_s)
         except TimeoutError as exc:
             stored = exc.args[1].stored if len(exc.args) > 1 else 0
             raise BrokerUnavailable(str(exc.args[0]), stored) from None

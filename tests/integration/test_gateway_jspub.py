@@ -9,7 +9,15 @@ import pytest
 
 from integration.broker import ensure_streams
 from integration.gateway.ingest import Message
-from integration.gateway.jspub import BatchPublisher, MessageTooLarge, _duplicate, _hpub, _seq
+from integration.gateway.jspub import (
+    ATOMIC_MAX_MESSAGES,
+    BatchPublisher,
+    MessageTooLarge,
+    _atomic_hpub,
+    _duplicate,
+    _hpub,
+    _seq,
+)
 from tests.integration.gateway_support import read_stream
 from tests.polling import poll
 
@@ -74,3 +82,52 @@ def test_unacknowledged_messages_are_stored_in_order(broker):
     asyncio.run(run())
     stored = poll(lambda: read_stream(broker.url, "events.P08.>"), 10)
     assert [m.headers["Nats-Msg-Id"] for m in stored] == [f"un-{i}" for i in range(50)]
+
+
+def test_atomic_frames_carry_the_batch_and_only_the_commit_asks_for_an_ack():
+    middle = _atomic_hpub("events.P01.scrap.t-1", "_INBOX.x.7", "t-1", "c-1", b"{}", "_INBOX.x.7", 1, False)
+    last = _atomic_hpub("events.P01.scrap.t-2", "_INBOX.x.7", "t-2", "c-1", b"{}", "_INBOX.x.7", 2, True)
+    assert middle.startswith(b"HPUB events.P01.scrap.t-1 ") and b"_INBOX.x.7 " not in middle.split(b"\r\n")[0]
+    assert b"Nats-Batch-Id: _INBOX.x.7\r\nNats-Batch-Sequence: 1\r\n\r\n" in middle
+    assert last.startswith(b"HPUB events.P01.scrap.t-2 _INBOX.x.7 ")
+    assert b"Nats-Msg-Id: t-2\r\n" in last and b"Nats-Batch-Sequence: 2\r\nNats-Batch-Commit: 1\r\n\r\n" in last
+
+
+@pytest.mark.slow
+def test_atomic_batches_store_everything_once_and_report_duplicates(broker):
+    """One PubAck per batch of at most ATOMIC_MAX_MESSAGES; a batch holding copies the broker already has is
+    refused whole by the server and published again message by message, which stores only the new ones."""
+    async def run():
+        nc = await nats.connect(broker.url)
+        await ensure_streams(nc.jetstream())
+        pub = BatchPublisher(nc)
+        msgs = [Message(f"events.P07.scrap.at-{i}", f"at-{i}", "c", b"{}") for i in range(ATOMIC_MAX_MESSAGES + 5)]
+        first = await pub.publish_atomic(msgs, 10)
+        mixed = await pub.publish_atomic(msgs[-3:] + [Message("events.P07.scrap.at-new", "at-new", "c", b"{}")], 10)
+        await nc.close()
+        return first, mixed, pub.atomic
+
+    first, mixed, atomic = asyncio.run(run())
+    assert atomic and first.stored == ATOMIC_MAX_MESSAGES + 5 and not first.errors and not any(first.duplicates)
+    assert first.seqs == list(range(first.seqs[0], first.seqs[0] + ATOMIC_MAX_MESSAGES + 5))
+    assert mixed.duplicates == [True, True, True, False] and not mixed.errors and mixed.stored == 4
+    stored = poll(lambda: read_stream(broker.url, "events.P07.>"), 10)
+    ids = [m.headers["Nats-Msg-Id"] for m in stored]
+    assert ids == [f"at-{i}" for i in range(ATOMIC_MAX_MESSAGES + 5)] + ["at-new"]  # each once, in order
+
+
+@pytest.mark.slow
+def test_a_stream_without_atomic_batches_falls_back_to_per_message_acks(jetstream):
+    async def run():
+        from nats.js.api import StorageType, StreamConfig
+
+        nc = await nats.connect(jetstream.url)
+        await nc.jetstream().add_stream(StreamConfig(name="EVENTS", subjects=["events.>"], storage=StorageType.FILE))
+        pub = BatchPublisher(nc)
+        acks = await pub.publish_atomic([Message(f"events.P06.scrap.o-{i}", f"o-{i}", "c", b"{}") for i in range(5)], 5)
+        await nc.close()
+        return acks, pub.atomic
+
+    acks, atomic = asyncio.run(run())
+    assert acks.stored == 5 and not acks.errors and not atomic
+
