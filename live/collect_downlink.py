@@ -5,7 +5,8 @@ Inputs under ``RUN_DIR/state/``: ``downlink.sqlite`` (one row per delivered copy
 published, :mod:`live.master_data`),
 ``qms.sqlite`` (the QMS's decisions and when each message was published, :mod:`live.qms_service`) and the
 ``wms_lots`` table of each edge's ``edge-<plant>.sqlite`` (:mod:`live.plant_wms`). A message the QMS
-published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing.
+published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing; so does
+its copy to the ERP (:mod:`live.erp_quality`, target ``ERP-<kind>`` once delivered, ``ERP`` while in flight).
 
 Lots (``kernel.trace.LOTS_SCHEMA``), column by column as the virtual engine fills them: ``held``,
 ``t_hold``, ``t_release`` (the QMS's decisions), ``t_hold_at_wms`` / ``t_release_at_wms`` (when the
@@ -25,6 +26,12 @@ from live.plant_mes import ACK_PREFIX
 
 NAN = float("nan")
 REASON_NOT_YET_APPLIED = "not_yet_applied_at_plant"
+REASON_NOT_YET_AT_ERP = "not_yet_applied_at_erp"
+
+
+def _to_erp(txn: str) -> str:
+    """The key of a quality message's ERP copy among the delivered ones (it shares the ``txn_id``)."""
+    return f"{txn}@ERP"
 
 
 def _num(value: Any) -> float:
@@ -59,7 +66,7 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
     ``acks``, :func:`split_acks`), one per published but unapplied message."""
     rows, seen, acks = [], set(), acks or {}
     for d in _rows(state / "downlink.sqlite", "SELECT * FROM deliveries ORDER BY rowid"):
-        seen.add(d["txn_id"])
+        seen.add(_to_erp(d["txn_id"]) if (d["target"] or "").startswith("ERP") else d["txn_id"])
         t_acked = _num(d["t_acked"])
         if d["flow"] == ORDER_RELEASE and d["outcome"] == DELIVERED:
             t_acked = acks.get(d["txn_id"], NAN)
@@ -80,14 +87,17 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
                          "source": "ERP", "target": "MES", "qty": float(v["version"]),
                          "t_created": _num(v["t_released"]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
                          "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
+    # The ERP's copies of quality messages exist when the run's ERP twins took them (live/erp_quality.py).
+    targets = [("WMS", "")] + ([("ERP", REASON_NOT_YET_AT_ERP)] if any(state.glob("erp-*-quality.sqlite")) else [])
     for lot, q in read_decisions(state).items():
         for flow, sent, when, txn in ((QUALITY_HOLD, "hold_sent", "t_hold", f"QH-{lot}"),
                                       (QUALITY_RELEASE, "release_sent", "t_release", f"QR-{lot}")):
-            if q[sent] is None or txn in seen:
-                continue
-            rows.append({**_base(run_id, txn, flow, q["plant"], q["line"], lot, q["item"]),
-                         "t_created": _num(q[when]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
-                         "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
+            for target, reason in targets:
+                if q[sent] is None or (_to_erp(txn) if target == "ERP" else txn) in seen:
+                    continue
+                rows.append({**_base(run_id, txn, flow, q["plant"], q["line"], lot, q["item"]), "target": target,
+                             "t_created": _num(q[when]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
+                             "attempts": 0, "outcome": IN_FLIGHT, "reason": reason or REASON_NOT_YET_APPLIED})
     return rows
 
 

@@ -9,6 +9,8 @@ healed with the uplink), and retries the same batch with the scenario's retry ba
 JetStream neither redelivers them nor lets a later message overtake. So delivery is durable (a message
 is acknowledged only after the plant applied it and its delivery row is written), ordered per plant and
 hence per lot, and idempotent (the plant applies each ``txn_id`` once and answers copies as duplicates).
+:class:`ErpQualityDeliverer` delivers the quality holds and releases the same way, from consumer
+``erp-quality-<plant>``, to the ERP twin serving the plant (:mod:`live.erp_quality`).
 
 Each delivered copy is one row in ``state/downlink.sqlite`` (the live trace's quality-message rows,
 :mod:`live.collect_downlink`): ``t_broker`` the stored time of the message, ``t_delivered`` when the plant's
@@ -37,6 +39,8 @@ from kernel.trace import (
     DUPLICATE_SUPPRESSED,
     MASTER_DATA,
     ORDER_RELEASE,
+    QUALITY_HOLD,
+    QUALITY_RELEASE,
     REASON_REDELIVERY,
     REJECTED,
 )
@@ -84,11 +88,13 @@ class DownlinkLog:
         self.db = connect(path)
         self.db.executescript(_SCHEMA)
 
-    def delivered(self, txn_ids: list[str]) -> set[str]:
-        """Which of ``txn_ids`` already have a delivered (or rejected) row."""
+    def delivered(self, txn_ids: list[str], to_erp: bool = False) -> set[str]:
+        """Which of ``txn_ids`` already have a delivered (or rejected) row: of the copies to the plant, or with
+        ``to_erp`` of those to the ERP (a quality message's two copies share its ``txn_id``)."""
         marks = ",".join("?" * len(txn_ids))
+        where = "target LIKE 'ERP-%'" if to_erp else "target NOT LIKE 'ERP-%'"
         return {r[0] for r in self.db.execute(f"SELECT txn_id FROM deliveries WHERE txn_id IN ({marks}) AND "
-                                              "outcome IN (?, ?)", (*txn_ids, DELIVERED, REJECTED))}
+                                              f"outcome IN (?, ?) AND {where}", (*txn_ids, DELIVERED, REJECTED))}
 
     def record(self, rows: list[tuple]) -> None:
         with self.db:
@@ -102,6 +108,9 @@ class DownlinkLog:
 class PlantDeliverer:
     """Delivers ``plant``'s downlink messages to its endpoint ``url`` (through its WAN link)."""
 
+    consumer_prefix = "plant"
+    flows: tuple[str, ...] = ()  # the flows it reads; empty: every flow to the plant
+
     def __init__(self, plant: str, url: str, clock: ScaledClock, log: DownlinkLog, retry: tuple[float, float, float],
                  batch: int = 200):
         self.plant, self.url, self.clock, self.log = plant, url.rstrip("/"), clock, log
@@ -114,11 +123,12 @@ class PlantDeliverer:
         """The plant's durable pull consumer (created once; a restarted deliverer resumes it)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        config = ConsumerConfig(durable_name=f"plant-{self.plant}", ack_policy=AckPolicy.EXPLICIT,
+        name = f"{self.consumer_prefix}-{self.plant}"
+        subjects = [downlink_subject(self.plant, f) for f in self.flows] or [downlink_subject(self.plant, "*")]
+        config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT,
                                 deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait, max_deliver=-1,
-                                max_ack_pending=self.batch)
-        return await js.pull_subscribe(downlink_subject(self.plant, "*"), durable=f"plant-{self.plant}",
-                                       stream=DOWNLINK_STREAM, config=config)
+                                max_ack_pending=self.batch, filter_subjects=subjects if len(subjects) > 1 else None)
+        return await js.pull_subscribe(subjects[0], durable=name, stream=DOWNLINK_STREAM, config=config)
 
     async def run(self, sub: Any, stop: asyncio.Event, fetch_wait: float = 0.5) -> None:
         """Fetch, deliver, acknowledge -- one batch at a time, in order -- until ``stop`` is set."""
@@ -140,20 +150,15 @@ class PlantDeliverer:
 
     async def _deliver(self, http: httpx.AsyncClient, msgs: list[Any], stop: asyncio.Event) -> None:
         bodies = [json.loads(m.data) for m in msgs]
-        payload = {"plant": self.plant, "messages": [{k: b[k] for k in _FIELDS if k in b} for b in bodies]}
         attempts, delay = 0, self.initial
         while True:
             attempts += 1
-            try:
-                resp = await http.post(f"{self.url}/downlink", json=payload)
-            except httpx.HTTPError:
-                resp = None
-            if resp is not None and resp.status_code == 200:
-                answers = {a["txn_id"]: a for a in resp.json()["results"]}
+            status, answers = await self._send(http, bodies)
+            if status == 200:
                 self._record(msgs, bodies, attempts, answers)
                 break
-            if resp is not None and 400 <= resp.status_code < 500 and resp.status_code != 429:
-                self._record(msgs, bodies, attempts, {}, f"http_{resp.status_code}")
+            if status is not None and 400 <= status < 500 and status != 429:
+                self._record(msgs, bodies, attempts, {}, f"http_{status}")
                 break
             self.failed_attempts += 1
             if stop.is_set():
@@ -168,12 +173,20 @@ class PlantDeliverer:
                 await m.ack()
         self.delivered += len(msgs)
 
+    async def _send(self, http: httpx.AsyncClient, bodies: list[dict]) -> tuple[int | None, dict[str, dict]]:
+        """Post ``bodies`` to the plant's endpoint: (HTTP status or None when unanswered, answers by txn_id)."""
+        return await _post_batch(http, f"{self.url}/downlink", self.plant, bodies)
+
+    def _ends(self, flow: str, body: dict) -> tuple[str, str]:
+        """(source, target) of a message's trace row."""
+        return ("ERP", "MES") if flow in (ORDER_RELEASE, MASTER_DATA) else ("QMS", "WMS")
+
     def _record(self, msgs: list[Any], bodies: list[dict], attempts: int, answers: dict[str, dict],
                 dead_reason: str = "") -> None:
         now, nan, rows = self.clock.now(), float("nan"), []
         # A "duplicate" of a message never recorded here: the plant applied an earlier attempt whose answer
         # was lost (a link cut mid-request); that first application is this message's delivery.
-        recorded = self.log.delivered([b["txn_id"] for b in bodies])
+        recorded = self.log.delivered([b["txn_id"] for b in bodies], self.consumer_prefix == "erp-quality")
         for m, b in zip(msgs, bodies, strict=True):
             a = answers.get(b["txn_id"])
             if a is not None and a["status"] == "duplicate" and b["txn_id"] not in recorded:
@@ -190,8 +203,55 @@ class PlantDeliverer:
             # t_acked: a quality message is complete once applied; an order at the MES's ack back at the ERP
             # (joined at collection), a rejected one never; any other copy when the deliverer finished it.
             t_acked = (nan if order else t_delivered) if outcome in (DELIVERED, REJECTED) else now
-            source, target = ("ERP", "MES") if b["flow"] in (ORDER_RELEASE, MASTER_DATA) else ("QMS", "WMS")
+            source, target = self._ends(b["flow"], b)
             rows.append((b["txn_id"], b["flow"], self.plant, b.get("line", ""), b["lot"], b.get("item", ""), source,
                          target, b["t_created"], broker_time(m, self.clock), t_delivered, t_acked, attempts, outcome,
                          reason))
         self.log.record(rows)
+
+
+async def _post_batch(http: httpx.AsyncClient, url: str, plant: str, bodies: list[dict]) -> tuple[int | None, dict]:
+    payload = {"plant": plant, "messages": [{k: b[k] for k in _FIELDS if k in b} for b in bodies]}
+    try:
+        resp = await http.post(url, json=payload)
+    except httpx.HTTPError:
+        return None, {}
+    if resp.status_code != 200:
+        return resp.status_code, {}
+    return 200, {a["txn_id"]: a for a in resp.json()["results"]}
+
+
+class ErpQualityDeliverer(PlantDeliverer):
+    """Delivers ``plant``'s quality holds and releases to the ERP serving it (``urls``: ERP kind -> its
+    twin's URL; ``route(plant, t_created)`` -> kind, :class:`kernel.routing.Routing`), from its own durable
+    consumer ``erp-quality-<plant>`` on the same ``DOWNLINK`` messages the plant's WMS gets. Enterprise to
+    enterprise, so no WAN link; the same retries, ordering and acknowledgement as a plant's deliverer, and
+    its rows (target ``ERP-<kind>``) in the same delivery log."""
+
+    consumer_prefix = "erp-quality"
+    flows = (QUALITY_HOLD, QUALITY_RELEASE)
+
+    def __init__(self, plant: str, urls: dict[str, str], route: Any, clock: ScaledClock, log: DownlinkLog,
+                 retry: tuple[float, float, float], batch: int = 200):
+        super().__init__(plant, "", clock, log, retry, batch)
+        self.urls, self.route = {k: u.rstrip("/") for k, u in urls.items()}, route
+
+    def _kind(self, body: dict) -> str:
+        return self.route(self.plant, float(body["t_created"])) or ""
+
+    async def _send(self, http: httpx.AsyncClient, bodies: list[dict]) -> tuple[int | None, dict[str, dict]]:
+        groups: dict[str, list[dict]] = {}
+        for b in bodies:  # a lot's hold and release in one batch stay in order inside their ERP's group
+            groups.setdefault(self._kind(b), []).append(b)
+        answers: dict[str, dict] = {}
+        for kind, group in groups.items():
+            if kind not in self.urls:
+                return 404, {}  # no such ERP in this run: recorded as dead-lettered, with the reason
+            status, got = await _post_batch(http, f"{self.urls[kind]}/quality", self.plant, group)
+            if status != 200:
+                return status, {}  # the whole batch again: what one ERP applied it answers as duplicates
+            answers.update(got)
+        return 200, answers
+
+    def _ends(self, flow: str, body: dict) -> tuple[str, str]:
+        return "QMS", f"ERP-{self._kind(body)}"

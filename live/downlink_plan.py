@@ -55,7 +55,8 @@ def downlink_command(scenario: str, run_dir: str, nats_url: str, urls: dict[str,
 
 async def downlink_backlog(nats_url: str, plants: list[str]) -> int:
     """Messages the downlink has not finished: goods receipts the QMS has not decided on, and enterprise
-    messages not yet applied at a plant (pending plus delivered-unacked); -1 when unknown."""
+    messages not yet applied at a plant or (quality holds) at the ERP (pending plus delivered-unacked); -1
+    when unknown. A run without an ERP URL for the downlink has no ERP consumers: those count 0."""
     import nats
 
     from integration.broker import EVENTS_STREAM
@@ -64,9 +65,16 @@ async def downlink_backlog(nats_url: str, plants: list[str]) -> int:
     nc = await nats.connect(servers=nats_url.split(","), connect_timeout=2, max_reconnect_attempts=1)
     try:
         js, total = nc.jetstream(), 0
+        from nats.js.errors import NotFoundError
+
         for stream, consumer in [(EVENTS_STREAM, f"qms-{p}") for p in plants] + \
-                                [(DOWNLINK_STREAM, f"plant-{p}") for p in plants]:
-            info = await js.consumer_info(stream, consumer)
+                                [(DOWNLINK_STREAM, f"{kind}-{p}") for kind in ("plant", "erp-quality") for p in plants]:
+            try:
+                info = await js.consumer_info(stream, consumer)
+            except NotFoundError:
+                if consumer.startswith("erp-quality-"):
+                    continue
+                raise
             total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         return total
     except Exception:  # noqa: BLE001 - no consumer yet or broker busy: unknown, not drained

@@ -1,6 +1,7 @@
 """The enterprise side of the downlink as one process: the ERP's order release job (:mod:`live.order_release`)
 and master-data publisher (:mod:`live.master_data`), the QMS (:mod:`live.qms_service`) and one deliverer
-per plant (:mod:`live.downlink`).
+per plant (:mod:`live.downlink`), plus, given the ERPs' URLs, one per plant of its quality holds and releases
+to the ERP (:class:`live.downlink.ErpQualityDeliverer`).
 
 ``python -m live.downlink_service --nats URL --scenario FILE --run-dir DIR --plant P01=http://.. [...]
 [--erp legacy=http://..] --epoch T --speed S`` prints ``READY downlink <nats url>`` once its consumers exist
@@ -24,7 +25,8 @@ from nats.errors import Error as NatsError
 from integration.broker import EVENTS_STREAM
 from integration.workers.config import parse_erp_urls
 from kernel.clock import ScaledClock
-from live.downlink import DownlinkLog, PlantDeliverer, ensure_downlink_stream
+from kernel.routing import Routing
+from live.downlink import DownlinkLog, ErpQualityDeliverer, PlantDeliverer, ensure_downlink_stream
 from live.intervals import wall_interval
 from live.master_data import MasterDataRelease
 from live.order_release import OrderRelease
@@ -101,11 +103,15 @@ async def serve(args: argparse.Namespace) -> None:
     integ = scenario.landscape.integration
     retry = (integ.retry.initial, integ.retry.multiplier, integ.retry.max_delay)
     ack_wait = max(5.0, integ.broker.ack_wait / args.speed)
+    erps = parse_erp_urls(args.erp)
     deliverers = [PlantDeliverer(p, u, clock, log, retry) for p, u in urls.items()]
+    if erps:  # quality holds and releases reach the ERP too, each plant's from its own consumer
+        route = Routing.of(scenario).target
+        deliverers += [ErpQualityDeliverer(p, erps, route, clock, log, retry) for p in urls]
     subs = [await d.subscribe(js, ack_wait) for d in deliverers]
     qms = Qms(scenario, Path(args.run_dir), clock)
-    orders = OrderRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
-    master = MasterDataRelease(scenario, Path(args.run_dir), clock, parse_erp_urls(args.erp))
+    orders = OrderRelease(scenario, Path(args.run_dir), clock, erps)
+    master = MasterDataRelease(scenario, Path(args.run_dir), clock, erps)
     tick = wall_interval(1.0, args.speed, floor=0.02)
     tasks = [asyncio.create_task(d.run(s, stop, fetch_wait=tick)) for d, s in zip(deliverers, subs, strict=True)]
     tasks.append(asyncio.create_task(_qms_loop(qms, orders, master, js, stop, scenario.run.duration, tick, ack_wait)))
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True, type=Path,
                         help="run folder (state/qms.sqlite, state/downlink.sqlite)")
     parser.add_argument("--plant", action="append", default=[], help="PLANT=URL of the plant's endpoint (repeat)")
-    parser.add_argument("--erp", action="append", default=[], help="KIND=URL of an ERP twin (its releases)")
+    parser.add_argument("--erp", action="append", default=[], help="KIND=URL of an ERP twin (releases; quality holds)")
     parser.add_argument("--epoch", type=float, required=True, help="Unix time of scenario second 0")
     parser.add_argument("--speed", type=float, default=60.0, help="scenario seconds per wall second")
     args = parser.parse_args(argv)

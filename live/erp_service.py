@@ -42,6 +42,7 @@ from kernel.clock import ScaledClock
 from kernel.trace import FLOWS
 from live.erp_faults import DROP, ErpApp, InjectedFaults, drop_connection, loses_answer, refusal
 from live.erp_inflight import InFlight
+from live.erp_quality import add_quality_routes
 from scenarios.spec import ErpSpec
 from twins.erp import service_time
 
@@ -268,9 +269,11 @@ def create_erp_app(kind: str, spec: ErpSpec, db: Path | str, clock: ScaledClock,
     async def lifespan(_app: FastAPI):
         yield
         ledger.close()
+        holds.close()
 
     app = ErpApp(title=f"synctwin ERP twin ({kind})", lifespan=lifespan)
     app.state.twin = twin
+    holds = add_quality_routes(app, twin, db)  # quality holds from the QMS (live/erp_quality.py)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

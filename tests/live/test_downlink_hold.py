@@ -58,8 +58,10 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     lots = pd.read_parquet(run_dir / "lots.parquet")
     sla = json.loads((run_dir / "sla.json").read_text())
 
-    # Holds and releases crossed the layer: stored in JetStream, then applied at the plant's WMS.
-    quality = trace[trace["flow"].isin([QUALITY_HOLD, QUALITY_RELEASE])]
+    # Holds and releases crossed the layer: stored in JetStream, then applied at the plant's WMS (and the ERP).
+    every_quality = trace[trace["flow"].isin([QUALITY_HOLD, QUALITY_RELEASE])]
+    to_erp = every_quality["target"].str.startswith("ERP")
+    quality, erp_quality = every_quality[~to_erp], every_quality[to_erp]
     holds = quality[(quality["flow"] == QUALITY_HOLD) & (quality["outcome"] == "delivered")]
     assert len(holds) >= 3
     assert (holds["t_broker"] >= holds["t_created"]).all() and (holds["t_delivered"] > holds["t_broker"]).all()
@@ -69,6 +71,23 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     # A hold decided while the WAN link was cut (5 to 8 min) reached the plant only after the link healed.
     cut = holds[holds["t_created"].between(5 * 60 + 5, 8 * 60 - 5)]
     assert (cut["t_delivered"] >= 8 * 60 - 5).all()
+
+    # The same holds and releases reached the ERP, each applied once, from their own consumer on the enterprise
+    # side (no WAN link: the cut did not hold them); the ERP's record of each lot matches the QMS's decisions.
+    erp_done = erp_quality[erp_quality["outcome"] == "delivered"]
+    assert set(erp_quality["outcome"]) <= {"delivered", "duplicate_suppressed"} and erp_done["txn_id"].is_unique
+    assert set(erp_done["target"]) == {"ERP-legacy"}
+    assert set(erp_done["txn_id"]) == set(quality.loc[quality["outcome"] == "delivered", "txn_id"])
+    assert (erp_done["t_delivered"] > erp_done["t_broker"]).all()
+    assert (erp_done["t_acked"] == erp_done["t_delivered"]).all()
+    erp_cut = erp_done[erp_done["t_created"].between(5 * 60 + 5, 8 * 60 - 30)]
+    assert (erp_cut["t_delivered"] < 8 * 60).all()
+    with sqlite3.connect(run_dir / "state" / "erp-legacy-quality.sqlite") as db:
+        at_erp = pd.read_sql("SELECT * FROM lot_holds", db).set_index("lot")
+    released = set(erp_done.loc[erp_done["flow"] == QUALITY_RELEASE, "lot"])
+    erp_holds = erp_done[erp_done["flow"] == QUALITY_HOLD].set_index("lot")
+    assert (at_erp.loc[erp_holds.index, "t_hold"] == erp_holds["t_created"]).all()
+    assert (at_erp.loc[erp_holds.index, "held"] == [lot not in released for lot in erp_holds.index]).all()
 
     # The WMS attempted to ship held lots and refused them, with the reason, in the trace.
     refused = trace[(trace["flow"] == SHIPMENT) & (trace["outcome"] == "rejected")]
