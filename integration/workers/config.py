@@ -27,7 +27,10 @@ class WorkerConfig:
     fetch_batch: int = 1000  # messages per pull request, and the largest batch a lane handles at once
     fetch_wait: float = 0.5  # wall seconds a pull request lingers when the stream is empty
     # Fetched-but-unacknowledged messages JetStream allows the consumer: this bounds what the lanes hold.
-    max_ack_pending: int = 8192
+    # 0: one batch per lane plus one pull request in flight, enough to keep every lane busy. More only
+    # waits in the lanes, where the heartbeat must keep each copy alive with an in-progress ack per message
+    # (broker and worker work per event) and a starved process lets copies expire into redeliveries.
+    max_ack_pending: int = 0
     # Wall seconds; None: the scenario's broker.ack_wait (scenario seconds) at 1/speed, at least
     # ACK_WAIT_FLOOR. Held messages are kept alive with in-progress acks every third of it.
     ack_wait: float | None = None
@@ -38,6 +41,8 @@ class WorkerConfig:
     partitions: int = 1
 
     def __post_init__(self) -> None:
+        if self.max_ack_pending == 0:
+            self.max_ack_pending = self.fetch_batch * (self.lanes + 1)
         if self.ack_wait is None:
             self.ack_wait = max(ACK_WAIT_FLOOR, self.scenario.landscape.integration.broker.ack_wait / self.speed)
         missing = Routing.of(self.scenario).kinds() - set(self.erp_urls)

@@ -43,6 +43,15 @@ def test_config_names_missing_erp_url(tmp_path: Path):
     assert parse_erp_urls(["cloud=http://127.0.0.1:1"]) == {"cloud": "http://127.0.0.1:1"}
 
 
+def test_unacknowledged_window_is_one_batch_per_lane_plus_one_pull(tmp_path: Path):
+    """Copies beyond what the lanes can take only wait, kept alive by an in-progress ack each."""
+    scenario = parse_scenario(SCENARIO)
+    cfg = WorkerConfig("nats://x", scenario, {"legacy": "http://x"}, tmp_path, 0.0, 60.0, lanes=3, fetch_batch=500)
+    assert cfg.max_ack_pending == 2000
+    wide = WorkerConfig("nats://x", scenario, {"legacy": "http://x"}, tmp_path, 0.0, 60.0, max_ack_pending=9000)
+    assert wide.max_ack_pending == 9000
+
+
 async def test_delivers_each_event_once_with_mapping(jetstream, erp, tmp_path: Path):
     async with running_worker(jetstream, erp, tmp_path):
         await publish(jetstream.url, *(event(f"T{i}") for i in range(50)),
