@@ -55,10 +55,12 @@ Master data (both engines): one ``master_data`` row per version and plant, the v
 when the plant's MES applied it (V: after the broker and the plant's WAN link; L: ``live/master_data.py``
 through the downlink). Postings a plant creates in between count as version skew (``reports/skew.py``).
 
-Shipments refused by the plant's WMS (L): a lot whose hold reached the WMS is never shipped; the attempt is
-a ``shipment`` row with outcome ``rejected`` and reason :data:`REASON_LOT_ON_HOLD` (``t_created`` = the
-attempt), and the lot ships after its release. The lots table's ``t_hold`` / ``t_hold_at_wms`` mean the same
-in both engines: the QMS's decision, and its arrival at the plant's WMS (hold propagation = the difference).
+Shipments refused by the plant's WMS (both engines): a lot whose hold reached the WMS is never shipped; the
+attempt is a ``shipment`` row with outcome ``rejected`` and reason :data:`REASON_LOT_ON_HOLD` (``t_created`` =
+the attempt: at the plan, or with the quality gate when the hold arrives if later, ``twins.wms.refusal_times``;
+V: ``virtual/plant.py``, L: ``live/plant_wms.py``), and the lot ships after its release. The lots table's
+``t_hold`` / ``t_hold_at_wms`` mean the same in both engines: the QMS's decision, and its arrival at the
+plant's WMS (hold propagation = the difference).
 
 So ``t_acked >= t_delivered`` wherever both exist, and ``t_acked`` is the row's end for every copy the
 integration layer finished.
@@ -139,7 +141,7 @@ REASON_UNMAPPED_ITEM = "unmapped_item"
 REASON_UNKNOWN_UNIT = "unknown_unit"
 REASON_RETRIES_EXHAUSTED = "retries_exhausted"
 REASON_REDELIVERY = "broker_redelivery"
-# The plant WMS refused to ship a lot whose quality hold had reached it (live engine: live/plant_wms.py).
+# The plant WMS refused to ship a lot whose quality hold had reached it (live/plant_wms.py, virtual/plant.py).
 REASON_LOT_ON_HOLD = "lot_on_quality_hold"
 
 HOPS: tuple[str, ...] = ("t_created", "t_edge", "t_broker", "t_delivered", "t_acked")

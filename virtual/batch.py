@@ -25,6 +25,7 @@ REASONS: tuple[str, ...] = (
     trace.REASON_REDELIVERY,
     "order_item_not_released_to_plant",
     "run_ended_before_delivery",
+    trace.REASON_LOT_ON_HOLD,
 )
 REASON_CODE = {name: i for i, name in enumerate(REASONS)}
 OUTCOME_CODE = {name: i for i, name in enumerate(trace.OUTCOMES)}

@@ -258,6 +258,17 @@ class PlantTwin:
                               t_acked=t_at_wms, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
         return rows, t_at_wms
 
+    def _refused(self, t_refused: np.ndarray, receipts: B.Batch, line: np.ndarray, lot: np.ndarray) -> B.Batch:
+        """Shipment attempts the WMS refused because the lot's hold had reached it (as the live WMS writes them:
+        a ``rejected`` shipment row, reason ``lot_on_quality_hold``, at the attempt); none after the run's end."""
+        sel = np.flatnonzero(t_refused <= self.scenario.run.duration)
+        rows = self._new(trace.SHIPMENT, t_refused[sel], line[sel], receipts["item"][sel], receipts["qty"][sel],
+                         self.unit, lot[sel])
+        rows["t_edge"] = rows["t_created"].copy()  # refused at the plant: in the edge's store, never forwarded
+        return B.with_results(rows, plant=self.index, attempts=0,
+                              target=self.routing.plant_codes(self.index, rows["t_created"]).astype(np.int8),
+                              outcome=B.OUTCOME_CODE[trace.REJECTED], reason=B.REASON_CODE[trace.REASON_LOT_ON_HOLD])
+
     def _quality(self, receipts: B.Batch) -> None:
         """Inspect newly received lots, message the WMS, gate goods receipts, plan shipments."""
         if B.size(receipts) == 0:
@@ -277,12 +288,14 @@ class PlantTwin:
         receipts["t_gate"] = np.where(insp, result.t_release, np.nan)
         self._local += [hold_rows, rel_rows]
         gate = self.scenario.landscape.integration.quality_gate
-        t_ship = wms.ship_times(receipts["t_created"], insp, t_hold_at_wms, t_release_at_wms,
-                                self.load.ship_delay, gate, self.rng)
+        planned = wms.plan_times(receipts["t_created"], self.load.ship_delay, self.rng)
+        t_ship = wms.ship_planned(planned, insp, t_hold_at_wms, t_release_at_wms, gate)
         ships = ~np.isnan(t_ship)
         shipped_while_held = result.held & (t_ship < result.t_release)
         self._pending.append(self._new(trace.SHIPMENT, t_ship[ships], line[ships], receipts["item"][ships],
                                        receipts["qty"][ships], self.unit, lot[ships]))
+        self._local.append(self._refused(wms.refusal_times(planned, insp, t_hold_at_wms, t_release_at_wms, gate),
+                                         receipts, line, lot))
         self._lots.append({
             "lot": lot, "line": line, "item": receipts["item"], "requires_inspection": insp,
             "held": held, "t_completed": receipts["t_created"], "t_hold": np.where(held, result.t_hold, np.nan),

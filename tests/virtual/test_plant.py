@@ -128,3 +128,30 @@ def test_edge_hops_delay_the_outbox_and_the_broker():
     np.testing.assert_allclose(hopped["t_edge"] - hopped["t_created"], 2.0)
     extra = (hopped["t_broker"] - hopped["t_edge"]) - np.median(plain["t_broker"] - plain["t_edge"])
     np.testing.assert_allclose(extra, 3.0, atol=1e-6)
+
+
+def _refusals(local) -> dict[int, float]:
+    """Lot -> when the WMS refused to ship it (the rejected shipment rows), one per lot."""
+    rows = B.take(local, (local["flow"] == F[trace.SHIPMENT]) & (local["outcome"] == B.OUTCOME_CODE[trace.REJECTED]))
+    assert set(rows["reason"].tolist()) <= {B.REASON_CODE[trace.REASON_LOT_ON_HOLD]}
+    assert np.unique(rows["lot"]).size == rows["lot"].size and np.isnan(rows["t_broker"]).all()
+    return dict(zip(rows["lot"].tolist(), rows["t_created"].tolist(), strict=True))
+
+
+def test_held_lots_shipment_attempts_are_refused_rows_as_in_the_live_wms():
+    for gate in (True, False):
+        _, _, _, local, lots = _run(_scenario(gate=gate))
+        refused = _refusals(local)
+        assert len(refused) > 3
+        at = {lot: k for k, lot in enumerate(lots["lot"].tolist())}
+        k = np.array([at[lot] for lot in refused])
+        t = np.array(list(refused.values()))
+        assert lots["held"][k].all() and (t >= lots["t_hold_at_wms"][k]).all()
+        assert not (t >= lots["t_release_at_wms"][k]).any()  # a released lot is never refused
+        assert not np.any(lots["t_shipped"][k] < t)  # it ships only after the refusal (once released)
+        # A held lot that shipped after its release was refused first, except (gate off) a hold arriving late,
+        # or a hold reaching the WMS after the run's end (no attempt is written then, as live).
+        held_shipped = lots["held"] & np.isfinite(lots["t_shipped"]) & ~lots["shipped_while_held"] & (
+            lots["t_hold_at_wms"] <= 12 * HOUR)
+        assert set(lots["lot"][held_shipped].tolist()) <= set(refused)
+        assert not set(lots["lot"][lots["shipped_while_held"]].tolist()) & set(refused)
