@@ -18,8 +18,10 @@ by message, which stores the new ones and reports the duplicates.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +124,7 @@ class BatchPublisher:
     def __init__(self, nc: Any):
         self.nc = nc
         self._prefix = ""
+        self._batch_tag = ""
         self._inflight: dict[int, tuple[BatchAcks, int]] = {}
         # Atomic batches waiting for their commit's PubAck: (acks, first index, message count).
         self._commits: dict[int, tuple[BatchAcks, int, int]] = {}
@@ -133,6 +136,8 @@ class BatchPublisher:
         """Subscribe to the reply subjects (idempotent)."""
         if self._sub is None:
             self._prefix = f"{self.nc.new_inbox()}."
+            # Atomic batch ids: short (the broker stores them with every message), unique across processes.
+            self._batch_tag = base64.urlsafe_b64encode(os.urandom(6)).decode()
             self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_ack)
             deliver_direct(self.nc, self._sub, self._ack)  # acks skip nats-py's per-message Msg and task switch
 
@@ -267,8 +272,8 @@ class BatchPublisher:
             n = next(self._counter)
             numbers.append(n)
             self._commits[n] = (acks, first, len(chunk))
-            batch, last = f"{prefix}{n}", len(chunk)
-            commands += [_atomic_hpub(m.subject, batch, m.txn_id, m.correlation_id, m.body, batch, k, k == last)
+            reply, batch, last = f"{prefix}{n}", f"{self._batch_tag}{n}", len(chunk)
+            commands += [_atomic_hpub(m.subject, reply, m.txn_id, m.correlation_id, m.body, batch, k, k == last)
                          for k, m in enumerate(chunk, 1)]
         try:
             await write_raw(self.nc, b"".join(commands))
