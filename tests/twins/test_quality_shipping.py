@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twins.qms import disposition
-from twins.wms import poisson_times, ship_times
+from twins.wms import poisson_times, refusal_times, ship_planned, ship_times
 
 
 def test_held_share_follows_hold_rate_and_only_inspected_lots_are_held():
@@ -96,3 +96,19 @@ def test_poisson_times_are_sorted_inside_the_interval_with_the_right_count():
     assert t.size == pytest.approx(5000, abs=300)
     assert poisson_times(0.0, 0.0, 10.0, rng).size == 0
     assert poisson_times(1.0, 10.0, 10.0, rng).size == 0
+
+
+def test_refusals_happen_at_the_attempt_when_the_hold_is_there_and_no_release_yet():
+    planned = np.array([100.0, 100.0, 100.0, 100.0, 100.0])
+    inspect = np.array([True, True, True, True, False])
+    hold_at = np.array([50.0, 300.0, 50.0, np.nan, np.nan])
+    release_at = np.array([900.0, 900.0, 80.0, 400.0, np.nan])
+    # Without the gate: refused at the plan only if the hold came first and no release (lots 0; lot 2 released).
+    off = refusal_times(planned, inspect, hold_at, release_at, False)
+    assert off[0] == 100.0 and np.isnan(off[1:]).all()
+    # With it an inspected lot waits past its plan, so the hold arriving at 300 is refused on arrival.
+    on = refusal_times(planned, inspect, hold_at, release_at, True)
+    assert on[0] == 100.0 and on[1] == 300.0 and np.isnan(on[2:]).all()
+    # ... and the lots refused ship after that, at their release.
+    ship = ship_planned(planned, inspect, hold_at, release_at, True)
+    assert (ship[:2] == 900.0).all() and ship[2] == 100.0
