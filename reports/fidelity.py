@@ -4,7 +4,9 @@ and whether the live figure lies inside the virtual replications' 95 % confidenc
 
 Reads only the two run folders (``trace.parquet``, ``run.json``, ``sla.json``). The posting delay of a
 copy is ``t_delivered - t_created`` of a posting delivered to an ERP; the recovery after a fault is how
-long after its end every posting queued during it was delivered (``drained_within`` in ``sla.json``).
+long after its end every posting queued during it was delivered (``drained_within`` in ``sla.json``); the
+hold propagation of a held lot is ``t_hold_at_wms - t_hold`` of the lots table (the QMS's decision to its
+arrival at the plant's WMS). :func:`verdicts` judges the figures against the acceptance bars (:data:`BARS`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kernel.trace import DELIVERED, ERP_POSTING_FLOWS
+from kernel.trace import DELIVERED, ERP_POSTING_FLOWS, QUALITY_HOLD
 
 # Two-sided 95 % Student t quantiles by degrees of freedom (1.96 beyond).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 ALL_POSTINGS = "all postings"
+# The acceptance bars: largest |relative error| of a figure, for flows with at least MIN_SAMPLES live postings
+# (every recovery is judged).
+BARS = {"p50 delay (s)": 0.10, "p95 delay (s)": 0.10, "delivered": 0.02, "recovery (s)": 0.10}
+MIN_SAMPLES = 200
 
 
 def t95(df: int) -> float:
@@ -119,9 +125,35 @@ def _recoveries(live_sla: dict, virtual_sla: dict) -> list[FidelityRow]:
     return rows
 
 
+def _holds(live_dir: Path, virtual_dir: Path) -> list[FidelityRow]:
+    """Held lots and their hold propagation (p50, max), when either run held a lot."""
+    def held(d: Path) -> pd.DataFrame:
+        path = d / "lots.parquet"
+        lots = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+        if lots.empty or "t_hold" not in lots:
+            return pd.DataFrame({"replication": [], "propagation": []})
+        lots = lots[lots["held"].fillna(False).astype(bool) & lots["t_hold"].notna()]
+        return lots.assign(propagation=lots["t_hold_at_wms"] - lots["t_hold"])
+
+    live, virtual = held(live_dir), held(virtual_dir)
+    if live.empty and virtual.empty:
+        return []
+    reps = sorted(virtual.replication.unique()) or [0]
+    by_rep = [virtual[virtual.replication == r].propagation.dropna() for r in reps]
+    arrived = live.propagation.dropna()
+    counts = [float((virtual.replication == r).sum()) for r in reps]
+    rows = [FidelityRow(QUALITY_HOLD, "held lots", float(len(live)), *_summary(counts), samples=len(live))]
+    for name, stat in (("p50", lambda x: float(x.median())), ("max", lambda x: float(x.max()))):
+        live_v = stat(arrived) if len(arrived) else None
+        rows.append(FidelityRow(QUALITY_HOLD, f"hold propagation {name} (s)", live_v,
+                                *_summary([stat(x) if len(x) else None for x in by_rep]), samples=len(arrived)))
+    return rows
+
+
 def fidelity(live_dir: str | Path, virtual_dir: str | Path) -> list[FidelityRow]:
     """The fidelity table of ``virtual_dir`` against ``live_dir``: per ERP posting flow, then all
-    postings, then the recovery after each fault both runs saw."""
+    postings, then the held lots and their hold propagation, then the recovery after each fault both
+    runs saw."""
     live_dir, virtual_dir = Path(live_dir), Path(virtual_dir)
     live = _postings(pd.read_parquet(live_dir / "trace.parquet"))
     virtual = _postings(pd.read_parquet(virtual_dir / "trace.parquet"))
@@ -132,7 +164,29 @@ def fidelity(live_dir: str | Path, virtual_dir: str | Path) -> list[FidelityRow]
     rows += _flow_rows(live, virtual, ALL_POSTINGS)
     slas = [json.loads((d / "sla.json").read_text()) if (d / "sla.json").is_file() else {}
             for d in (live_dir, virtual_dir)]
-    return rows + _recoveries(*slas)
+    return rows + _holds(live_dir, virtual_dir) + _recoveries(*slas)
+
+
+def verdicts(rows: list[FidelityRow] | list[dict], min_samples: int = MIN_SAMPLES) -> list[tuple[dict, float, bool]]:
+    """``(row, bar, inside)`` for every figure the acceptance judges: p50 and p95 delay and delivered of
+    each flow with at least ``min_samples`` live postings (not the "all postings" sum), and every recovery.
+    ``rows`` are :class:`FidelityRow` or the dicts of ``fidelity.json``."""
+    judged = []
+    for row in rows:
+        row = row if isinstance(row, dict) else asdict(row) | {"rel_error": row.rel_error, "inside_ci": row.inside_ci}
+        bar = BARS.get(row["figure"])
+        counted = row["figure"] == "recovery (s)" or (row["samples"] >= min_samples and row["flow"] != ALL_POSTINGS)
+        if bar is None or not counted or row["rel_error"] is None:
+            continue
+        judged.append((row, bar, abs(row["rel_error"]) <= bar))
+    return judged
+
+
+def verdict_lines(judged: list[tuple[dict, float, bool]]) -> list[str]:
+    """One line per judged figure: live, virtual, relative error, bar and ``ok`` / ``MISS``."""
+    return [f"{row['flow']:24s} {row['figure']:15s} live {row['live']:9.2f} virtual {row['virtual']:9.2f} "
+            f"error {row['rel_error'] * 100:+6.1f} % (bar {bar * 100:.0f} %) {'ok' if inside else 'MISS'}"
+            for row, bar, inside in judged]
 
 
 def engines(run_a: str | Path, run_b: str | Path) -> tuple[str, str]:

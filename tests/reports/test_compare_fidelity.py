@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.fidelity import ALL_POSTINGS, fidelity, t95, write_fidelity
+from reports.fidelity import ALL_POSTINGS, fidelity, t95, verdict_lines, verdicts, write_fidelity
 
 
 def _folder(root, engine: str, delays_by_rep: list[np.ndarray], drained: list[float]):
@@ -62,3 +62,40 @@ def test_a_slower_virtual_run_is_outside_the_interval(tmp_path):
 
 def test_t_quantiles():
     assert t95(4) == pytest.approx(2.776) and t95(11) == pytest.approx(2.228) and t95(100) == 1.96
+
+
+def _lots(root, reps: list[list[tuple[float, float]]]):
+    rows = [{"replication": r, "lot": f"L{r}-{i}", "held": True, "t_hold": hold, "t_hold_at_wms": at}
+            for r, lots in enumerate(reps) for i, (hold, at) in enumerate(lots)]
+    rows.append({"replication": 0, "lot": "free", "held": False, "t_hold": float("nan"), "t_hold_at_wms": float("nan")})
+    pd.DataFrame(rows).to_parquet(root / "lots.parquet")
+
+
+def test_held_lots_and_their_propagation_side_by_side(tmp_path):
+    rng = np.random.default_rng(2)
+    live = _folder(tmp_path / "live", "live", [rng.exponential(10.0, 300)], [60.0])
+    virtual = _folder(tmp_path / "virtual", "virtual", [rng.exponential(10.0, 300) for _ in range(2)], [60.0, 62.0])
+    _lots(live, [[(100.0, 103.0), (200.0, 204.0), (300.0, float("nan"))]])  # the last hold never arrived
+    _lots(virtual, [[(100.0, 102.0), (200.0, 203.0)], [(150.0, 152.0), (250.0, 255.0)]])
+    rows = {(r.flow, r.figure): r for r in fidelity(live, virtual)}
+    assert rows[("quality_hold", "held lots")].live == 3 and rows[("quality_hold", "held lots")].virtual == 2
+    p50 = rows[("quality_hold", "hold propagation p50 (s)")]
+    assert p50.live == 3.5 and p50.virtual == pytest.approx((2.5 + 3.5) / 2) and p50.samples == 2
+    assert rows[("quality_hold", "hold propagation max (s)")].live == 4.0
+
+
+def test_verdicts_judge_flows_with_enough_samples_and_every_recovery(tmp_path):
+    rng = np.random.default_rng(3)
+    live = _folder(tmp_path / "live", "live", [rng.exponential(10.0, 250)], [60.0])
+    virtual = _folder(tmp_path / "virtual", "virtual", [rng.exponential(10.0, 250) for _ in range(3)],
+                      [80.0, 80.0, 80.0])
+    rows = fidelity(live, virtual)
+    judged = {(row["flow"], row["figure"]): inside for row, _, inside in verdicts(rows)}
+    assert set(judged) == {("material_issue", "p50 delay (s)"), ("material_issue", "p95 delay (s)"),
+                           ("material_issue", "delivered"), ("erp_outage at 1000 s", "recovery (s)")}
+    assert judged[("material_issue", "delivered")] is True and judged[("erp_outage at 1000 s", "recovery (s)")] is False
+    assert verdicts(rows, min_samples=251) and all(f[0] != "material_issue" for f in
+                                                    {(r["flow"], r["figure"]) for r, _, _ in verdicts(rows, 251)})
+    assert len(verdict_lines(verdicts(rows))) == 4 and "MISS" in verdict_lines(verdicts(rows))[-1]
+    written = json.loads(write_fidelity(rows, tmp_path / "fidelity.json").read_text())
+    assert [(r["flow"], r["figure"]) for r, _, _ in verdicts(written)] == list(judged)
