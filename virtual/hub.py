@@ -7,17 +7,16 @@ once every message that could reach that ERP earlier is known, so FIFO order and
 
 Approximations, bounded and documented:
 - the circuit breaker of a target counts failed requests as the live worker makes them: its ``LANES``
-  lanes each send one request at a time (a batch of what waits in the lane), so the failures before it
-  opens are the first ``LANES`` messages' attempts and their retries, each after the failed request's
-  round trip (network both ways, the worker's request and the ERP's processing, as calibrated) and the
-  backoff (mean jitter); it
-  opens at the ``failure_threshold``-th of those, probes every ``cooldown`` on the grid of its opening
-  and closes at the first probe after the outage.
-  As in the live workers (integration/delivery.py), waiting for the breaker is not an attempt, but each
-  failed probe is: it is charged to one message drawn at random among those waiting for the breaker at
-  that moment, and dead-letters it with ``retries_exhausted`` when that was its last attempt; a failed
-  probe's message waits for the next probe, not its grown backoff, and when the breaker closes every
-  waiting message goes at once (the policy of integration/delivery.py: the workers' lanes wake on it);
+  lanes each send one request at a time, so the failures before it opens are the first ``LANES`` messages'
+  attempts and their retries, each after the failed request's round trip (network both ways, the worker's
+  request, the ERP's processing, as calibrated) and the backoff (mean jitter). It opens when the
+  ``failure_threshold``-th of those answers, probes every ``cooldown`` on the grid of its opening and
+  closes at the first probe reaching the ERP after the outage: a probe leaves the first waiting lane
+  ``initial × U(0, 1)`` after its grid point and travels the worker's request hop. As in the live workers
+  (integration/delivery.py), waiting for the breaker is not an attempt, but each failed probe is: it is
+  charged to one message drawn at random among those waiting then, and dead-letters it with
+  ``retries_exhausted`` when that was its last attempt; a failed probe's message waits for the next
+  probe, and when the breaker closes every waiting message goes at once (the workers' lanes wake on it);
 - an API rate limit is enforced by pacing (minimum spacing of calls) rather than by collecting 429s;
 - a slow window multiplies the service time of calls that *arrive* inside it.
 """
@@ -53,18 +52,23 @@ class BreakerTimeline:
     cooldown: float
     retries: np.ndarray = field(default_factory=lambda: np.zeros(1))  # a lane's failed requests after its first
     lanes: int = LANES
+    answer: float = 0.0  # a failed request's arrival at the ERP -> its answer at the worker (opens the breaker)
+    lag: float = 0.0  # a grid point -> its probe's arrival at the ERP (lanes' jitter, the request hop)
     failures: dict[int, list[float]] = field(default_factory=dict)
     t_open: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, outages: Windows, threshold: int, cooldown: float, policy: RetryPolicy,
-           round_trip: float = 0.0) -> BreakerTimeline:
-        """A target's breaker; a lane retries its failed request after the answer (``round_trip``: the
-        network both ways and the ERP's processing) and the policy's backoff (mean jitter)."""
+           answer: float = 0.0, request: float = 0.0) -> BreakerTimeline:
+        """A target's breaker; a lane retries its failed request after the answer (``answer``: the ERP's
+        processing and the network back) and the policy's backoff (mean jitter), and the retry reaches the
+        ERP after ``request`` (the worker's request hop and the network)."""
         attempts = np.arange(1, min(threshold, policy.max_attempts, 10_000))  # a breaker set off: bounded
-        steps = policy.delay(attempts, 0.5) + round_trip
+        steps = policy.delay(attempts, 0.5) + answer + request
         retries = np.concatenate([[0.0], np.cumsum(steps)]) if threshold > 1 else np.zeros(1)
-        return cls(outages, threshold, cooldown, np.asarray(retries, dtype=float))
+        # The first of the waiting lanes leaves initial x E[min of LANES uniforms] after a grid point.
+        lag = policy.initial / (LANES + 1) + request
+        return cls(outages, threshold, cooldown, np.asarray(retries, dtype=float), answer=answer, lag=lag)
 
     def note_failures(self, t: np.ndarray) -> None:
         """Record failed first attempts: the first ``lanes`` of an outage start the lanes' request series
@@ -80,12 +84,16 @@ class BreakerTimeline:
             requests = np.sort((np.array(firsts)[:, None] + self.retries[None, :]).ravel())
             requests = requests[requests < self.outages.end[w]]
             if requests.size >= self.threshold:
-                self.t_open[int(w)] = float(requests[self.threshold - 1])
+                self.t_open[int(w)] = float(requests[self.threshold - 1]) + self.answer
 
     def span(self, w: int) -> tuple[float, float]:
-        """(open, close) of the breaker during outage ``w`` (it must have opened)."""
+        """(open, close) of the breaker during outage ``w`` (it must have opened); close is the closing
+        probe's arrival at the ERP."""
         opened = self.t_open[w]
-        return opened, opened + self.cooldown * np.ceil((self.outages.end[w] - opened) / self.cooldown)
+        return opened, self._close(opened, self.outages.end[w])
+
+    def _close(self, opened, end):  # the first probe at the ERP after the outage's end
+        return opened + self.lag + self.cooldown * np.maximum(np.ceil((end - opened - self.lag) / self.cooldown), 1)
 
     def open_keys(self) -> np.ndarray:
         """Outage indices whose breaker opened, in the order of :meth:`open_spans`."""
@@ -96,33 +104,32 @@ class BreakerTimeline:
         keys = sorted(self.t_open)
         opened = np.array([self.t_open[k] for k in keys])
         ends = self.outages.end[keys] if keys else np.empty(0)
-        close = opened + self.cooldown * np.ceil((ends - opened) / self.cooldown)
-        return opened, close
+        return opened, self._close(opened, ends)
 
     def transitions(self) -> list[tuple[float, str]]:
-        out = []
-        for t_open, t_close in zip(*self.open_spans(), strict=True):
-            out += [(float(t_open), OPEN), (float(t_close), HALF_OPEN), (float(t_close), CLOSED)]
-        return out
+        return [(float(t), s) for t_open, t_close in zip(*self.open_spans(), strict=True)
+                for t, s in ((t_open, OPEN), (t_close, HALF_OPEN), (t_close, CLOSED))]
 
 
-def lane_batches(t_arrive: np.ndarray, posted: np.ndarray, lanes: int = LANES) -> np.ndarray:
-    """Acceptance times when messages that reach the ERP at the same instant (those a closing breaker
-    released) travel as the worker's lane batches: split into ``lanes`` batches in arrival order, each
-    accepted as a unit when its last posting is served (the live ERP commits a batch all at once).
-    ``t_arrive`` sorted; messages arriving alone keep their own ``posted``."""
+def lane_batch_ids(t_arrive: np.ndarray, lanes: int = LANES) -> np.ndarray:
+    """The lane batch of each message (0, 1, ...): messages that reach the ERP at the same instant (those a
+    closing breaker released) are split into ``lanes`` batches in arrival order; a message arriving alone
+    is a batch of its own. ``t_arrive`` sorted."""
     n = t_arrive.size
-    if n < 2:
-        return posted
-    start = np.concatenate([[True], t_arrive[1:] != t_arrive[:-1]])
+    start = np.concatenate([[True], t_arrive[1:] != t_arrive[:-1]])[:n]
     run = np.cumsum(start) - 1
     first = np.flatnonzero(start)
     size = np.diff(np.append(first, n))[run]
     chunk = (np.arange(n) - first[run]) * lanes // size
-    group = np.concatenate([[True], (run[1:] != run[:-1]) | (chunk[1:] != chunk[:-1])])
-    heads = np.flatnonzero(group)
-    ends = np.maximum.reduceat(posted, heads)
-    return ends[np.cumsum(group) - 1]
+    group = np.concatenate([[True], (run[1:] != run[:-1]) | (chunk[1:] != chunk[:-1])])[:n]
+    return np.cumsum(group) - 1
+
+
+def lane_batches(t_arrive: np.ndarray, posted: np.ndarray, lanes: int = LANES) -> np.ndarray:
+    """Acceptance times: a lane batch (:func:`lane_batch_ids`) is accepted when its last posting is served."""
+    ids = lane_batch_ids(t_arrive, lanes)
+    heads = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+    return np.maximum.reduceat(posted, heads)[ids] if ids.size else posted
 
 
 class IntegrationHub:
@@ -145,7 +152,8 @@ class IntegrationHub:
         self.network = np.array([scenario.erp_for(k).network_latency for k in ERP_KINDS])
         cb = integ.circuit_breaker
         self.breakers = [BreakerTimeline.of(faults.erp_outage[k], cb.failure_threshold, cb.cooldown, self.policy,
-                                            2 * self.network[c] + self.hops.broker_to_erp.mean + self.hops.erp.mean)
+                                            answer=self.network[c] + self.hops.erp.mean,
+                                            request=self.network[c] + self.hops.broker_to_erp.mean)
                          for c, k in enumerate(ERP_KINDS)]
         self._map_cache: dict[int, tuple[int, float, int, int]] = {}
         self.pool = B.empty(B.ALL_COLUMNS | POOL_EXTRA)
@@ -242,7 +250,7 @@ class IntegrationHub:
             for w in np.unique(held["span"][held["target"] == c]):
                 opened, close = breaker.span(int(w))
                 sel = np.flatnonzero((held["target"] == c) & (held["span"] == w))
-                probe = self.probed[c].get(int(w), opened) + breaker.cooldown
+                probe = self.probed[c].get(int(w), opened + breaker.lag) + breaker.cooldown
                 while probe < min(close, until):  # every probe before `close` meets the outage
                     waiting = sel[(held["t_avail"][sel] <= probe) & ~gone[sel]]
                     if waiting.size:
@@ -363,9 +371,11 @@ class IntegrationHub:
             busy_until = erp.free_at
             posted = erp.serve(part["t_arrive"])
             # The ERP's processing beyond its configured service (calibrated from a live run, where it is
-            # spread over a worker's batch): a delay of the answer, not queued in the posting server.
-            part["t_delivered"] = lane_batches(part["t_arrive"], posted) + draw_latency(self.hops.erp, self.rng,
-                                                                                         posted.size)
+            # spread over a worker's batch): a delay of the answer, not queued in the posting server, drawn
+            # once per lane batch (the live ERP handles and commits a batch request once).
+            ids = lane_batch_ids(part["t_arrive"])
+            extra = draw_latency(self.hops.erp, self.rng, int(ids[-1]) + 1 if ids.size else 0)[ids]
+            part["t_delivered"] = lane_batches(part["t_arrive"], posted) + extra
             # FIFO: service starts when the copy is there and the one before it has left.
             part["t_erp_arrival"] = part["t_arrive"]
             part["t_service_start"] = np.maximum(part["t_arrive"], np.concatenate([[busy_until], posted[:-1]]))
