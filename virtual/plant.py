@@ -21,6 +21,7 @@ from kernel.routing import Routing
 from scenarios.generator import FaultPlan, Vocabulary
 from scenarios.spec import PlantSpec, Scenario
 from twins import qms, wms
+from twins.bursts import BurstArrivals, draw_bursts
 from twins.erp import draw_latency
 from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
@@ -61,6 +62,7 @@ class PlantTwin:
         self.scenario = scenario
         self.plant = plant
         self.index = plant_index
+        self.bursts = draw_bursts(scenario, plant_index)  # the scenario's bursts, the live edge's arrivals
         self.vocab = vocab
         self.faults = faults
         self.rng = rng
@@ -162,16 +164,19 @@ class PlantTwin:
             for s, e in factor_windows:  # extra arrivals during shift changes
                 t = np.concatenate([t, wms.poisson_times(rate * (lines if per_line else 1) *
                                                          (load.shift.change_burst_factor - 1), s, e, rng)])
-            for burst in load.bursts:
-                if burst.flow == flow and (burst.plants == "all" or self.plant.id in burst.plants):
-                    t = np.concatenate([t, wms.poisson_times(burst.rate, max(t_from, burst.at),
-                                                             min(t_to, burst.at + burst.duration), rng)])
             self._pending.append(self._warehouse_records(flow, np.sort(t)))
-        for burst in load.bursts:
-            if burst.flow in (trace.BACKFLUSH, trace.OPERATION_CONFIRMATION) and (
-                    burst.plants == "all" or self.plant.id in burst.plants):
-                t = wms.poisson_times(burst.rate, max(t_from, burst.at), min(t_to, burst.at + burst.duration), rng)
-                self._pending.append(self._warehouse_records(burst.flow, t))
+        for burst in self.bursts:  # drawn once from the run's seed, as the live edge does (twins/bursts.py)
+            times = np.asarray(burst.times, dtype=float)
+            sel = np.flatnonzero((times >= t_from) & (times < t_to))
+            if sel.size:
+                self._pending.append(self._burst_records(burst, times[sel], sel))
+
+    def _burst_records(self, burst: BurstArrivals, t: np.ndarray, sel: np.ndarray) -> B.Batch:
+        line = np.asarray(burst.lines, dtype=np.int16)[sel]
+        qty = np.asarray(burst.qty, dtype=float)[sel]
+        if burst.flow in (trace.MATERIAL_ISSUE, trace.BACKFLUSH):
+            return self._new(burst.flow, t, line, self.vocab.item(self.load.backflush_item), qty, self.component_unit)
+        return self._new(burst.flow, t, line, self.line_item[line], qty, self.unit)
 
     def _warehouse_records(self, flow: str, t: np.ndarray) -> B.Batch:
         line = self.rng.integers(0, self.plant.lines, t.size).astype(np.int16)
