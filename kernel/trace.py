@@ -37,8 +37,8 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
     - postings delivered to an ERP: the integration layer has recorded the ERP's acceptance (the
       broker ack of the message follows at once). V: = ``t_delivered``; L: the worker's clock when it
       wrote the delivery row, just after ``t_delivered``. A goods receipt of a lot under inspection is
-      complete at the later of that and the lot's quality disposition (V only: the live trace does not
-      join the disposition into the goods receipt's row; the lots table has it);
+      complete at the later of that and the lot's quality disposition (the QMS's ``t_release``; L: joined at
+      collection, ``live/collect_downlink.py``), NaN while the lot awaits it;
     - orders (ERP -> MES): the MES's acknowledgement back at the ERP; NaN when the MES rejected it. L: the
       MES acks through the edge's outbox as an uplink event (``ACK-<order>``); the workers' hand-off of that
       ack is ``t_acked`` (collection folds the ack into its order's row, ``live/collect_downlink.py``);

@@ -31,7 +31,7 @@ from kernel.trace import (
     REJECTED,
     TRACE_SCHEMA,
 )
-from live.collect_downlink import downlink_trace_rows, lot_rows, split_acks
+from live.collect_downlink import downlink_trace_rows, gate_receipts, lot_rows, split_acks
 from scenarios.spec import Scenario
 
 NAN = float("nan")
@@ -170,6 +170,8 @@ def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> d
     run_dir = Path(run_dir)
     state = run_dir / "state"
     outbox, deliveries, acks = split_acks(read_outboxes(state), read_deliveries(state))  # MES order acks
+    inspected = {name: bool(item.inspection) for name, item in scenario.landscape.items.items()}
+    deliveries = gate_receipts(outbox, deliveries, state, inspected, record.duration)  # held for disposition
     trace = build_trace(outbox, deliveries, record.run_id, read_erp_times(state),
                         downlink_trace_rows(state, record.run_id, acks))
     ledger = build_ledger(read_ledgers(state), record.run_id)

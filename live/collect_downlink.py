@@ -61,6 +61,31 @@ def split_acks(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]]) -
     return [r for r in outbox if keep(r)], [d for d in deliveries if keep(d)], acks
 
 
+def gate_receipts(outbox: list[dict[str, Any]], deliveries: list[dict[str, Any]], state: Path,
+                  inspected: dict[str, bool], duration: float = math.inf) -> list[dict[str, Any]]:
+    """Deliveries with each goods receipt of a lot under inspection complete at its quality disposition too,
+    as the virtual engine completes it (``t_acked`` = the later of the ERP's acceptance and the QMS's decision
+    ``t_release``, ``kernel/trace.py``): a disposition after the run's ``duration``, or none yet for a lot
+    that needs inspection (``inspected``: plant item -> needs it), leaves ``t_acked`` NaN (not complete)."""
+    decisions = read_decisions(state)
+    receipts = {r["txn_id"]: r for r in outbox if r.get("flow") == GOODS_RECEIPT}
+    out = []
+    for d in deliveries:
+        src = receipts.get(d["txn_id"])
+        if src is None or d["outcome"] != DELIVERED or math.isnan(_num(d.get("t_acked"))):
+            out.append(d)
+            continue
+        q = decisions.get(src.get("lot") or src["txn_id"])
+        needs = bool(q["requires_inspection"]) if q else inspected.get(src.get("item") or "", False)
+        if not needs:
+            out.append(d)
+            continue
+        t_gate = _num(q["t_release"]) if q else NAN
+        t_acked = max(float(d["t_acked"]), t_gate) if t_gate <= duration else NAN
+        out.append({**d, "t_acked": None if math.isnan(t_acked) else t_acked})
+    return out
+
+
 def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Trace rows of the enterprise-to-plant messages: one per delivered copy (an order's ``t_acked`` from
     ``acks``, :func:`split_acks`), one per published but unapplied message."""

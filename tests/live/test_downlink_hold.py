@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel.trace import MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import GOODS_RECEIPT, MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
 
@@ -101,6 +101,14 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     assert (gated["t_shipped"] >= gated["t_release_at_wms"]).all()
     assert sla["invariants"]["held_lots_shipped"]["count"] == 0 and sla["invariants"]["held_lots_shipped"]["passed"]
     assert sla["invariants"]["lost"]["count"] == 0
+
+    # Goods receipts of inspected lots are complete (t_acked) at the QMS's disposition, as in the virtual engine.
+    receipts = trace[(trace["flow"] == GOODS_RECEIPT) & (trace["outcome"] == "delivered")]
+    decided = receipts.join(lots.set_index("lot")["t_release"], on="lot")
+    done = decided[decided["t_release"] <= 15 * 60]
+    assert len(done) >= 3 and (done["t_acked"] == np.fmax(done["t_release"], done["t_acked"])).all()
+    assert (done["t_acked"] >= done["t_delivered"]).all() and (done["t_acked"] > done["t_delivered"]).any()
+    assert decided.loc[~(decided["t_release"] <= 15 * 60), "t_acked"].isna().all()
 
     # Hold propagation (decided -> applied at the WMS) is measured from the live run.
     prop = sla["slas"]["quality_hold_propagation"]
