@@ -112,6 +112,11 @@ class BulkPuller:
                     await self._request_over.wait()
 
 
+def nak_after(seconds: float) -> bytes:
+    """The ack payload that asks JetStream to deliver a message again after ``seconds`` (a NAK with delay)."""
+    return b'-NAK {"delay": %d}' % int(seconds * 1e9)
+
+
 async def acknowledge(nc: Any, msgs: Sequence[Any], payload: bytes = ACK) -> None:
     """Send ``payload`` (ack, or ``IN_PROGRESS``) for every message, as one write when the client allows.
 

@@ -4,7 +4,9 @@ JetStream delivers a message again when its ack does not arrive within ``ack_wai
 window the orchestrator writes ``{"ack_loss": share}`` to ``RUN_DIR/state/faults/worker.json``; the
 worker re-reads the file about once a second (a restarted worker at start) and withholds that share
 of its acks, so JetStream really redelivers those messages and the durable processed-key store has
-to suppress the copies.
+to suppress the copies. When the consumer's own ack wait is longer than the scenario's (its floor,
+``integration.workers.config.CONSUMER_ACK_WAIT_FLOOR``), a withheld ack is sent as a NAK delayed by the
+scenario's ack wait instead, so the copy still comes back when the scenario says.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ async def subscribe(nc: Any, cfg: WorkerConfig) -> BulkPuller:
     name, subjects = cfg.consumer_name, cfg.filter_subjects
     config = ConsumerConfig(
         durable_name=name, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-        ack_wait=cfg.ack_wait, max_deliver=-1, max_ack_pending=cfg.max_ack_pending,
+        ack_wait=cfg.consumer_ack_wait, max_deliver=-1, max_ack_pending=cfg.max_ack_pending,
         filter_subject=subjects[0] if len(subjects) == 1 else None,
         filter_subjects=subjects if len(subjects) > 1 else None,
     )

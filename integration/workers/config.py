@@ -11,6 +11,11 @@ from scenarios.spec import Scenario
 
 CONSUMER = "erp-workers"
 ACK_WAIT_FLOOR = 0.5  # wall seconds: a shorter ack wait would redeliver on a scheduling hiccup
+# Wall seconds: the consumer's own ack wait is at least this. Below it a worker starved of CPU for a few
+# hundred milliseconds (a shared machine, a 1,000-copy batch) missed its in-progress acks, and a fifth of
+# a backlog came back as redeliveries, each costing the broker a delivery and the worker a suppression.
+# The scenario's shorter ack wait still times an injected ack loss (a NAK with that delay, outcomes.py).
+CONSUMER_ACK_WAIT_FLOOR = 3.0
 
 
 @dataclass
@@ -39,6 +44,11 @@ class WorkerConfig:
     # Worker ``partition`` (1-based) of ``partitions`` worker processes: it consumes only its plants' events.
     partition: int = 1
     partitions: int = 1
+
+    @property
+    def consumer_ack_wait(self) -> float:
+        """Wall seconds JetStream waits for an ack before redelivering (what a killed worker's copies wait)."""
+        return max(float(self.ack_wait or 0.0), CONSUMER_ACK_WAIT_FLOOR)
 
     def __post_init__(self) -> None:
         if self.max_ack_pending == 0:

@@ -13,7 +13,7 @@ import nats
 
 from integration.broker import HEADER_CORRELATION, HEADER_MSG_ID, dead_letter
 from integration.delivery_log import DeliveryLog
-from integration.jspull import acknowledge
+from integration.jspull import acknowledge, nak_after
 from integration.worker_faults import AckLoss
 from integration.worker_keys import KeyView
 from integration.workers.broker_link import quietly
@@ -27,8 +27,12 @@ from kernel.trace import DEAD_LETTERED, DELIVERED, DOWNTIME, DUPLICATE_SUPPRESSE
 class Outcomes:
     """Records outcomes in the delivery log and acknowledges the copies (``attach`` the broker first)."""
 
-    def __init__(self, clock: ScaledClock, log: DeliveryLog, ack_loss: AckLoss, stats: WorkerStats):
+    def __init__(self, clock: ScaledClock, log: DeliveryLog, ack_loss: AckLoss, stats: WorkerStats,
+                 redeliver_after: float | None = None):
         self.clock, self.log, self.ack_loss, self.stats = clock, log, ack_loss, stats
+        # Wall seconds after which a withheld ack's copy comes back (a NAK with that delay); None: left to the
+        # consumer's ack wait, which is then the same.
+        self.redeliver_after = redeliver_after
         self.nc: Any = None
         self.js: Any = None
 
@@ -39,7 +43,12 @@ class Outcomes:
     async def ack(self, copies: list[Copy]) -> None:
         """Acknowledge every copy (but an injected share); a lost ack only means a redelivery, which the
         processed keys suppress."""
-        await quietly(acknowledge(self.nc, [c.msg for c in self.ack_loss.keep(copies)]), timeout=5.0)
+        kept = self.ack_loss.keep(copies)
+        await quietly(acknowledge(self.nc, [c.msg for c in kept]), timeout=5.0)
+        if self.redeliver_after is not None and len(kept) < len(copies):
+            acked = set(map(id, kept))
+            await quietly(acknowledge(self.nc, [c.msg for c in copies if id(c) not in acked],
+                                      nak_after(self.redeliver_after)), timeout=5.0)
         self.stats.acks_withheld = self.ack_loss.withheld
 
     async def handed_off(self, copies: list[Copy]) -> None:

@@ -72,7 +72,9 @@ class Worker:
         self.stats = WorkerStats()
         ack_loss = AckLoss(fault_file(config.run_dir), random.Random(config.seed + 1))
         ack_loss.refresh()
-        self.outcomes = Outcomes(self.clock, self.log, ack_loss, self.stats)
+        # A withheld ack comes back after the scenario's ack wait, also when the consumer's own is longer.
+        redeliver_after = config.ack_wait if config.consumer_ack_wait > (config.ack_wait or 0.0) else None
+        self.outcomes = Outcomes(self.clock, self.log, ack_loss, self.stats, redeliver_after)
         chunk = {kind: batch_cap(config.scenario, kind, config.fetch_batch) for kind in config.erp_urls}
         self.poster = DeliveryLoop(self.deliveries, self.erps, chunk, self.keys, self.outcomes, self.clock,
                                    random.Random(config.seed), config.speed, self.stats)
@@ -169,10 +171,10 @@ class Worker:
             await asyncio.sleep(0.02)
 
     async def _heartbeat(self) -> None:
-        """Tell JetStream that copies held longer than a third of ``ack_wait`` are still being worked on;
-        pick up injected ack loss and mapping changes."""
+        """Tell JetStream that copies held longer than a third of the consumer's ack wait are still being
+        worked on; pick up injected ack loss and mapping changes."""
         loop = asyncio.get_running_loop()
-        every = self.cfg.ack_wait / 3
+        every = self.cfg.consumer_ack_wait / 3
         while True:
             await asyncio.sleep(every / 2)
             self.outcomes.ack_loss.refresh()

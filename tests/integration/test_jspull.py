@@ -8,7 +8,7 @@ import contextlib
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge
+from integration.jspull import IN_PROGRESS, BulkPuller, acknowledge, nak_after
 
 STREAM, SUBJECT = "PULLTEST", "pt.>"
 
@@ -85,6 +85,29 @@ def test_unacknowledged_messages_come_back_unless_kept_in_progress(broker):
     again = asyncio.run(run())
     assert {m.data for m in again} == {b"1"}  # only the forgotten one, redelivered (maybe more than once)
     assert all(m.metadata.num_delivered >= 2 for m in again)
+
+
+def test_a_delayed_nak_brings_a_message_back_long_before_the_ack_wait(broker):
+    async def run():
+        nc, js = await _setup(broker.url, "nak", ack_wait=30.0)
+        await js.publish("pt.n", b"n")
+        puller = BulkPuller(nc, STREAM, "nak", batch=10, expires=0.2)
+        await puller.start()
+        loop = asyncio.get_running_loop()
+        first = [m for b in await _collect(puller, 1) for m in b]
+        sent = loop.time()
+        await acknowledge(nc, first, nak_after(0.3))
+        again = [m for b in await _collect(puller, 1, timeout=10.0) for m in b]
+        waited = loop.time() - sent
+        await acknowledge(nc, again)
+        await puller.stop()
+        await js.delete_stream(STREAM)
+        await nc.close()
+        return again, waited
+
+    again, waited = asyncio.run(run())
+    assert [m.data for m in again] == [b"n"] and again[0].metadata.num_delivered == 2
+    assert 0.25 <= waited < 10.0  # the NAK's delay, not the consumer's 30 s ack wait
 
 
 def test_requests_are_renewed_while_the_stream_is_empty(broker):

@@ -14,6 +14,7 @@ from integration.broker import DLQ_STREAM, ensure_streams, event_headers
 from integration.erp_client import ErpClient
 from integration.worker_faults import write_ack_loss
 from integration.workers import WorkerConfig, parse_erp_urls
+from integration.workers.config import CONSUMER_ACK_WAIT_FLOOR
 from kernel.routing import Routing
 from scenarios.loader import parse_scenario
 from tests.integration.workers_support import SCENARIO, deliveries, event, publish, running_worker
@@ -50,6 +51,9 @@ def test_unacknowledged_window_is_one_batch_per_lane_plus_one_pull(tmp_path: Pat
     assert cfg.max_ack_pending == 2000
     wide = WorkerConfig("nats://x", scenario, {"legacy": "http://x"}, tmp_path, 0.0, 60.0, max_ack_pending=9000)
     assert wide.max_ack_pending == 9000
+    # At speed 60 the scenario's 30 s ack wait is 0.5 s of wall time: it times injected ack loss, while
+    # the consumer waits at least CONSUMER_ACK_WAIT_FLOOR before redelivering a copy being worked on.
+    assert cfg.ack_wait == pytest.approx(0.5) and cfg.consumer_ack_wait == CONSUMER_ACK_WAIT_FLOOR
 
 
 async def test_delivers_each_event_once_with_mapping(jetstream, erp, tmp_path: Path):
