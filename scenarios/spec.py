@@ -84,6 +84,9 @@ class HopsSpec(Strict):
     erp: LatencySpec = Field(LatencySpec(mean=0.0), description="ERP service start -> t_delivered beyond the "
                              "ERP's configured service: its handling of the request and the ledger's commit "
                              "(a delay, not queued: the live ERP spreads it over a batch)")
+    downlink: LatencySpec = Field(LatencySpec(mean=0.0), description="a QMS disposition -> the plant's WMS beyond "
+                                  "the broker and WAN latencies: the QMS's publishing, the downlink's delivery, "
+                                  "the plant's apply")
 
 
 class IntegrationSpec(Strict):

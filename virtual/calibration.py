@@ -17,7 +17,10 @@ t_delivered less the scenario's ERP service, by moments), and ``erp`` t_service_
 less the ERP's configured service (its draws are scenario-time waits, not stretched): the ERP twin's
 handling of the request and the ledger's commit, by moments (the virtual engine adds it to the answer,
 not to the posting server's queue: the live ERP spends it once per batch). Samples: first attempts
-delivered to an ERP whose journey does not overlap a fault window (nor the drain after it).
+delivered to an ERP whose journey does not overlap a fault window (nor the drain after it). And
+``downlink``, from the lots table: a quality hold's or release's ``t_hold`` -> ``t_hold_at_wms`` less the
+broker's and the plant's WAN latency (the QMS's publishing, the downlink's delivery, the plant's apply),
+outside the windows of faults other than the ERP's.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ HOP_DELTAS: dict[str, tuple[str, str]] = {
     "broker_to_erp": ("t_broker", "t_erp_arrival"),
 }
 ERP_HOP = "erp"  # t_service_start -> t_delivered beyond the configured service
-HOPS = (*HOP_DELTAS, ERP_HOP)
+DOWNLINK_HOP = "downlink"  # a QMS disposition -> the plant's WMS beyond the broker and WAN latencies (lots table)
+HOPS = (*HOP_DELTAS, ERP_HOP, DOWNLINK_HOP)
 Z95 = 1.6449
 
 
@@ -176,9 +180,33 @@ def calibrate(run_dir: str | Path) -> dict:
         s_mean, s_var = _service_moments(scenario.landscape.erp.service)
         hops[ERP_HOP] = fit_moments(max(delta.mean() - s_mean, 0.0) / speed,
                                     max(delta.var() - s_var, 0.0) / speed**2, samples=int(delta.size))
+    downlink = _downlink_samples(run_dir, record.get("faults", []), scenario)
+    if downlink.size:
+        hops[DOWNLINK_HOP] = fit_samples(downlink / speed)
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
             "hops": {name: asdict(fit) for name, fit in hops.items()}, "notes": notes}
+
+
+def _downlink_samples(run_dir: Path, faults: list[dict], scenario) -> np.ndarray:
+    """Scenario seconds from each quality disposition to its arrival at the plant's WMS, beyond the broker's
+    and the WAN's latency, for dispositions that met no fault window but the ERP's."""
+    path = run_dir / "lots.parquet"
+    if not path.is_file():
+        return np.empty(0)
+    lots = pd.read_parquet(path)
+    pairs = [("t_hold", "t_hold_at_wms"), ("t_release", "t_release_at_wms")]
+    if not all(c in lots for pair in pairs for c in pair):
+        return np.empty(0)
+    sent = np.concatenate([lots[a].to_numpy(dtype=float) for a, _ in pairs])
+    arrived = np.concatenate([lots[b].to_numpy(dtype=float) for _, b in pairs])
+    keep = np.isfinite(sent) & np.isfinite(arrived)
+    for fault in faults:
+        if not str(fault.get("kind", "")).startswith("erp"):
+            keep &= ~((sent < float(fault["end"])) & (arrived >= float(fault["start"])))
+    wan = float(np.mean([p.wan.latency for p in scenario.landscape.all_plants]))
+    fixed = scenario.landscape.integration.broker.latency + wan
+    return np.maximum(arrived[keep] - sent[keep] - fixed, 0.0)
 
 
 def write_calibration(calibration: dict, path: str | Path) -> Path:

@@ -256,12 +256,27 @@ class PlantTwin:
         """QMS hold/release messages to this plant's WMS; returns the rows and arrival times."""
         broker = self.scenario.landscape.integration.broker.latency
         t_broker = t + broker
-        t_at_wms = self.wan.end_of(t_broker) + self.plant.wan.latency
+        downlink = draw_latency(self.scenario.landscape.integration.hops.downlink, self.rng, t.size)  # calibrated
+        t_at_wms = self.wan.end_of(t_broker) + self.plant.wan.latency + downlink
         rows = self._new(flow, t, line, self.line_item[line], float(self.load.lot_size), self.unit, lot)
         rows["t_broker"] = t_broker
         rows = B.with_results(rows, plant=self.index, target=B.TARGET_CODE["WMS"], t_delivered=t_at_wms,
                               t_acked=t_at_wms, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
         return rows, t_at_wms
+
+    def _to_erp(self, rows: B.Batch) -> B.Batch:
+        """The ERP's copies of QMS hold/release messages (same ``txn_id``): to the ERP serving the plant at the
+        decision, enterprise-side (no WAN link), after the ERP's network latency; a down ERP takes them once back
+        (as the live ERP twin, ``live/erp_quality.py``)."""
+        out = dict(rows)
+        code = self.routing.plant_codes(self.index, rows["t_created"])
+        t = rows["t_broker"].copy()
+        for c, kind in enumerate(("legacy", "cloud")):
+            mask = code == c
+            if mask.any():
+                t[mask] = self.faults.erp_outage[kind].end_of(t[mask] + self.scenario.erp_for(kind).network_latency)
+        out["target"], out["t_delivered"], out["t_acked"] = code.astype(np.int8), t, t.copy()
+        return out
 
     def _refused(self, t_refused: np.ndarray, receipts: B.Batch, line: np.ndarray, lot: np.ndarray) -> B.Batch:
         """Shipment attempts the WMS refused because the lot's hold had reached it (as the live WMS writes them:
@@ -291,7 +306,7 @@ class PlantTwin:
         t_release_at_wms = np.full(lot.size, np.nan)
         t_release_at_wms[insp] = rel_at
         receipts["t_gate"] = np.where(insp, result.t_release, np.nan)
-        self._local += [hold_rows, rel_rows]
+        self._local += [hold_rows, rel_rows, self._to_erp(hold_rows), self._to_erp(rel_rows)]
         gate = self.scenario.landscape.integration.quality_gate
         planned = wms.plan_times(receipts["t_created"], self.load.ship_delay, self.rng)
         t_ship = wms.ship_planned(planned, insp, t_hold_at_wms, t_release_at_wms, gate)

@@ -129,3 +129,24 @@ def test_run_with_a_calibration_uses_its_hops(tmp_path):
     trace = pd.read_parquet(tmp_path / "real" / "trace.parquet")
     erp = trace[trace.target.str.startswith("erp") & (trace.outcome == "delivered")]
     assert (erp.t_edge - erp.t_created).to_numpy() == pytest.approx(1.5 + 4.5 / SPEED)
+
+
+def test_the_downlink_is_fitted_from_the_lots_quality_messages_outside_wan_faults(tmp_path):
+    root = live_run(tmp_path / "live", n=500)
+    rng = np.random.default_rng(4)
+    n = 40
+    hold = np.sort(rng.uniform(0, 7000, n))
+    fixed = 0.005 + 0.04  # the scenario's broker and WAN latencies (defaults)
+    at_wms = hold + fixed + rng.exponential(0.03, n) * SPEED  # 30 ms wall of QMS, downlink and apply
+    release = hold + 600.0
+    in_wan = (hold > 5000) & (hold < 5600)
+    at_wms[in_wan] += 400.0  # waited out a WAN outage: not processing
+    pd.DataFrame({"replication": 0, "lot": [f"L{i}" for i in range(n)], "held": True, "t_hold": hold,
+                  "t_hold_at_wms": at_wms, "t_release": release,
+                  "t_release_at_wms": release + fixed + 0.03 * SPEED}).to_parquet(root / "lots.parquet")
+    record = json.loads((root / "run.json").read_text())
+    record["faults"].append({"kind": "wan_outage", "start": 5000.0, "end": 5600.0})
+    (root / "run.json").write_text(json.dumps(record))
+    fit = calibrate(root)["hops"]["downlink"]
+    assert fit["mean"] == pytest.approx(0.03, rel=0.25) and fit["samples"] < 2 * n
+    assert max(fit["p95"], fit["mean"]) < 1.0  # the WAN outage's 400 s stayed out
