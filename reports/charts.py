@@ -35,17 +35,24 @@ class Chart:
     title: str
     xlabel: str
     ylabel: str
-    figure: Figure
+    figure: Figure | None  # None once drawn into ``rendered`` (a chart sent from another process)
     caption: str = ""
+    rendered: str | None = None  # the SVG text, when already drawn
 
     def svg(self) -> str:
         """The chart as SVG text (text kept as text, so it stays searchable and small)."""
+        if self.rendered is not None:
+            return self.rendered
         buf = io.StringIO()
         with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": self.id}):
             self.figure.savefig(buf, format="svg")  # constrained layout already fits the labels
         # Keep the positions the layout engine found: later renders (the PDF) skip the layout passes.
         self.figure.set_layout_engine("none")
         return buf.getvalue()
+
+    def drawn(self) -> Chart:
+        """This chart as SVG text without its figure: small and cheap to send to another process."""
+        return Chart(self.id, self.title, self.xlabel, self.ylabel, None, self.caption, self.svg())
 
     def data_uri(self) -> str:
         """The SVG as a ``data:`` URI for an ``<img>`` (no external asset, no id clashes)."""
@@ -282,15 +289,21 @@ def timeline_chart(meta: dict[str, Any], start: datetime, faults: list[dict[str,
 
 def run_charts(s: Series, sla: dict[str, Any], meta: dict[str, Any], start: datetime) -> list[Chart]:
     """All charts of a run report, in reading order."""
-    faults = sla["faults"]
-    charts = [
-        latency_chart(s, meta, start, faults),
-        backlog_chart(s, meta, start, faults),
-        retries_chart(s, meta, start, faults),
-        erp_load_chart(s, meta, start, faults),
-        plant_chart(sla["per_plant"]),
-        timeline_chart(meta, start, faults),
-    ]
+    return in_reading_order(series_charts(s, meta, start, sla["faults"]), plant_chart(sla["per_plant"]))
+
+
+def series_charts(s: Series, meta: dict[str, Any], start: datetime,
+                  faults: list[dict[str, Any]]) -> list[Chart | None]:
+    """The charts that need only the series and the fault windows (not the SLA figures): latency,
+    backlog, retries, ERP load and the timeline; ``None`` for a chart with nothing to show."""
+    return [latency_chart(s, meta, start, faults), backlog_chart(s, meta, start, faults),
+            retries_chart(s, meta, start, faults), erp_load_chart(s, meta, start, faults),
+            timeline_chart(meta, start, faults)]
+
+
+def in_reading_order(from_series: list[Chart | None], plants: Chart | None) -> list[Chart]:
+    """:func:`series_charts` and the per-plant chart in the report's order."""
+    charts = [*from_series[:4], plants, *from_series[4:]]
     return [c for c in charts if c is not None]
 
 

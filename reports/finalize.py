@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports import backlog as bl
 from reports.chaos import chaos_section
-from reports.charts import Chart, run_charts
+from reports.charts import Chart, in_reading_order, plant_chart, series_charts
+from reports.drawing import PARALLEL_FROM_ROWS, ChartDrawer, result
 from reports.evaluate import evaluate_prepared
 from reports.html import render_report
 from reports.load import load_section
@@ -36,11 +38,19 @@ def finalize_run(run_dir: Path, pdf: bool = False) -> RunVerdict:
     """Evaluate ``run_dir`` and write its report files; raises ``RunFolderError`` on bad input."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    prep = prepare(run)
-    sla = evaluate_prepared(prep)
-    write_json(run_dir / "sla.json", sla)
-    view = build_view(sla)
-    charts: list[Chart] = run_charts(build_series(prep), sla, run.meta, run.start_clock)
+    # The charts are drawn beside the evaluation (a second process on big runs; the PDF needs the figures).
+    with ChartDrawer(parallel=not pdf and len(run.trace) >= PARALLEL_FROM_ROWS) as drawer:
+        prep = prepare(run)
+        series = build_series(prep)
+        faults = bl.fault_windows(run.meta)  # the windows of sla["faults"], known before the evaluation
+        from_series = drawer.series(series, run.meta, run.start_clock, faults)
+        sla = evaluate_prepared(prep)
+        write_json(run_dir / "sla.json", sla)
+        view = build_view(sla)
+        plants = drawer.plants(sla["per_plant"])
+        charts: list[Chart] = in_reading_order(
+            result(from_series, lambda: series_charts(series, run.meta, run.start_clock, faults)),
+            result(plants, lambda: plant_chart(sla["per_plant"])))
     load = load_section(run_dir)  # a `synctwin load` run: Locust's statistics beside the chain's
     if load is not None:
         charts += load.charts
