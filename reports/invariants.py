@@ -97,12 +97,14 @@ def ledger_variance(prep: Prepared) -> dict[str, Any]:
     l_rows = led.iloc[l_first[ledger_only]][["replication", "txn_id", "plant", "item"]].reset_index(drop=True)
     qt = np.concatenate([np.nan_to_num(t_qty), np.zeros(len(l_rows))])
     ql = np.concatenate([np.nan_to_num(t_ledger_qty), np.nan_to_num(l_qty[ledger_only])])
+    # Plants and items as codes into their sorted names: grouping integers instead of text (the same
+    # groups in the same order, the same sums).
+    plant_codes, plant_names = text_codes([t_rows["plant"], l_rows["plant"]])
+    item_codes, item_names = text_codes([t_rows["item"], l_rows["item"]])
     m = pd.DataFrame({
         "replication": np.concatenate([t_rows["replication"].to_numpy(np.int64),
                                        l_rows["replication"].to_numpy(np.int64)]),
-        "plant": np.concatenate([map_text(t_rows["plant"], str), map_text(l_rows["plant"], str)]),
-        "item": np.concatenate([map_text(t_rows["item"], str), map_text(l_rows["item"], str)]),
-        "qty_t": qt, "qty_l": ql,
+        "plant": plant_codes, "item": item_codes, "qty_t": qt, "qty_l": ql,
     })
     mismatch = np.abs(qt - ql) > QTY_TOL * (1.0 + np.abs(qt))
     groups = m.groupby(["replication", "plant", "item"], sort=True)[["qty_t", "qty_l"]].sum()
@@ -117,11 +119,30 @@ def ledger_variance(prep: Prepared) -> dict[str, Any]:
         "ids": _ids(bad, n_reps=prep.n_reps), "mismatched_txns": int(mismatch.sum()),
         "abs_variance": float(np.abs(groups["variance"]).sum()),
         "groups": [
-            {"replication": int(r), "plant": str(pl), "item": str(it), "trace_qty": float(row.qty_t),
+            {"replication": int(r), "plant": plant_names[pl], "item": item_names[it], "trace_qty": float(row.qty_t),
              "ledger_qty": float(row.qty_l), "variance": float(row.variance)}
             for (r, pl, it), row in off.head(MAX_IDS).iterrows()
         ],
     }
+
+
+def text_codes(columns: list[pd.Series]) -> tuple[np.ndarray, list[str]]:
+    """The text of ``columns`` (missing as "") as one array of codes into the sorted distinct texts, so
+    that codes order as the texts do (once per category for categoricals)."""
+    parts = []
+    for col in columns:
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy()
+            parts.append((np.where(codes < 0, len(col.cat.categories), codes),
+                          [str(c) for c in col.cat.categories] + [""]))
+        else:
+            codes, uniques = pd.factorize(np.asarray(map_text(col, str), dtype=object))
+            parts.append((codes, [str(u) for u in uniques]))
+    names = sorted({name for _, texts in parts for name in texts})
+    where = {name: i for i, name in enumerate(names)}
+    out = [np.asarray([where[t] for t in texts], dtype=np.int64)[codes] if len(codes) else np.zeros(0, np.int64)
+           for codes, texts in parts]
+    return np.concatenate(out) if out else np.zeros(0, np.int64), names
 
 
 def check_invariants(prep: Prepared) -> dict[str, dict[str, Any]]:

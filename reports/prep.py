@@ -149,29 +149,39 @@ def prepare(run: RunData) -> Prepared:
     is_order = (flow == ORDER_RELEASE).to_numpy()
     t_created = trace["t_created"].to_numpy()
     trace["latency"] = np.where(is_order, trace["t_acked"].to_numpy(), trace["t_delivered"].to_numpy()) - t_created
-    hops = trace[HOP_COLUMNS].to_numpy()
-    trace["last_hop"] = np.nanmax(np.where(np.isnan(hops), -np.inf, hops), axis=1)
+    # The latest hop a row reached (-inf when none): a running maximum that skips NaN, column by column
+    # (a 2-D copy of the five hop columns was the report's largest temporary on fleet-size runs).
+    last_hop = np.full(len(trace), -np.inf)
+    for col in HOP_COLUMNS:
+        np.fmax(last_hop, trace[col].to_numpy(), out=last_hop)
+    trace["last_hop"] = last_hop
 
     n_reps = max(run.replications, int(trace["replication"].max()) + 1 if len(trace) else 1)
-    narrow = trace[_NARROW]
-    delivered = (trace["outcome"] == DELIVERED).to_numpy()
-    fd = narrow[delivered]
-    fd = fd.iloc[np.argsort(fd["t_delivered"].to_numpy(), kind="stable")]
-    first_delivered = fd[~fd["key"].duplicated().to_numpy()]
+    # Row numbers first, then one copy of the chosen rows of the chosen columns (not a copy of the
+    # columns and another of the rows).
+    delivered = np.flatnonzero((trace["outcome"] == DELIVERED).to_numpy())
+    delivered = delivered[np.argsort(trace["t_delivered"].to_numpy()[delivered], kind="stable")]
+    delivered = delivered[~pd.Series(trace["key"].to_numpy()[delivered]).duplicated().to_numpy()]
+    first_delivered = take_rows(trace, _NARROW, delivered)
     _, first_idx = first_index(trace["key"].to_numpy())
-    first_rows = trace[[*_NARROW, "t_edge", "t_broker", "t_acked", "outcome", "last_hop"]].iloc[first_idx]
+    first_rows = take_rows(trace, [*_NARROW, "t_edge", "t_broker", "t_acked", "outcome", "last_hop"], first_idx)
     postings = _postings(trace, ledger, first_delivered)
     return Prepared(run, trace, ledger, postings, first_delivered, first_rows, n_reps)
 
 
+def take_rows(frame: pd.DataFrame, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
+    """``frame[columns].iloc[rows]`` (index labels kept) with one copy of the data instead of two."""
+    return pd.DataFrame({c: frame[c].array.take(rows) for c in columns}, index=frame.index.take(rows))
+
+
 def _postings(trace: pd.DataFrame, ledger: pd.DataFrame, first_delivered: pd.DataFrame) -> pd.DataFrame:
     posting = trace["posting"].to_numpy()
-    row_key = trace["key"].to_numpy()[posting]
-    rows = trace.loc[posting, ["key", "replication", "txn_id", "flow", "plant", "item", "qty", "target",
-                                "t_created", "last_hop"]]
-    order = np.lexsort((rows["t_created"].to_numpy(), row_key))
+    posting_rows = np.flatnonzero(posting)
+    row_key = trace["key"].to_numpy()[posting_rows]
+    order = np.lexsort((trace["t_created"].to_numpy()[posting_rows], row_key))
     first = order[np.concatenate([[True], np.diff(row_key[order]) != 0])] if order.size else order
-    txns = rows.iloc[first].drop(columns="last_hop").reset_index(drop=True)  # sorted by key
+    txns = take_rows(trace, ["key", "replication", "txn_id", "flow", "plant", "item", "qty", "target", "t_created"],
+                     posting_rows[first]).reset_index(drop=True)  # sorted by key
     keys = txns["key"].to_numpy()
 
     outcome = trace["outcome"][posting]
@@ -205,7 +215,7 @@ def _postings(trace: pd.DataFrame, ledger: pd.DataFrame, first_delivered: pd.Dat
     # When the transaction leaves the integration backlog: first delivery; never while in flight;
     # otherwise (dead letter / rejection) at the last hop it reached.
     last_hop = np.full(len(keys), -np.inf)
-    np.maximum.at(last_hop, positions(keys, row_key), rows["last_hop"].to_numpy())
+    np.maximum.at(last_hop, positions(keys, row_key), trace["last_hop"].to_numpy()[posting_rows])
     t_end = np.where(np.isfinite(t_del), t_del, last_hop)
     t_end = np.where(~txns["delivered"].to_numpy() & txns["in_flight"].to_numpy(), np.inf, t_end)
     txns["t_end"] = t_end

@@ -84,10 +84,14 @@ def _read_table(path: Path, schema: pa.Schema, skip: tuple[str, ...] = ()) -> pd
     columns = [f.name for f in schema if f.name not in skip and f.name not in added_later]
     dictionary = [c for c in columns if c in _CATEGORICAL and pa.types.is_string(file_schema.field(c).type)]
     table = pq.read_table(path, columns=columns, read_dictionary=dictionary)
-    frame = table.to_pandas()
+    # One block per column, each Arrow buffer released once converted: the trace is not held twice
+    # (Arrow's and pandas' copies, then pandas' consolidated blocks) at its conversion.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     for name in added_later:  # run folders written before the ERP's queueing times were traced: not measured
         frame[name] = np.nan
-    frame = frame[[f.name for f in schema if f.name not in skip]]
+    if added_later:  # in the schema's order (a reordering copies every column)
+        frame = frame[[f.name for f in schema if f.name not in skip]]
     for col in columns:
         if schema.field(col).type == pa.float64():
             frame[col] = frame[col].astype(np.float64)
