@@ -43,7 +43,8 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
       MES acks through the edge's outbox as an uplink event (``ACK-<order>``); the workers' hand-off of that
       ack is ``t_acked`` (collection folds the ack into its order's row, ``live/collect_downlink.py``);
     - flows to a consumer without an ack of its own (telemetry, downtime, quality messages to the WMS, and
-      L: their copies to the ERP, rows of the same ``txn_id`` with target ``ERP-<kind>``, ``live/erp_quality.py``):
+      their copies to the ERP serving the plant: rows of the same ``txn_id`` whose target is that ERP, enterprise
+      side, so no WAN link; V: ``virtual/plant.py``, L: ``live/erp_quality.py``; not postings, no ledger rows):
       = ``t_delivered``;
     - a copy suppressed as a duplicate or dead-lettered: when the integration layer finished with it and
       acknowledged it to the broker (V: suppressed when handed out again after the ack wait; an

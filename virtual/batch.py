@@ -29,6 +29,7 @@ REASONS: tuple[str, ...] = (
 )
 REASON_CODE = {name: i for i, name in enumerate(REASONS)}
 OUTCOME_CODE = {name: i for i, name in enumerate(trace.OUTCOMES)}
+_POSTING_CODES = np.array([FLOW_CODE[f] for f in trace.ERP_POSTING_FLOWS], dtype=np.int8)
 
 # Columns of a finished row (one trace row), with dtypes. Outbound batches (plant -> hub) carry the
 # first group only; the hub fills in the rest.
@@ -111,7 +112,8 @@ def concat(batches: list[Batch], columns: dict[str, type] | None = None) -> Batc
 def postings(rows: Batch) -> Batch:
     """The rows an ERP accepted: its ledger (the ERP does not de-duplicate, so copies stay copies)."""
     to_erp = rows["target"] <= TARGET_CODE["erp-cloud"]
-    return take(rows, to_erp & (rows["outcome"] == OUTCOME_CODE[trace.DELIVERED]))
+    posting = np.isin(rows["flow"], _POSTING_CODES)  # not the ERP's copies of quality messages
+    return take(rows, to_erp & posting & (rows["outcome"] == OUTCOME_CODE[trace.DELIVERED]))
 
 
 def take(batch: Batch, index: np.ndarray) -> Batch:

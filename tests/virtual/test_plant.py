@@ -155,3 +155,22 @@ def test_held_lots_shipment_attempts_are_refused_rows_as_in_the_live_wms():
             lots["t_hold_at_wms"] <= 12 * HOUR)
         assert set(lots["lot"][held_shipped].tolist()) <= set(refused)
         assert not set(lots["lot"][lots["shipped_while_held"]].tolist()) & set(refused)
+
+
+def test_quality_messages_reach_the_erp_too_without_crossing_the_wan():
+    scenario = _scenario(faults=[{"kind": "wan_outage", "at": "3h", "duration": "2h"},
+                                 {"kind": "erp_outage", "at": "8h", "duration": "1h"}])
+    _, _, _, local, _ = _run(scenario)
+    quality = B.take(local, np.isin(local["flow"], [F[trace.QUALITY_HOLD], F[trace.QUALITY_RELEASE]]))
+    to_wms = B.take(quality, quality["target"] == B.TARGET_CODE["WMS"])
+    to_erp = B.take(quality, quality["target"] == B.TARGET_CODE["erp-legacy"])
+    assert B.size(to_erp) == B.size(to_wms) > 10 and B.size(quality) == 2 * B.size(to_wms)
+    wms_at = dict(zip(to_wms["seq"].tolist(), to_wms["t_delivered"].tolist(), strict=True))
+    assert set(wms_at) == set(to_erp["seq"].tolist())  # the same messages (same txn_id)
+    assert (to_erp["t_delivered"] >= to_erp["t_broker"]).all() and (to_erp["t_acked"] == to_erp["t_delivered"]).all()
+    cut = (to_erp["t_broker"] > 3 * HOUR) & (to_erp["t_broker"] < 5 * HOUR - 60)
+    assert cut.any() and (to_erp["t_delivered"][cut] < 5 * HOUR).all()  # not held by the WAN cut ...
+    assert all(wms_at[s] >= 5 * HOUR for s in to_erp["seq"][cut].tolist())  # ... which held the plant's copy
+    down = (to_erp["t_broker"] > 8 * HOUR) & (to_erp["t_broker"] < 9 * HOUR - 60)
+    assert down.any() and (to_erp["t_delivered"][down] >= 9 * HOUR).all()  # a down ERP takes them once back
+    assert B.size(B.postings(quality)) == 0  # not postings: no ledger rows
