@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel.trace import GOODS_RECEIPT, MASTER_DATA, ORDER_RELEASE, QUALITY_HOLD, QUALITY_RELEASE, REASON_LOT_ON_HOLD, SHIPMENT
+from kernel.trace import (
+    GOODS_RECEIPT,
+    MASTER_DATA,
+    ORDER_RELEASE,
+    QUALITY_HOLD,
+    QUALITY_RELEASE,
+    REASON_LOT_ON_HOLD,
+    SHIPMENT,
+)
 from live.stack import LiveStack, StackOptions
 from scenarios.loader import load_scenario
 
