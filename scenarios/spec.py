@@ -87,6 +87,9 @@ class HopsSpec(Strict):
     downlink: LatencySpec = Field(LatencySpec(mean=0.0), description="a QMS disposition -> the plant's WMS beyond "
                                   "the broker and WAN latencies: the QMS's publishing, the downlink's delivery, "
                                   "the plant's apply")
+    lane_batch: LatencySpec = Field(LatencySpec(mean=0.0), description="per posting a closing breaker releases, "
+                                    "beyond the ERP's service: the worker's building and the ERP's handling of "
+                                    "the large lane batches of a drain (mean only)")
 
 
 class IntegrationSpec(Strict):

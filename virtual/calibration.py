@@ -20,7 +20,11 @@ not to the posting server's queue: the live ERP spends it once per batch). Sampl
 delivered to an ERP whose journey does not overlap a fault window (nor the drain after it). And
 ``downlink``, from the lots table: a quality hold's or release's ``t_hold`` -> ``t_hold_at_wms`` less the
 broker's and the plant's WAN latency (the QMS's publishing, the downlink's delivery, the plant's apply),
-outside the windows of faults other than the ERP's.
+outside the windows of faults other than the ERP's. And ``lane_batch``, per posting of the large lane
+batches the closing probe after an ERP outage releases (the only place a live run makes them): the time
+from the probe's arrival to the last of them accepted, less the ERP's configured service of each posting
+and its calibrated processing of each batch, over the postings (a mean: it stands for the worker's building
+and the ERP's handling of a batch request, which grow with its size).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from kernel.trace import ERP_POSTING_FLOWS
 from scenarios.loader import load_scenario
 from scenarios.spec import LatencySpec
 
@@ -44,7 +49,9 @@ HOP_DELTAS: dict[str, tuple[str, str]] = {
 }
 ERP_HOP = "erp"  # t_service_start -> t_delivered beyond the configured service
 DOWNLINK_HOP = "downlink"  # a QMS disposition -> the plant's WMS beyond the broker and WAN latencies (lots table)
-HOPS = (*HOP_DELTAS, ERP_HOP, DOWNLINK_HOP)
+LANE_BATCH_HOP = "lane_batch"  # per posting of the lane batches a closing breaker releases, beyond the ERP's service
+HOPS = (*HOP_DELTAS, ERP_HOP, DOWNLINK_HOP, LANE_BATCH_HOP)
+BIG_BATCH = 20  # postings arriving at the ERP together: a lane batch of a drain
 Z95 = 1.6449
 
 
@@ -180,12 +187,46 @@ def calibrate(run_dir: str | Path) -> dict:
         s_mean, s_var = _service_moments(scenario.landscape.erp.service)
         hops[ERP_HOP] = fit_moments(max(delta.mean() - s_mean, 0.0) / speed,
                                     max(delta.var() - s_var, 0.0) / speed**2, samples=int(delta.size))
+    lane = _lane_batch_cost(trace, record.get("faults", []), scenario, hops.get(ERP_HOP), speed)
+    if lane is not None:
+        hops[LANE_BATCH_HOP] = lane
     downlink = _downlink_samples(run_dir, record.get("faults", []), scenario)
     if downlink.size:
         hops[DOWNLINK_HOP] = fit_samples(downlink / speed)
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
             "hops": {name: asdict(fit) for name, fit in hops.items()}, "notes": notes}
+
+
+def _lane_batch_cost(trace: pd.DataFrame, faults: list[dict], scenario, erp: HopFit | None,
+                     speed: float) -> HopFit | None:
+    """Wall seconds per posting of the lane batches released after each ERP outage (None without any)."""
+    posted = trace[trace.target.str.lower().str.startswith("erp") & (trace.outcome == "delivered")
+                   & trace.flow.isin(ERP_POSTING_FLOWS)]
+    if "t_erp_arrival" not in posted or posted.t_erp_arrival.isna().all():
+        return None
+    service = _service_moments(scenario.landscape.erp.service)[0]
+    per_batch = (erp.mean * speed + erp.interval) if erp is not None else 0.0
+    costs, postings = [], 0
+    cooldown = scenario.landscape.integration.circuit_breaker.cooldown
+    for fault in faults:
+        if not str(fault.get("kind", "")).startswith("erp_outage"):
+            continue
+        end = float(fault["end"])
+        after = posted[(posted.t_erp_arrival >= end) & (posted.t_erp_arrival < end + 2 * cooldown)]
+        sizes = after.groupby("t_erp_arrival").size()
+        big = sizes[sizes >= BIG_BATCH]
+        if after.empty or big.empty:
+            continue
+        n = int(big.sum())
+        last = float(after[after.t_erp_arrival.isin(big.index)].t_delivered.max())
+        extra = last - float(after.t_erp_arrival.min()) - n * service - len(big) * per_batch
+        costs.append(max(extra, 0.0) / speed)
+        postings += n
+    if not postings:
+        return None
+    mean = sum(costs) / postings
+    return HopFit(mean, "constant", 0.5, postings, mean, mean)
 
 
 def _downlink_samples(run_dir: Path, faults: list[dict], scenario) -> np.ndarray:

@@ -264,8 +264,8 @@ class IntegrationHub:
                     probe += breaker.cooldown
                 if close < until:  # closed by a probe: every waiting message is due at once
                     out = sel[~gone[sel]]
-                    held["t_avail"][out] = np.maximum(held["t_avail"][out], close)
-                    released[out] = True
+                    drain = self.hops.lane_batch.mean * out.size  # building and handling the lane batches
+                    held["t_avail"][out], released[out] = np.maximum(held["t_avail"][out], close + drain), True
         dead = B.take(held, gone)
         dead.update(outcome=np.full(B.size(dead), OUT[trace.DEAD_LETTERED], np.int8),
                     reason=np.full(B.size(dead), R[trace.REASON_RETRIES_EXHAUSTED], np.int8),

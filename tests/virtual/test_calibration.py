@@ -150,3 +150,22 @@ def test_the_downlink_is_fitted_from_the_lots_quality_messages_outside_wan_fault
     fit = calibrate(root)["hops"]["downlink"]
     assert fit["mean"] == pytest.approx(0.03, rel=0.25) and fit["samples"] < 2 * n
     assert max(fit["p95"], fit["mean"]) < 1.0  # the WAN outage's 400 s stayed out
+
+
+def test_the_lane_batches_released_after_an_outage_give_a_cost_per_posting(tmp_path):
+    root = live_run(tmp_path / "live", n=500)
+    trace = pd.read_parquet(root / "trace.parquet")
+    # The closing probe reaches the ERP at 3610; two lane batches of 100 arrive 1 s later and the last is
+    # accepted after 200 x 50 ms of service, two batches' ERP processing and 0.5 ms wall (30 ms) per posting.
+    erp = calibrate(root)["hops"]["erp"]
+    per_batch = erp["mean"] * SPEED
+    last = 3610.0 + 1.0 + 200 * 0.05 + 2 * per_batch + 200 * 0.0005 * SPEED
+    arrival = np.concatenate([[3610.0], np.full(100, 3611.0), np.full(100, 3611.5)])
+    delivered = np.concatenate([[3610.1], np.linspace(3612.0, last - 5, 100), np.linspace(last - 4.9, last, 100)])
+    release = pd.DataFrame({"replication": 0, "flow": "material_issue", "target": "ERP-legacy", "outcome": "delivered",
+                            "attempts": 2, "t_created": 3100.0, "t_edge": 3101.0, "t_broker": 3102.0,
+                            "t_delivered": delivered, "t_erp_arrival": arrival, "t_service_start": arrival})
+    pd.concat([trace, release]).to_parquet(root / "trace.parquet")
+    fit = calibrate(root)["hops"]["lane_batch"]
+    assert fit["samples"] == 200 and fit["mean"] == pytest.approx(0.0005 + 1.0 / 200 / SPEED, rel=0.05)
+    assert "lane_batch" not in calibrate(live_run(tmp_path / "quiet", n=500))["hops"]  # no release batches

@@ -280,3 +280,17 @@ def test_messages_released_together_are_accepted_as_the_lanes_batches():
     rows, ledger = _outage_with_breaker(messages=40, outage=600.0, max_attempts=100)
     after = np.sort(ledger["t_delivered"])
     assert np.unique(after[-30:]).size <= 4  # the backlog lands as a few batches, not one by one
+
+
+def test_the_lane_batches_a_closing_probe_releases_take_their_calibrated_cost_per_posting():
+    faults = [{"kind": "erp_outage", "at": 3000, "duration": 2400}]
+    t = np.concatenate([np.arange(3010.0, 3500.0, 5.0)])  # 98 postings wait for the breaker
+    first = {}
+    for cost in (0.0, 0.05):
+        integration = {"circuit_breaker": {"failure_threshold": 3, "cooldown": "5m"},
+                       "hops": {"lane_batch": {"mean": cost, "distribution": "constant"}}}
+        hub, vocab = _hub(_scenario(integration, faults=faults))
+        _, ledger = _run(hub, [(0, _outbound(vocab, t))])
+        first[cost] = float(np.min(ledger["t_delivered"]))
+    # Released at the closing probe plus the batches' building and handling: 0.05 s for each of ~98 postings.
+    assert first[0.05] - first[0.0] == pytest.approx(0.05 * t.size, rel=0.1)
