@@ -3,10 +3,11 @@ p50/p95/p99, delivered counts and the recovery after each fault, side by side wi
 and whether the live figure lies inside the virtual replications' 95 % confidence interval.
 
 Reads only the two run folders (``trace.parquet``, ``run.json``, ``sla.json``). The posting delay of a
-copy is ``t_delivered - t_created`` of a posting delivered to an ERP; the recovery after a fault is how
-long after its end every posting queued during it was delivered (``drained_within`` in ``sla.json``); the
-hold propagation of a held lot is ``t_hold_at_wms - t_hold`` of the lots table (the QMS's decision to its
-arrival at the plant's WMS). :func:`verdicts` judges the figures against the acceptance bars (:data:`BARS`).
+copy is ``t_delivered - t_created`` of a posting delivered to an ERP and created within the run's
+duration; the recovery after a fault is how long after its end every posting queued during it was
+delivered (``drained_within`` in ``sla.json``); the hold propagation of a held lot is
+``t_hold_at_wms - t_hold`` of the lots table (the QMS's decision to its arrival at the plant's WMS).
+:func:`verdicts` judges the figures against the acceptance bars (:data:`BARS`).
 """
 
 from __future__ import annotations
@@ -92,10 +93,19 @@ def _summary(values: list[float]) -> tuple[float | None, float | None, float | N
     return mean, mean - half, mean + half
 
 
-def _postings(trace: pd.DataFrame) -> pd.DataFrame:
+def _postings(trace: pd.DataFrame, duration: float) -> pd.DataFrame:
+    """Postings delivered to an ERP that were created within the run's duration (a live stack's plants keep
+    confirming while it drains after the duration; the virtual engine creates nothing then)."""
     erp = trace.target.astype(str).str.lower().str.startswith("erp")
-    rows = trace[erp & (trace.outcome == DELIVERED) & trace.flow.isin(ERP_POSTING_FLOWS)]
+    rows = trace[erp & (trace.outcome == DELIVERED) & trace.flow.isin(ERP_POSTING_FLOWS) & (trace.t_created < duration)]
     return rows.assign(delay=rows.t_delivered - rows.t_created)
+
+
+def _duration(run_dir: Path) -> float:
+    try:
+        return float(json.loads((run_dir / "run.json").read_text()).get("duration") or math.inf)
+    except (OSError, ValueError):
+        return math.inf
 
 
 def _flow_rows(live: pd.DataFrame, virtual: pd.DataFrame, flow: str) -> list[FidelityRow]:
@@ -155,8 +165,9 @@ def fidelity(live_dir: str | Path, virtual_dir: str | Path) -> list[FidelityRow]
     postings, then the held lots and their hold propagation, then the recovery after each fault both
     runs saw."""
     live_dir, virtual_dir = Path(live_dir), Path(virtual_dir)
-    live = _postings(pd.read_parquet(live_dir / "trace.parquet"))
-    virtual = _postings(pd.read_parquet(virtual_dir / "trace.parquet"))
+    duration = min(_duration(live_dir), _duration(virtual_dir))
+    live = _postings(pd.read_parquet(live_dir / "trace.parquet"), duration)
+    virtual = _postings(pd.read_parquet(virtual_dir / "trace.parquet"), duration)
     rows: list[FidelityRow] = []
     for flow in ERP_POSTING_FLOWS:
         if (live.flow == flow).any() or (virtual.flow == flow).any():

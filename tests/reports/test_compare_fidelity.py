@@ -99,3 +99,13 @@ def test_verdicts_judge_flows_with_enough_samples_and_every_recovery(tmp_path):
     assert len(verdict_lines(verdicts(rows))) == 4 and "MISS" in verdict_lines(verdicts(rows))[-1]
     written = json.loads(write_fidelity(rows, tmp_path / "fidelity.json").read_text())
     assert [(r["flow"], r["figure"]) for r, _, _ in verdicts(written)] == list(judged)
+
+
+def test_postings_a_live_stack_created_after_the_duration_while_draining_are_not_counted(tmp_path):
+    rng = np.random.default_rng(5)
+    live = _folder(tmp_path / "live", "live", [rng.exponential(10.0, 300)], [60.0])  # created over 0..3000 s
+    virtual = _folder(tmp_path / "virtual", "virtual", [rng.exponential(10.0, 300)], [60.0])
+    for root in (live, virtual):
+        (root / "run.json").write_text(json.dumps({"engine": root.name, "duration": 1500.0}))
+    rows = {(r.flow, r.figure): r for r in fidelity(live, virtual)}
+    assert rows[("material_issue", "delivered")].live == 150
