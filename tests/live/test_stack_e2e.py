@@ -123,6 +123,8 @@ def out_of_order_postings(state: Path, trace: pd.DataFrame, kills: list[float]) 
     skip = set(first.loc[near_kill, "lot"])
     late, seen = [], Counter()
     for ledger in state.glob("erp-*.sqlite"):
+        if ledger.name.endswith("-quality.sqlite"):  # the ERP's quality holds (live/erp_quality.py), no ledger
+            continue
         with sqlite3.connect(ledger) as db:
             posted = [t for (t,) in db.execute("SELECT txn_id FROM ledger ORDER BY id")]
         newest: dict[str, float] = {}
