@@ -45,6 +45,7 @@ class BatchAcks:
     duplicates: list[bool] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     pending: int = 0
+    abandoned: bool = False  # failed for a lost connection, not refused by the broker
 
     def __post_init__(self) -> None:
         self.seqs = [0] * self.size
@@ -186,6 +187,7 @@ class BatchPublisher:
         inflight, self._inflight = self._inflight, {}
         commits, self._commits = self._commits, {}
         for acks, first, count in [(a, i, 1) for a, i in inflight.values()] + list(commits.values()):
+            acks.abandoned = True
             for i in range(first, first + count):
                 acks.errors[i] = reason
             acks.pending -= count
@@ -286,7 +288,7 @@ class BatchPublisher:
                 raise TimeoutError(f"{acks.pending} of {acks.size} PubAcks missing after {timeout_s:.1f} s",
                                    acks) from None
             raise
-        if acks.errors:  # nothing of a refused batch was stored: per message, duplicates are reported
+        if acks.errors and not acks.abandoned:  # nothing of a refused batch was stored: per message now
             again = sorted(acks.errors)
             redo = await self.publish([messages[i] for i in again], timeout_s)
             for j, i in enumerate(again):
