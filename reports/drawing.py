@@ -13,6 +13,7 @@ second process, the charts are drawn here instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -61,7 +62,8 @@ class ChartDrawer:
         if self._io is not None:
             self._io.shutdown(wait=True, cancel_futures=True)
         if self._proc is not None:
-            self._proc.stdin.close()
+            with contextlib.suppress(OSError):  # a helper that died leaves a broken pipe
+                self._proc.stdin.close()
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -157,8 +157,7 @@ def prepare(run: RunData) -> Prepared:
     trace["last_hop"] = last_hop
 
     n_reps = max(run.replications, int(trace["replication"].max()) + 1 if len(trace) else 1)
-    # Row numbers first, then one copy of the chosen rows of the chosen columns (not a copy of the
-    # columns and another of the rows).
+    # Row positions first, then one copy of the chosen rows of the chosen columns.
     delivered = np.flatnonzero((trace["outcome"] == DELIVERED).to_numpy())
     delivered = delivered[np.argsort(trace["t_delivered"].to_numpy()[delivered], kind="stable")]
     delivered = delivered[~pd.Series(trace["key"].to_numpy()[delivered]).duplicated().to_numpy()]
@@ -170,8 +169,9 @@ def prepare(run: RunData) -> Prepared:
 
 
 def take_rows(frame: pd.DataFrame, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
-    """``frame[columns].iloc[rows]`` (index labels kept) with one copy of the data instead of two."""
-    return pd.DataFrame({c: frame[c].array.take(rows) for c in columns}, index=frame.index.take(rows))
+    """The ``rows`` (positions) of ``frame[columns]``, index labels kept: one copy (the column selection
+    is a lazy copy under copy-on-write), where selecting, sorting and de-duplicating frames copied each time."""
+    return frame[columns].iloc[rows]
 
 
 def _postings(trace: pd.DataFrame, ledger: pd.DataFrame, first_delivered: pd.DataFrame) -> pd.DataFrame:
