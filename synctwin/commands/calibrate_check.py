@@ -3,7 +3,7 @@
 :func:`fidelity_check` runs SCENARIO live (``synctwin up --plants process``), calibrates from that run
 (``synctwin calibrate``), runs the virtual engine with the same seed and speed (``synctwin run
 --calibration --speed``) and compares the two (``synctwin compare``), each as its own process, as a user
-would. ``bench/bench_fidelity.py`` and the fidelity test share it; the verdicts against the acceptance bars
+would. ``bench/bench_fidelity.py`` runs it; the verdicts against the acceptance bars
 are :func:`reports.fidelity.verdicts`.
 """
 
