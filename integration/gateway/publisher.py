@@ -116,8 +116,8 @@ class Publisher:
         self.nc = None
 
     async def publish(self, plant: str, messages: Sequence[Message], timeout_s: float) -> list[bool]:
-        """Publish all ``messages`` as atomic batches (one PubAck per batch of up to 1,000; per message when
-        the stream does not allow it); return once the broker stored them all (duplicate flags).
+        """Publish all ``messages`` pipelined (a request of 500 or more as atomic batches, one PubAck per batch
+        of up to 1,000); return once the broker stored them all (duplicate flags).
 
         Raises :class:`BrokerUnavailable` if any is not acknowledged within ``timeout_s`` or is refused;
         the client then retries the whole batch and the broker drops the copies it already stored

@@ -11,6 +11,7 @@ from integration.broker import ensure_streams
 from integration.gateway.ingest import Message
 from integration.gateway.jspub import (
     ATOMIC_MAX_MESSAGES,
+    ATOMIC_MIN_MESSAGES,
     BatchPublisher,
     MessageTooLarge,
     _atomic_hpub,
@@ -103,17 +104,21 @@ def test_atomic_batches_store_everything_once_and_report_duplicates(broker):
         pub = BatchPublisher(nc)
         msgs = [Message(f"events.P07.scrap.at-{i}", f"at-{i}", "c", b"{}") for i in range(ATOMIC_MAX_MESSAGES + 5)]
         first = await pub.publish_atomic(msgs, 10)
-        mixed = await pub.publish_atomic(msgs[-3:] + [Message("events.P07.scrap.at-new", "at-new", "c", b"{}")], 10)
+        fresh = [Message(f"events.P07.scrap.new-{i}", f"new-{i}", "c", b"{}") for i in range(ATOMIC_MIN_MESSAGES)]
+        mixed = await pub.publish_atomic(msgs[-3:] + fresh, 10)
+        small = await pub.publish_atomic([Message("events.P07.scrap.s-1", "s-1", "c", b"{}")] * 2, 10)
         await nc.close()
-        return first, mixed, pub.atomic
+        return first, mixed, small, pub.atomic
 
-    first, mixed, atomic = asyncio.run(run())
+    first, mixed, small, atomic = asyncio.run(run())
     assert atomic and first.stored == ATOMIC_MAX_MESSAGES + 5 and not first.errors and not any(first.duplicates)
     assert first.seqs == list(range(first.seqs[0], first.seqs[0] + ATOMIC_MAX_MESSAGES + 5))
-    assert mixed.duplicates == [True, True, True, False] and not mixed.errors and mixed.stored == 4
+    assert mixed.duplicates == [True] * 3 + [False] * ATOMIC_MIN_MESSAGES and not mixed.errors
+    assert small.duplicates == [False, True]  # below ATOMIC_MIN_MESSAGES: one PubAck per message
     stored = poll(lambda: read_stream(broker.url, "events.P07.>"), 10)
     ids = [m.headers["Nats-Msg-Id"] for m in stored]
-    assert ids == [f"at-{i}" for i in range(ATOMIC_MAX_MESSAGES + 5)] + ["at-new"]  # each once, in order
+    want = [f"at-{i}" for i in range(ATOMIC_MAX_MESSAGES + 5)] + [f"new-{i}" for i in range(ATOMIC_MIN_MESSAGES)]
+    assert ids == want + ["s-1"]  # each once, in order
 
 
 @pytest.mark.slow
@@ -124,10 +129,11 @@ def test_a_stream_without_atomic_batches_falls_back_to_per_message_acks(jetstrea
         nc = await nats.connect(jetstream.url)
         await nc.jetstream().add_stream(StreamConfig(name="EVENTS", subjects=["events.>"], storage=StorageType.FILE))
         pub = BatchPublisher(nc)
-        acks = await pub.publish_atomic([Message(f"events.P06.scrap.o-{i}", f"o-{i}", "c", b"{}") for i in range(5)], 5)
+        msgs = [Message(f"events.P06.scrap.o-{i}", f"o-{i}", "c", b"{}") for i in range(ATOMIC_MIN_MESSAGES)]
+        acks = await pub.publish_atomic(msgs, 5)
         await nc.close()
         return acks, pub.atomic
 
     acks, atomic = asyncio.run(run())
-    assert acks.stored == 5 and not acks.errors and not atomic
+    assert acks.stored == ATOMIC_MIN_MESSAGES and not acks.errors and not atomic
 
