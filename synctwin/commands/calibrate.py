@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
             Console(stderr=True).print(f"[red]{exc}[/red]", markup=True, highlight=False)
             raise typer.Exit(2) from None
         write_calibration(calibration, out)
-        console.print(f"calibration: {out} (live run {calibration['run_id']}, speed {calibration['speed']:g})")
+        console.print(f"calibration: {out} (live run {calibration['run_id']}, speed {calibration['speed']:g})",
+                      markup=False, highlight=False, soft_wrap=True)
         for name, fit_ in calibration["hops"].items():
             console.print(f"  {name:15s} {fit_['distribution']:11s} mean {fit_['mean'] * 1000:8.2f} ms wall "
                           f"({fit_['samples']} samples)", highlight=False)

@@ -28,7 +28,7 @@ def report(
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     written = "sla.json, report.html" + (", report.pdf" if pdf else "")
-    console.print(f"wrote {written} in {run_dir}", highlight=False)
+    console.print(f"wrote {written} in {run_dir}", highlight=False, soft_wrap=True)
     if verdict.passed:
         console.print("[green]PASS[/green]: every SLA and invariant holds", highlight=False)
         raise typer.Exit(EXIT_PASS)
@@ -59,7 +59,7 @@ def compare(
     for d in result["deltas"]:
         table.add_row(*d.row())
     console.print(table)
-    console.print(f"wrote {result['html']}", highlight=False)
+    console.print(f"wrote {result['html']}", highlight=False, soft_wrap=True)
     _fidelity(console, run_a, run_b, out or run_b)
 
 
@@ -78,7 +78,7 @@ def _fidelity(console: Console, run_a: Path, run_b: Path, out: Path) -> None:
     for row in rows:
         table.add_row(*row.cells())
     console.print(table)
-    console.print(f"wrote {write_fidelity(rows, Path(out) / 'fidelity.json')}", highlight=False)
+    console.print(f"wrote {write_fidelity(rows, Path(out) / 'fidelity.json')}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

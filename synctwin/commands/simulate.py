@@ -60,8 +60,8 @@ def finish_run(run_dir: Path) -> None:
     from reports.narrative import fault_lines
 
     verdict = finalize_run(run_dir)
-    console.print(f"run folder: {run_dir}")
-    console.print(f"report:     {run_dir / 'report.html'}")
+    console.print(f"run folder: {run_dir}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report:     {run_dir / 'report.html'}", markup=False, highlight=False, soft_wrap=True)
     for line in fault_lines(verdict.sla):
         console.print(f"fault:      {line}", markup=False, highlight=False, soft_wrap=True)
     if verdict.passed:

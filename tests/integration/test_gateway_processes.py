@@ -95,9 +95,10 @@ def test_locustfile_drives_the_gateway(gateway, broker, tmp_path):
 
     before = asyncio.run(count())
     env = {**os.environ, "SYNCTWIN_LOAD_API_KEY": "key-p01", "SYNCTWIN_LOAD_BATCH": "20"}
+    seconds = 8  # Locust's start-up on a busy machine can take a few of them
     run = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless", "-u", "2",
-         "-r", "2", "-t", "3s", "--host", gateway.url, "--only-summary", "--csv", str(tmp_path / "l"),
+         "-r", "2", "-t", f"{seconds}s", "--host", gateway.url, "--only-summary", "--csv", str(tmp_path / "l"),
          "IngestUser"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
@@ -108,7 +109,7 @@ def test_locustfile_drives_the_gateway(gateway, broker, tmp_path):
     stored = asyncio.run(count()) - before
     # whole batches only (202 stores 20, 429 none), within what P01's 2000 events/s bucket allows
     assert stored > 0 and stored % 20 == 0
-    assert stored <= 2000 * (3 + 2) + 2000
+    assert stored <= 2000 * (seconds + 2) + 2000
 
 
 def test_sigterm_during_load_is_a_clean_exit(broker, credentials_file):

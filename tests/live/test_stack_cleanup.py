@@ -29,7 +29,7 @@ def start_up(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180.0) -> dict[str, list[int]]:
-    """Poll ``state/processes.json`` until both edges (the last tier) are up."""
+    """Poll ``state/processes.json`` until both edges are up and the downlink (started after them) too."""
     path = out / "state" / "processes.json"
     def started() -> dict | None:
         assert proc.poll() is None, proc.communicate()
@@ -37,7 +37,8 @@ def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180
             return None
         pids = json.loads(path.read_text())
         logs = [out / "logs" / f"edge-{p}.log" for p in ("P01", "P02")]
-        ready = all(log.is_file() and "READY" in log.read_text() for log in logs) and "edge-P02" in pids
+        edges_ready = all(log.is_file() and "READY" in log.read_text() for log in logs)
+        ready = edges_ready and "edge-P02" in pids and "downlink" in pids
         return pids if ready else None
 
     return poll(started, timeout, 0.1, "the stack did not start in time")
