@@ -33,7 +33,7 @@ def ray_cluster():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the files holding slow tests first, keeping the order inside each file: ``make test`` spreads
-    whole files over two workers, and a long file started last would leave one worker idle at the end."""
+    the tests over two workers, and a long test started last would leave the other worker idle at the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order and test order kept
 
