@@ -1,10 +1,10 @@
 """Fidelity of the virtual engine to a live run, end to end, against the acceptance bars.
 
-Runs SCENARIO live at speed 60 (``synctwin up``, process-hosted plants), calibrates the virtual engine from
-that run (``synctwin calibrate``), runs it with the same seed and speed (``synctwin run --calibration
---speed``) and compares (``synctwin compare``): the chain of ``synctwin.commands.calibrate_check``. For flows with at least 200 live postings:
-p50 and p95 posting delay within 10 %, delivered within 2 %; the recovery after each fault within 10 %
-(``reports.fidelity.verdicts``). Prints each figure with its verdict and exits 1 when one misses its bar.
+Runs SCENARIO live at speed 60 (``synctwin up``, process-hosted plants), calibrates the virtual engine from that
+run (``synctwin calibrate``), runs it with the same seed and speed (``synctwin run --calibration --speed``) and
+compares (``synctwin compare``): the chain of ``synctwin.commands.calibrate_check``. For flows with at least 200
+live postings: p50 and p95 posting delay within 10 %, delivered within 2 %; the recovery after each fault within
+10 % (``reports.fidelity.verdicts``). Prints each figure with its verdict and exits 1 when one misses its bar.
 A benchmark rather than a suite test: on a shared two-core machine the live breaker's opening after the
 outage moved by several seconds from one live run to the next (bench/RESULTS.md), so one run's recovery
 misses its 10 % bar more often than not.

@@ -212,17 +212,21 @@ class BatchPublisher:
                                       headers={HEADER_MSG_ID: m.txn_id, HEADER_CORRELATION: m.correlation_id})
         await self.nc.flush(timeout_s)
 
+    async def _start_checked(self, messages: Sequence[Any]) -> None:
+        """Connect if needed and refuse a batch holding a message the broker would not take."""
+        await self.start()
+        limit = self.nc.max_payload - 1024  # room for the headers
+        for i, m in enumerate(messages):
+            if len(m.body) > limit:
+                raise MessageTooLarge(i, len(m.body), limit)
+
     async def publish(self, messages: Sequence[Any], timeout_s: float) -> BatchAcks:
         """Publish ``messages`` (``subject``, ``body``, ``txn_id``, ``correlation_id``); wait for every ack.
 
         Returns the batch's acks; raises ``TimeoutError`` (acks so far in ``exc.args[1]``) if some ack
         does not arrive within ``timeout_s``.
         """
-        await self.start()
-        limit = self.nc.max_payload - 1024  # room for the headers
-        for i, m in enumerate(messages):
-            if len(m.body) > limit:
-                raise MessageTooLarge(i, len(m.body), limit)
+        await self._start_checked(messages)
         acks = BatchAcks(len(messages), asyncio.get_running_loop().create_future())
         if not messages:
             return acks
@@ -267,11 +271,7 @@ class BatchPublisher:
         raises ``TimeoutError`` as :meth:`publish` does (the client's retry is de-duplicated)."""
         if not self.atomic or not can_write_raw(self.nc) or len(messages) < ATOMIC_MIN_MESSAGES:
             return await self.publish(messages, timeout_s)
-        await self.start()
-        limit = self.nc.max_payload - 1024  # room for the headers
-        for i, m in enumerate(messages):
-            if len(m.body) > limit:
-                raise MessageTooLarge(i, len(m.body), limit)
+        await self._start_checked(messages)
         acks = BatchAcks(len(messages), asyncio.get_running_loop().create_future())
         prefix, numbers, commands = self._prefix, [], []
         for first in range(0, len(messages), ATOMIC_MAX_MESSAGES):
