@@ -110,6 +110,7 @@ class PlantDeliverer:
 
     consumer_prefix = "plant"
     flows: tuple[str, ...] = ()  # the flows it reads; empty: every flow to the plant
+    to_erp = False  # its copies go to an ERP (told apart from the plant's copies of the same txn_id)
 
     def __init__(self, plant: str, url: str, clock: ScaledClock, log: DownlinkLog, retry: tuple[float, float, float],
                  batch: int = 200):
@@ -186,7 +187,7 @@ class PlantDeliverer:
         now, nan, rows = self.clock.now(), float("nan"), []
         # A "duplicate" of a message never recorded here: the plant applied an earlier attempt whose answer
         # was lost (a link cut mid-request); that first application is this message's delivery.
-        recorded = self.log.delivered([b["txn_id"] for b in bodies], self.consumer_prefix == "erp-quality")
+        recorded = self.log.delivered([b["txn_id"] for b in bodies], self.to_erp)
         for m, b in zip(msgs, bodies, strict=True):
             a = answers.get(b["txn_id"])
             if a is not None and a["status"] == "duplicate" and b["txn_id"] not in recorded:
@@ -230,6 +231,7 @@ class ErpQualityDeliverer(PlantDeliverer):
 
     consumer_prefix = "erp-quality"
     flows = (QUALITY_HOLD, QUALITY_RELEASE)
+    to_erp = True
 
     def __init__(self, plant: str, urls: dict[str, str], route: Any, clock: ScaledClock, log: DownlinkLog,
                  retry: tuple[float, float, float], batch: int = 200):

@@ -84,11 +84,12 @@ def _seq(data: bytes) -> int:
 _NO_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 
 
-def _hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: bytes) -> bytes:
-    """One NATS ``HPUB`` command carrying the broker de-duplication key and the correlation id."""
+def _hpub(subject: str, reply: str, msg_id: str, correlation_id: str, body: bytes, extra: str = "") -> bytes:
+    """One NATS ``HPUB`` command carrying the broker de-duplication key and the correlation id (and
+    ``extra`` header lines, each ending in CRLF)."""
     if "\r" in msg_id or "\n" in msg_id or "\r" in correlation_id or "\n" in correlation_id:
         msg_id, correlation_id = msg_id.translate(_NO_NEWLINES), correlation_id.translate(_NO_NEWLINES)
-    header = f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n\r\n".encode()
+    header = f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n{extra}\r\n".encode()
     reply = f"{reply} " if reply else ""  # no reply subject: JetStream stores it and sends no PubAck
     return b"%s%s%s\r\n" % (
         f"HPUB {subject} {reply}{len(header)} {len(header) + len(body)}\r\n".encode(), header, body
@@ -99,15 +100,9 @@ def _atomic_hpub(subject: str, reply: str, msg_id: str, correlation_id: str, bod
                  commit: bool) -> bytes:
     """One ``HPUB`` of an atomic batch: the event's headers plus the batch id, its place and, on the
     last message only, the commit marker (the only one with a reply subject, so the only PubAck)."""
-    if "\r" in msg_id or "\n" in msg_id or "\r" in correlation_id or "\n" in correlation_id:
-        msg_id, correlation_id = msg_id.translate(_NO_NEWLINES), correlation_id.translate(_NO_NEWLINES)
     marker = f"{BATCH_COMMIT}: 1\r\n" if commit else ""
-    header = (f"NATS/1.0\r\n{HEADER_MSG_ID}: {msg_id}\r\n{HEADER_CORRELATION}: {correlation_id}\r\n"
-              f"{BATCH_ID}: {batch}\r\n{BATCH_SEQUENCE}: {seq}\r\n{marker}\r\n").encode()
-    reply = f"{reply} " if commit else ""
-    return b"%s%s%s\r\n" % (
-        f"HPUB {subject} {reply}{len(header)} {len(header) + len(body)}\r\n".encode(), header, body
-    )
+    return _hpub(subject, reply if commit else "", msg_id, correlation_id, body,
+                 f"{BATCH_ID}: {batch}\r\n{BATCH_SEQUENCE}: {seq}\r\n{marker}")
 
 
 def _error(data: bytes) -> str:
