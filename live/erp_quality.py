@@ -79,8 +79,10 @@ class LotHolds:
                 self.db.execute("INSERT OR IGNORE INTO lot_holds (lot, plant, item, held) VALUES (?,?,?,0)",
                                 (m["lot"], plant, m.get("item", "")))
                 if m["flow"] == QUALITY_HOLD:
-                    self.db.execute("UPDATE lot_holds SET held=1, t_hold=?, t_hold_at_erp=? WHERE lot=?",
-                                    (m["t_created"], now, m["lot"]))
+                    # A hold whose copy came back after its release (a restarted deliverer's unacknowledged one,
+                    # redelivered after the ack wait) is recorded but does not hold the released lot again.
+                    self.db.execute("UPDATE lot_holds SET held=(t_release_at_erp IS NULL), t_hold=?, t_hold_at_erp=? "
+                                    "WHERE lot=?", (m["t_created"], now, m["lot"]))
                 else:
                     self.db.execute("UPDATE lot_holds SET held=0, t_release=?, t_release_at_erp=? WHERE lot=?",
                                     (m["t_created"], now, m["lot"]))

@@ -75,3 +75,13 @@ def test_the_erp_deliverer_routes_each_message_to_the_erp_of_its_time(tmp_path: 
         assert a.get("/quality/lots/LOT-1").json()["held"] is True  # the legacy ERP saw the hold only
         assert b.get("/quality/lots/LOT-1").json()["t_release"] == 1200.0
     log.close()
+
+
+def test_a_hold_arriving_after_its_release_does_not_hold_the_lot_again(tmp_path: Path):
+    # A restarted deliverer's unacknowledged hold comes back after the ack wait, behind the lot's release.
+    with TestClient(_app(tmp_path)) as erp:
+        erp.post("/quality", json={"plant": "P01", "messages": [_msg(QUALITY_RELEASE, "LOT-2", 300.0)]})
+        late = erp.post("/quality", json={"plant": "P01", "messages": [_msg(QUALITY_HOLD, "LOT-2", 60.0)]})
+        assert late.json()["results"][0]["status"] == "applied"
+        status = erp.get("/quality/lots/LOT-2").json()
+        assert status["held"] is False and status["t_hold"] == 60.0 and status["t_release"] == 300.0
