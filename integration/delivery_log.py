@@ -1,4 +1,5 @@
-"""``deliveries.sqlite``: one row per message copy the integration workers finished with."""
+"""``deliveries.sqlite``: one row per message copy the integration workers finished with, and every
+transition of their circuit breakers (``breaker``: the opening and probes a failed attempt leaves no row for)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class DeliveryLog:
             "plant TEXT, line TEXT, item TEXT, lot TEXT, qty REAL, unit TEXT, schema_version TEXT, "
             "t_created REAL, t_acked REAL, detail TEXT)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS breaker (t REAL, target TEXT, state TEXT, worker TEXT)")
         self._sql = (f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})")
 
@@ -45,6 +47,11 @@ class DeliveryLog:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def record_breaker(self, target: str, worker: str, transitions: Iterable[tuple[float, str]]) -> None:
+        """Append breaker transitions ``(scenario time, state)`` of ``target`` in ``worker``; committed at once."""
+        self._db.executemany("INSERT INTO breaker (t, target, state, worker) VALUES (?, ?, ?, ?)",
+                             [(t, target, state, worker) for t, state in transitions])
 
     def count(self) -> int:
         return self._db.execute("SELECT count(*) FROM deliveries").fetchone()[0]

@@ -2,8 +2,9 @@
 
 :class:`RunRecord` is the contract; :func:`run_record` builds the fields both engines share from the
 scenario (plants, faults, waves, bursts, SLAs, version) so they cannot drift apart, and each engine
-adds what only it knows (the virtual engine: replications, breaker transitions; the live engine:
-speed, epoch, services, events). :func:`write_run_folder` (in :mod:`kernel.run_folder`) writes it.
+adds what only it knows (the virtual engine: replications; the live engine: speed, epoch, services,
+events); both record their circuit breakers' transitions. :func:`write_run_folder` (in
+:mod:`kernel.run_folder`) writes it.
 All times are scenario seconds.
 """
 
@@ -86,8 +87,9 @@ class RunRecord(_Record):
     slas: dict[str, Any] | None = Field(None, description="the SLA thresholds the run was judged with")
     counts: dict[str, int] = {}
     notes: list[str] = []
+    breaker: list[dict[str, Any]] = Field([], description="circuit-breaker transitions (replication, target, t, "
+                                          "state; a live run adds the worker)")
     # virtual engine
-    breaker: list[dict[str, Any]] = Field([], description="circuit-breaker transitions (replication, target, t)")
     transactions: int | None = None
     # live engine
     speed: float | None = None

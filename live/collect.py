@@ -59,6 +59,12 @@ def read_deliveries(state: Path) -> list[dict[str, Any]]:
     return _rows(state / "deliveries.sqlite", "SELECT * FROM deliveries ORDER BY rowid")
 
 
+def read_breaker(state: Path) -> list[dict[str, Any]]:
+    """The workers' circuit-breaker transitions (``run.json``'s ``breaker``, as the virtual engine writes it)."""
+    sql = "SELECT t, target, state, worker FROM breaker ORDER BY t, rowid"
+    return [{"replication": 0, **r} for r in _rows(state / "deliveries.sqlite", sql)]
+
+
 def read_ledgers(state: Path) -> list[dict[str, Any]]:
     """Every ERP ledger row (all ERP kinds)."""
     sql = "SELECT txn_id, flow, plant, item, qty, unit, erp, t_posted FROM ledger ORDER BY t_posted"
@@ -178,5 +184,6 @@ def collect_run(run_dir: str | Path, scenario: Scenario, record: RunRecord) -> d
     lots = build_lots(outbox, scenario, record.run_id, state, record.duration)
     counts = {"trace": trace.num_rows, "ledger": ledger.num_rows, "lots": lots.num_rows,
               "source_records": len(outbox)}
-    write_run_folder(run_dir, record.model_copy(update={"counts": counts}), trace, ledger, lots)
+    record = record.model_copy(update={"counts": counts, "breaker": read_breaker(state)})
+    write_run_folder(run_dir, record, trace, ledger, lots)
     return counts

@@ -62,6 +62,11 @@ class RetrySpec(Strict):
 class BreakerSpec(Strict):
     failure_threshold: int = Field(5, ge=1)
     cooldown: Duration = Field(30.0, gt=0)
+    replay_openings: dict[Literal["legacy", "cloud"], list[float | None]] = Field(
+        {}, description="virtual engine: openings observed in a live run, per ERP kind and outage window (scenario "
+        "seconds after the window starts; null where it did not open). `synctwin run --calibration` sets them at "
+        "the live run's speed: a live opening depends on the jitter its lanes' retries drew, which no other run "
+        "draws alike")
 
 
 class BrokerSpec(Strict):
@@ -90,6 +95,9 @@ class HopsSpec(Strict):
     lane_batch: LatencySpec = Field(LatencySpec(mean=0.0), description="per posting a closing breaker releases, "
                                     "beyond the ERP's service: the worker's building and the ERP's handling of "
                                     "the large lane batches of a drain (mean only)")
+    breaker_probe: LatencySpec = Field(LatencySpec(mean=0.0), description="an open breaker's probe beyond its "
+                                       "cooldown and the lanes' retry jitter: a waiting lane's late wake-up (mean "
+                                       "only)")
 
 
 class IntegrationSpec(Strict):

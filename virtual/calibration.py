@@ -24,7 +24,11 @@ outside the windows of faults other than the ERP's. And ``lane_batch``, per post
 batches the closing probe after an ERP outage releases (the only place a live run makes them): the time
 from the probe's arrival to the last of them accepted, less the ERP's configured service of each posting
 and its calibrated processing of each batch, over the postings (a mean: it stands for the worker's building
-and the ERP's handling of a batch request, which grow with its size).
+and the ERP's handling of a batch request, which grow with its size). And ``breaker_probe``, from the workers'
+breaker transitions in ``run.json``: how much later than its grid point and the lanes' mean jitter an open
+breaker half-opened (a waiting lane's late wake-up, wall time). The openings themselves are kept per ERP outage
+(``breaker_openings``) and replayed at the live run's speed (``BreakerSpec.replay_openings``): when a live
+breaker opens depends on the jitter its lanes' retries drew, several seconds either way.
 """
 
 from __future__ import annotations
@@ -38,9 +42,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from integration.delivery import CLOSED, HALF_OPEN, OPEN
 from kernel.trace import ERP_POSTING_FLOWS
+from scenarios.generator import ERP_KINDS, FaultPlan
 from scenarios.loader import load_scenario
 from scenarios.spec import LatencySpec
+from virtual.breaker import LANES
 
 HOP_DELTAS: dict[str, tuple[str, str]] = {
     "edge": ("t_created", "t_edge"),
@@ -50,7 +57,8 @@ HOP_DELTAS: dict[str, tuple[str, str]] = {
 ERP_HOP = "erp"  # t_service_start -> t_delivered beyond the configured service
 DOWNLINK_HOP = "downlink"  # a QMS disposition -> the plant's WMS beyond the broker and WAN latencies (lots table)
 LANE_BATCH_HOP = "lane_batch"  # per posting of the lane batches a closing breaker releases, beyond the ERP's service
-HOPS = (*HOP_DELTAS, ERP_HOP, DOWNLINK_HOP, LANE_BATCH_HOP)
+BREAKER_PROBE_HOP = "breaker_probe"  # an open breaker's half-opening beyond its grid point and the lanes' jitter
+HOPS = (*HOP_DELTAS, ERP_HOP, DOWNLINK_HOP, LANE_BATCH_HOP, BREAKER_PROBE_HOP)
 BIG_BATCH = 20  # postings arriving at the ERP together: a lane batch of a drain
 Z95 = 1.6449
 
@@ -193,9 +201,45 @@ def calibrate(run_dir: str | Path) -> dict:
     downlink = _downlink_samples(run_dir, record.get("faults", []), scenario)
     if downlink.size:
         hops[DOWNLINK_HOP] = fit_samples(downlink / speed)
+    openings, probe = breaker_timing(record.get("breaker", []), scenario)
+    if probe.size:
+        late = max(float(probe.mean()), 0.0) / speed  # the jitter's mean is modelled; only the rest is fitted
+        hops[BREAKER_PROBE_HOP] = HopFit(late, "constant", 0.5, int(probe.size), late, late)
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
-            "hops": {name: asdict(fit) for name, fit in hops.items()}, "notes": notes}
+            "hops": {name: asdict(fit) for name, fit in hops.items()}, "breaker_openings": openings, "notes": notes}
+
+
+def breaker_timing(transitions: list[dict], scenario) -> tuple[dict[str, list[float | None]], np.ndarray]:
+    """From a live run's breaker transitions: per ERP kind and outage window, when the breaker opened (scenario
+    seconds after the window's start, None where it did not), and every half-opening's lateness beyond its
+    grid point (``opened + k × cooldown``) and the lanes' mean jitter (scenario seconds). One worker per
+    outage: the one whose breaker opened first."""
+    policy, cooldown = scenario.landscape.integration.retry, scenario.landscape.integration.circuit_breaker.cooldown
+    jitter = policy.initial / (LANES + 1)
+    plan = FaultPlan.of(scenario)
+    openings: dict[str, list[float | None]] = {}
+    late: list[float] = []
+    for kind in ERP_KINDS:
+        mine = sorted((float(e["t"]), str(e["state"]), str(e.get("worker", ""))) for e in transitions
+                      if e.get("target") == f"erp-{kind}" and e.get("replication", 0) == 0)
+        windows = plan.erp_outage[kind]
+        found: list[float | None] = []
+        for start, end in zip(windows.start, windows.end, strict=True):
+            opens = [(t, w) for t, s, w in mine if s == OPEN and start <= t < end]
+            if not opens:
+                found.append(None)
+                continue
+            opened, worker = opens[0]
+            found.append(opened - float(start))
+            closed = next((t for t, s, w in mine if s == CLOSED and w == worker and t > opened), np.inf)
+            for t, s, w in mine:
+                if s == HALF_OPEN and w == worker and opened < t <= closed:
+                    grid = opened + cooldown * max(1.0, (t - opened) // cooldown)
+                    late.append(t - grid - jitter)
+        if found and any(v is not None for v in found):
+            openings[kind] = found
+    return openings, np.array(late, dtype=float)
 
 
 def _lane_batch_cost(trace: pd.DataFrame, faults: list[dict], scenario, erp: HopFit | None,
@@ -270,20 +314,23 @@ def read_calibration(path: str | Path) -> dict:
     return data | {"fits": fits}
 
 
-def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[str, dict], str]:
-    """``landscape.integration.hops`` overrides at ``speed`` (default: the live run's) and a sentence
-    saying what the run then predicts."""
+def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[str, object], str]:
+    """``landscape.integration.hops`` overrides at ``speed`` (default: the live run's; at that speed also the
+    live breaker's openings) and a sentence saying what the run then predicts."""
     live_speed = float(calibration["speed"])
     speed = live_speed if speed is None else float(speed)
-    hops = {f"landscape.integration.hops.{name}": fit.at_speed(speed).model_dump(mode="json")
-            for name, fit in calibration["fits"].items()}
+    hops: dict[str, object] = {f"landscape.integration.hops.{name}": fit.at_speed(speed).model_dump(mode="json")
+                               for name, fit in calibration["fits"].items()}
+    if speed == live_speed and calibration.get("breaker_openings"):  # the live run's own openings, replayed
+        hops["landscape.integration.circuit_breaker.replay_openings"] = calibration["breaker_openings"]
     source = calibration.get("run_id") or calibration.get("source_run", "a live run")
     if speed == 1.0:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed 1: hop processing takes its "
                 "wall-clock time, so this run predicts the real plant")
     elif speed == live_speed:
         note = (f"calibrated from live run {source} at its speed {live_speed:g}: hop processing stretched "
-                f"x{speed:g} in scenario time, so this run predicts that live run")
+                f"x{speed:g} in scenario time, so this run predicts that live run"
+                + (" (its breakers open where the live ones did)" if calibration.get("breaker_openings") else ""))
     else:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed {speed:g}: hop processing "
                 f"stretched x{speed:g} in scenario time")

@@ -2,7 +2,10 @@
 
 The edge accepts each event and forwards it at once while the WAN is up and nothing waits in its
 buffer; it buffers while the WAN (or the gateway behind it) is down, and after an outage the backlog
-drains at ``drain_rate`` -- an event that arrives while a backlog still waits queues behind it (FIFO)
+drains at ``drain_rate`` from the edge's first posting attempt after the link heals: as the live edge's
+poster, it retries a failed post after ``retry_initial``, doubling up to ``retry_max``, from its first
+failure in the outage (so a long outage ends, on average, half a ``retry_max`` before the drain begins).
+An event that arrives while a backlog still waits queues behind it (FIFO)
 and is forwarded at the drain rate too; once the backlog is gone, events pass straight through again.
 So ``drain_rate`` paces only a backlog, never the steady stream (the live edge's poster does the same,
 ``live/edge_poster.py``). The queued events form a FIFO with service ``1/drain_rate`` whose customers
@@ -37,6 +40,7 @@ class StoreAndForward:
     dropped_total: int = 0
     peak_depth: int = 0
     source_clock: float = float("-inf")  # with `block`, a held-back source hands over no earlier than this
+    first_failure: dict[int, float] = field(default_factory=dict)  # per outage: the edge's first failed post
 
     @property
     def step(self) -> float:
@@ -60,10 +64,27 @@ class StoreAndForward:
         self.dropped_total += int(dropped.sum())
         return t_edge, fwd, dropped
 
+    def _ready(self, t_accept: np.ndarray) -> np.ndarray:
+        """When each event may leave the edge: at once while the link is up; inside an outage, at the edge's
+        first posting attempt after it heals (its retry backoff, counted from its first failure there)."""
+        ready = np.array(t_accept, dtype=float)
+        idx = self.wan_down.index(ready)
+        for w in np.unique(idx[idx >= 0]).tolist():
+            first = self.first_failure.setdefault(w, float(ready[idx == w].min()))
+            ready[idx == w] = self._first_retry_after(first, float(self.wan_down.end[w]))
+        return ready
+
+    def _first_retry_after(self, failed: float, end: float) -> float:
+        """The first posting attempt at or after ``end`` of an edge that first failed at ``failed``."""
+        t, delay, longest = failed, self.spec.retry_initial, self.spec.retry_max
+        while t < end and delay < longest:  # doubling, then every `retry_max`
+            t, delay = t + delay, min(longest, delay * 2)
+        return t if t >= end else t + longest * np.ceil((end - t) / longest)
+
     def _vectorised(self, t_accept: np.ndarray, carried: np.ndarray):
         """Closed form when the bound is never reached; None when some arrival would find it full."""
         n = t_accept.size
-        drained = self._drain(t_accept, self.wan_down.end_of(t_accept), carried)
+        drained = self._drain(t_accept, self._ready(t_accept), carried)
         if drained is None:
             return None
         fwd, queued = drained
@@ -104,7 +125,7 @@ class StoreAndForward:
         fwd = np.full(n, np.nan)
         dropped = np.zeros(n, dtype=bool)
         queued = np.zeros(n, dtype=bool)
-        ready = self.wan_down.end_of(t_accept)
+        ready = self._ready(t_accept)
         waiting_old = deque(carried.tolist())  # handed over earlier, forward times fixed
         waiting: deque[int] = deque()  # this window's kept events, in order
         next_free = self.last_forward + step
@@ -138,7 +159,7 @@ class StoreAndForward:
                     dropped[waiting.popleft()] = True
             t_edge[i] = t
             if t != t_accept[i]:
-                ready[i] = float(self.wan_down.end_of(np.array([t]))[0])
+                ready[i] = float(self._ready(np.array([t]))[0])
             waiting.append(i)
             queued[i] = True
             self.peak_depth = max(self.peak_depth, len(waiting_old) + len(waiting))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 
 from integration.delivery import DeadLetter, Delivery, RetryAt
 from integration.erp_client import ErpAnswer, ErpClient
@@ -39,11 +40,16 @@ class DeliveryLoop:
 
     def __init__(self, deliveries: dict[str, Delivery], erps: dict[str, ErpClient], chunk: dict[str, int],
                  keys: BatchProcessedKeys, outcomes: Outcomes, clock: ScaledClock, rng: random.Random,
-                 speed: float, stats: WorkerStats):
+                 speed: float, stats: WorkerStats,
+                 on_breaker: Callable[[str, list[tuple[float, str]]], None] | None = None):
         self.deliveries, self.erps, self.chunk = deliveries, erps, chunk
         self.keys, self.outcomes, self.clock, self.rng = keys, outcomes, clock, rng
         self.speed, self.stats = speed, stats
         self._closing: dict[str, asyncio.Event] = {}  # per target: set when its breaker closes again
+        # The breaker's transitions are recorded as they happen: failed attempts leave no delivery row, and
+        # the opening and the probes are what a calibration needs to replay an outage (virtual/calibration.py).
+        self._on_breaker = on_breaker
+        self._noted = dict.fromkeys(deliveries, 0)  # per target: transitions already handed on
 
     async def deliver_all(self, items: list[Copy], kind: str, view: KeyView, uncertain: set[str]) -> None:
         """Deliver ``items`` to ``kind`` in order, in chunks the target's API accepts. ``uncertain`` holds
@@ -61,6 +67,7 @@ class DeliveryLoop:
         while items:
             now, u = self.clock.now(), self.rng.random()
             suppressed, action = delivery.offer_many([c.key for c in items], attempt, now, u)
+            self._note_breaker(kind)
             if suppressed:
                 skip = set(suppressed)
                 done, items = [c for c in items if c.key in skip], [c for c in items if c.key not in skip]
@@ -84,6 +91,7 @@ class DeliveryLoop:
                 for copy in items:
                     delivery.succeeded(copy.key, attempt, now)
                 if shared.breaker.closings != closings:  # this batch was the successful probe
+                    self._note_breaker(kind)
                     self._wake(kind)
                 await self.outcomes.delivered(items, kind, view, attempt, now, answer.detail)
                 self.keys.answered(intent)
@@ -100,6 +108,7 @@ class DeliveryLoop:
                 retry_after = answer.retry_after * self.speed
             result = delivery.failed(keys[0], attempt, now, u, retry_after=retry_after,
                                      permanent_reason=answer.permanent)
+            self._note_breaker(kind)
             if isinstance(result, DeadLetter):
                 self.keys.abandon_many([k for k in keys if k not in uncertain])
                 if answer.permanent and len(items) > 1:
@@ -112,6 +121,13 @@ class DeliveryLoop:
             assert isinstance(result, RetryAt)
             attempt = result.attempt
             await self._wait_until(kind, result.at)
+
+    def _note_breaker(self, kind: str) -> None:
+        """Hand the breaker's new transitions of ``kind`` to ``on_breaker`` (a durable record)."""
+        transitions = self.deliveries[kind].breaker.transitions
+        if self._on_breaker is not None and len(transitions) > self._noted[kind]:
+            self._on_breaker(kind, transitions[self._noted[kind]:])
+            self._noted[kind] = len(transitions)
 
     async def _wait_until(self, kind: str, at: float) -> None:
         """Sleep until scenario time ``at``, or until the breaker of ``kind`` closes again after a successful

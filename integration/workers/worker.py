@@ -77,7 +77,9 @@ class Worker:
         self.outcomes = Outcomes(self.clock, self.log, ack_loss, self.stats, redeliver_after)
         chunk = {kind: batch_cap(config.scenario, kind, config.fetch_batch) for kind in config.erp_urls}
         self.poster = DeliveryLoop(self.deliveries, self.erps, chunk, self.keys, self.outcomes, self.clock,
-                                   random.Random(config.seed), config.speed, self.stats)
+                                   random.Random(config.seed), config.speed, self.stats,
+                                   on_breaker=lambda kind, moves: self.log.record_breaker(
+                                       f"erp-{kind}", config.consumer_name, moves))
         self._held: set[Copy] = set()  # fetched, not yet finished (kept alive by the heartbeat)
         self._on_ready = on_ready
         self.nc = None

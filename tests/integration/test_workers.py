@@ -12,6 +12,7 @@ import pytest
 
 from integration.broker import DLQ_STREAM, ensure_streams, event_headers
 from integration.erp_client import ErpClient
+from integration.sqlite import read_rows
 from integration.worker_faults import write_ack_loss
 from integration.workers import WorkerConfig, parse_erp_urls
 from integration.workers.config import CONSUMER_ACK_WAIT_FLOOR
@@ -79,6 +80,10 @@ async def test_retries_through_outage_and_breaker_opens(jetstream, erp, tmp_path
         assert breaker.state == "closed"
     assert erp.count("OUT1") == 1 and erp.count("OUT2") == 1
     assert worker.stats.failed_attempts == 4
+    # Every transition is recorded durably, in order, for the run folder and a calibration.
+    recorded = read_rows(tmp_path / "state" / "deliveries.sqlite", "SELECT * FROM breaker ORDER BY rowid")
+    assert [(r["t"], r["state"]) for r in recorded] == breaker.transitions
+    assert {(r["target"], r["worker"]) for r in recorded} == {("erp-legacy", worker.cfg.consumer_name)}
     assert max(r[3] for r in deliveries(tmp_path)) > 1
 
 

@@ -11,7 +11,14 @@ import yaml
 from typer.testing import CliRunner
 
 from synctwin.cli import app
-from virtual.calibration import CalibrationError, calibrate, fit_samples, hops_at_speed, read_calibration
+from virtual.calibration import (
+    CalibrationError,
+    calibrate,
+    fit_samples,
+    hops_at_speed,
+    read_calibration,
+    write_calibration,
+)
 
 runner = CliRunner()
 SPEED = 60.0
@@ -169,3 +176,31 @@ def test_the_lane_batches_released_after_an_outage_give_a_cost_per_posting(tmp_p
     fit = calibrate(root)["hops"]["lane_batch"]
     assert fit["samples"] == 200 and fit["mean"] == pytest.approx(0.0005 + 1.0 / 200 / SPEED, rel=0.05)
     assert "lane_batch" not in calibrate(live_run(tmp_path / "quiet", n=500))["hops"]  # no release batches
+
+
+def test_the_breaker_openings_and_the_probes_lateness_come_from_the_live_transitions(tmp_path):
+    root = live_run(tmp_path / "live", n=500)
+    scenario = SCENARIO | {"faults": [{"kind": "erp_outage", "at": 3000, "duration": 600, "erp": "legacy"}],
+                           "landscape": SCENARIO["landscape"] | {"integration": {
+                               "retry": {"initial": "3s"}, "circuit_breaker": {"cooldown": "30s"}}}}
+    (root / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    # Opened 12 s into the outage; half-opened 1.5 s (jitter mean 1 s + 0.5 s late) and 2.5 s after the grid
+    # points 3042 and 3612 (after a failed probe re-opened it); another worker opened later and is ignored.
+    moves = [(3012.0, "open", "w1"), (3043.5, "half_open", "w1"), (3043.6, "open", "w1"),
+             (3614.5, "half_open", "w1"), (3614.7, "closed", "w1"), (3020.0, "open", "w2"),
+             (3051.0, "half_open", "w2")]
+    record = json.loads((root / "run.json").read_text())
+    record["breaker"] = [{"replication": 0, "target": "erp-legacy", "t": t, "state": s, "worker": w}
+                         for t, s, w in moves]
+    (root / "run.json").write_text(json.dumps(record))
+    cal = calibrate(root)
+    assert cal["breaker_openings"] == {"legacy": [12.0]}
+    probe = cal["hops"]["breaker_probe"]
+    assert probe["samples"] == 2 and probe["mean"] * SPEED == pytest.approx((0.5 + 1.5) / 2)
+    path = tmp_path / "cal.yaml"
+    write_calibration(cal, path)
+    at_live, note = hops_at_speed(read_calibration(path))
+    assert at_live["landscape.integration.circuit_breaker.replay_openings"] == {"legacy": [12.0]}
+    assert "open where the live ones did" in note
+    real, _ = hops_at_speed(read_calibration(path), 1.0)
+    assert "landscape.integration.circuit_breaker.replay_openings" not in real  # timing of that run only

@@ -134,6 +134,18 @@ def test_the_breaker_opens_during_the_outage_and_closes_after_it():
     assert not [e for e in hub.breaker_log() if e["target"] == "erp-cloud"]
 
 
+def test_a_calibrated_breaker_opens_where_the_live_one_did_and_probes_as_late():
+    integration = {"circuit_breaker": {"failure_threshold": 3, "cooldown": "5m", "replay_openings": {"legacy": [40.0]}},
+                   "hops": {"breaker_probe": {"mean": 2.0}}}
+    scenario = _scenario(integration, faults=[{"kind": "erp_outage", "at": 3000, "duration": 2400}])
+    hub, vocab = _hub(scenario)
+    _run(hub, [(0, _outbound(vocab, np.concatenate([[100.0], np.arange(3010.0, 3100.0, 10.0), [8000.0]])))])
+    log = [e for e in hub.breaker_log() if e["target"] == "erp-legacy"]
+    assert [e["state"] for e in log] == ["open", "half_open", "closed"]
+    assert log[0]["t"] == 3040.0  # replayed, not the model's 3012.7
+    assert (log[-1]["t"] - log[0]["t"]) % 300.0 == pytest.approx(1.0 / 3.0 + 2.0, abs=1e-6)
+
+
 def test_idempotency_on_suppresses_redelivered_copies():
     integration = {"idempotency": True, "broker": {"redelivery_rate": 1.0, "ack_wait": "30s"}}
     hub, vocab = _hub(_scenario(integration))

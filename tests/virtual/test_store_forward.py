@@ -12,11 +12,14 @@ from scenarios.spec import EdgeSpec
 from virtual.store_forward import StoreAndForward
 
 
-def _edge(outages=(), buffer: int = 1_000_000, overflow: str = "block",
-          drain: float = 1.0) -> StoreAndForward:
+def _edge(outages=(), buffer: int = 1_000_000, overflow: str = "block", drain: float = 1.0,
+          retry: tuple[float, float] = (0.5, 0.5)) -> StoreAndForward:
+    """An edge whose posting attempts during an outage are ``retry`` (first wait, longest wait) apart: the
+    default's grid lands on every half second, so a backlog leaves when an outage ending there heals."""
     down = Windows(np.array([s for s, _ in outages], float), np.array([e for _, e in outages], float),
                    np.ones(len(outages)))
-    return StoreAndForward(EdgeSpec(buffer=buffer, overflow=overflow, drain_rate=drain), down)
+    spec = EdgeSpec(buffer=buffer, overflow=overflow, drain_rate=drain, retry_initial=retry[0], retry_max=retry[1])
+    return StoreAndForward(spec, down)
 
 
 def test_without_outage_events_pass_straight_through():
@@ -45,6 +48,15 @@ def test_arrivals_during_a_drain_queue_behind_it_then_pass_straight_through():
     # 202.9 and 203 and 203.2 still find a queue (205, 206, 207); 210 finds it empty and passes through.
     assert fwd.tolist() == [200.0, 201.0, 202.0, 203.0, 204.0, 205.0, 206.0, 207.0, 210.0, 210.1]
     assert edge.last_forward == 207.0
+
+
+def test_the_backlog_leaves_at_the_edges_first_retry_after_the_link_heals():
+    """As the live edge's poster: from its first failed post (110) it retries after 1, 2, 4 ... s, then every
+    60 s (111, 113, 117, 125, 141, 173, 233, 293, 353, 413): the outage ends at 400, the backlog leaves at 413."""
+    edge = _edge(outages=[(100.0, 400.0)], drain=1.0, retry=(1.0, 60.0))
+    assert edge.forward(np.array([110.0, 120.0]))[1].tolist() == [413.0, 414.0]
+    # The schedule belongs to the outage: a later window's events wait for the same attempt.
+    assert edge.forward(np.array([399.0, 420.0]))[1].tolist() == [415.0, 420.0]
 
 
 _times = st.lists(st.floats(0, 300, allow_nan=False), min_size=1, max_size=60)
