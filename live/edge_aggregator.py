@@ -1,9 +1,12 @@
 """The edge's sans-IO aggregator: counter values and downtime notices in, business events out.
 
 ``operation_confirmation`` (qty = good delta) and ``scrap`` per machine per confirmation interval,
-``goods_receipt`` per completed lot of ``lot_size`` good units per line, ``downtime`` per breakdown,
-per-line telemetry aggregates per telemetry interval (kept at the edge, never sent to ERP), and the
-scenario's load bursts for the plant (:mod:`live.edge_bursts`).
+``backflush`` of the scenario's component per line per confirmation interval (qty = the line's good units x
+``load.backflush_per_unit``, as the virtual MES), ``goods_receipt`` per completed lot of ``lot_size`` good
+units per line, ``downtime`` per breakdown, per-line telemetry aggregates per telemetry interval (kept at the
+edge, never sent to ERP), the plant's steady material issues and inventory moves (:mod:`twins.warehouse_arrivals`)
+and the scenario's load bursts for the plant (:mod:`live.edge_bursts`); issues, moves and bursts are drawn
+from the run's seed, the same arrivals the virtual plant carries.
 
 It works on absolute counter values, so a lost or coalesced notification loses nothing; a counter that
 goes down was reset (PLC reset or restart) and counts from zero again. No I/O and no clock: the host
@@ -26,15 +29,17 @@ from kernel.trace import (
     OPERATION_CONFIRMATION,
     SCRAP,
 )
-from live.edge_bursts import BurstArrivals, plan_bursts
+from live.edge_bursts import ArrivalSink, BurstArrivals, collect_bursts, collect_steady, plan_bursts
 from live.edge_store import OutboxEvent
 from live.intervals import EdgeIntervals
 from live.opcua_server import machine_path
 from scenarios.spec import Scenario
 from twins.mes import REPORT_JITTER
+from twins.warehouse_arrivals import WarehouseArrivals
 
 FLOW_CODES = {OPERATION_CONFIRMATION: "OC", SCRAP: "SC", GOODS_RECEIPT: "GR", DOWNTIME: "DT",
               MATERIAL_ISSUE: "MI", BACKFLUSH: "BF", INVENTORY_MOVE: "IM"}
+WAREHOUSE_FLOWS = (MATERIAL_ISSUE, INVENTORY_MOVE)  # the WMS's flows (their source), the MES's otherwise
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,18 @@ class EdgeConfig:
     # Each machine's confirmation comes at the interval's boundary plus its own offset in [0, report_jitter),
     # as the virtual MES reports them (twins.mes): not all machines of a plant in the same instant.
     report_jitter: float = 0.0
+    # The component each line's good output consumes (None: no backflush), its unit and quantity per good unit.
+    backflush_item: str | None = None
+    backflush_unit: str = "KG"
+    backflush_per_unit: float = 0.0
+    warehouse: WarehouseArrivals | None = None  # steady issues and moves (replication 0's draw, as the virtual run)
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> EdgeConfig:
         """The edge settings of ``plant_id`` (error names the known plants)."""
         from live.plant_host import find_plant
 
-        _, plant = find_plant(scenario, plant_id)
+        index, plant = find_plant(scenario, plant_id)
         load = scenario.load
         return cls(
             plant=plant.id,
@@ -83,6 +93,10 @@ class EdgeConfig:
             bursts=plan_bursts(scenario, plant.id),
             intervals=EdgeIntervals.of(plant.edge),
             report_jitter=REPORT_JITTER,
+            backflush_item=load.backflush_item,
+            backflush_unit=plant.component_unit or load.backflush_unit,
+            backflush_per_unit=load.backflush_per_unit,
+            warehouse=WarehouseArrivals(scenario, index, replication=0),
         )
 
     @property
@@ -123,6 +137,9 @@ class AggregatorState:
     confirm_due: dict[str, float] = field(default_factory=dict)  # machine -> boundary time
     downtime: list[list] = field(default_factory=list)  # [machine, start, end] not yet emitted
     burst_sent: list[int] = field(default_factory=list)  # arrivals stored so far, per planned burst
+    steady_until: float = 0.0  # steady warehouse arrivals before this scenario time are stored
+    flush_acc: list[int] = field(default_factory=list)  # good units per line since the last backflush
+    flush_due: list[list] = field(default_factory=list)  # [time, line, good units] of backflushes not yet stored
 
     @classmethod
     def fresh(cls, config: EdgeConfig) -> AggregatorState:
@@ -163,6 +180,7 @@ class EdgeAggregator:
         pend[machine] += delta
         if kind == "good":
             line = machine // self.config.machines_per_line
+            self._flush_acc()[line] += delta
             acc = self.s.lot_acc[line] + delta
             while acc >= self.config.lot_size:
                 acc -= self.config.lot_size
@@ -210,6 +228,7 @@ class EdgeAggregator:
             for m in range(c.machines):
                 if s.pend_good[m] or s.pend_scrap[m]:
                     s.confirm_due[str(m)] = boundary + self._report_offset(m, boundary)
+            self._close_backflush(boundary)
             s.next_confirm = boundary + c.confirmation_interval
         budget = math.inf if room is None else room
         out: list[OutboxEvent] = []
@@ -257,29 +276,58 @@ class EdgeAggregator:
             budget -= 1
         if not c.post_downtime:
             s.downtime.clear()
-        self._collect_bursts(now, budget, out)
+        budget = self._collect_backflush(now, budget, out)
+        s.burst_sent.extend([0] * (len(c.bursts) - len(s.burst_sent)))  # a state saved before bursts existed
+        sink = self._arrival_sink(out)
+        budget = collect_bursts(c.bursts, s.burst_sent, now, budget, sink)
+        if c.warehouse is not None:
+            s.steady_until = collect_steady(c.warehouse, s.steady_until, now, budget, sink)
         return out
 
-    def _report_offset(self, machine: int, boundary: float) -> float:
-        """Where in ``[0, report_jitter)`` after ``boundary`` the machine's confirmation comes: a uniform
-        draw keyed by plant, machine and boundary (the same again after a restart)."""
+    def _arrival_sink(self, out: list[OutboxEvent]) -> ArrivalSink:
+        """Stores a drawn arrival (burst or steady) in ``out``: issues and moves from the WMS, as in the virtual
+        trace; ``line`` 0-based, ``item`` None for the line's product."""
+
+        def sink(flow: str, line: int, item: str | None, qty: float, unit: str, t: float) -> None:
+            out.append(self._event(flow, f"Line{line + 1:02d}", item or self.config.item_of_line(line), "", qty,
+                                   unit, t, source="WMS" if flow in WAREHOUSE_FLOWS else "MES"))
+        return sink
+
+    def _report_offset(self, machine: int | str, boundary: float) -> float:
+        """Where in ``[0, report_jitter)`` after ``boundary`` the machine's confirmation (or a line's backflush,
+        ``machine`` = ``"BF<line>"``) comes: a uniform draw keyed by plant, machine and boundary (the same again
+        after a restart)."""
         key = f"{self.config.plant}/{machine}/{boundary:.3f}".encode()
         return zlib.crc32(key) / 2**32 * self.config.report_jitter
 
-    def _collect_bursts(self, now: float, budget: float, out: list[OutboxEvent]) -> None:
-        """Burst arrivals due by ``now`` that were not stored yet, at most ``budget`` of them."""
-        sent = self.s.burst_sent
-        sent.extend([0] * (len(self.config.bursts) - len(sent)))
-        for k, burst in enumerate(self.config.bursts):
-            due = burst.due(now)
-            end = due if math.isinf(budget) else min(due, sent[k] + int(budget))
-            for i in range(sent[k], end):
-                line = burst.lines[i]
-                item = burst.item or self.config.item_of_line(line)
-                out.append(self._event(burst.flow, f"Line{line + 1:02d}", item, "", burst.qty[i], burst.unit,
-                                       burst.times[i]))
-            budget -= end - sent[k]
-            sent[k] = end
+    def _flush_acc(self) -> list[int]:
+        acc = self.s.flush_acc  # a state saved before backflushes existed has none
+        acc.extend([0] * (self.config.lines - len(acc)))
+        return acc
+
+    def _close_backflush(self, boundary: float) -> None:
+        """At a confirmation boundary: each line with good output since the last one backflushes it, a little
+        after the boundary (the line's own offset in the report jitter, as the virtual MES)."""
+        if self.config.backflush_item is None:
+            return
+        acc = self._flush_acc()
+        for li, units in enumerate(acc):
+            if units > 0:
+                self.s.flush_due.append([boundary + self._report_offset(f"BF{li}", boundary), li, units])
+                acc[li] = 0
+
+    def _collect_backflush(self, now: float, budget: float, out: list[OutboxEvent]) -> float:
+        """Backflushes due by ``now``, at most ``budget`` of them; returns the budget left."""
+        c, waiting = self.config, []
+        for t, li, units in sorted(self.s.flush_due):
+            if t > now or budget < 1:
+                waiting.append([t, li, units])
+                continue
+            out.append(self._event(BACKFLUSH, f"Line{li + 1:02d}", c.backflush_item or "", "",
+                                   units * c.backflush_per_unit, c.backflush_unit, t))
+            budget -= 1
+        self.s.flush_due = waiting
+        return budget
 
     def telemetry_due(self, now: float) -> list[dict]:
         """Per-line telemetry aggregates of every interval that ended by ``now``."""

@@ -31,7 +31,7 @@ class PlantHost:
             for i in plant_indices:
                 env = simpy.Environment()
                 rng = np.random.default_rng(plant_seed(scenario, i, rep))
-                self.twins[(rep, i)] = PlantTwin(env, scenario, plants[i], i, vocab, faults, rng)
+                self.twins[(rep, i)] = PlantTwin(env, scenario, plants[i], i, vocab, faults, rng, rep)
 
     def step(self, t_to: float) -> WindowResult:
         """Advance every hosted plant to ``t_to``."""

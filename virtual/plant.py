@@ -25,6 +25,7 @@ from twins.bursts import BurstArrivals, draw_bursts
 from twins.erp import draw_latency
 from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
+from twins.warehouse_arrivals import FlowArrivals, WarehouseArrivals
 from virtual import batch as B
 from virtual.store_forward import StoreAndForward
 
@@ -57,12 +58,13 @@ class PlantTwin:
     """A plant's shop floor and edge. ``plant_index`` is its position in the scenario's plant list."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario, plant: PlantSpec, plant_index: int,
-                 vocab: Vocabulary, faults: FaultPlan, rng: np.random.Generator):
+                 vocab: Vocabulary, faults: FaultPlan, rng: np.random.Generator, replication: int = 0):
         self.env = env
         self.scenario = scenario
         self.plant = plant
         self.index = plant_index
         self.bursts = draw_bursts(scenario, plant_index)  # the scenario's bursts, the live edge's arrivals
+        self.warehouse = WarehouseArrivals(scenario, plant_index, replication)  # replication 0: the live edge's
         self.vocab = vocab
         self.faults = faults
         self.rng = rng
@@ -155,17 +157,12 @@ class PlantTwin:
                                           outcome=B.OUTCOME_CODE[trace.DELIVERED]))
 
     def _warehouse(self, t_from: float, t_to: float) -> None:
-        """Material issues per line and inventory moves per plant, with shift-change and scenario bursts."""
-        load, rng, lines = self.load, self.rng, self.plant.lines
-        factor_windows = self._shift_burst_windows(t_from, t_to)
-        for flow, rate, per_line in ((trace.MATERIAL_ISSUE, load.material_issues, True),
-                                     (trace.INVENTORY_MOVE, load.inventory_moves, False)):
-            t = wms.poisson_times(rate * (lines if per_line else 1), t_from, t_to, rng)
-            for s, e in factor_windows:  # extra arrivals during shift changes
-                t = np.concatenate([t, wms.poisson_times(rate * (lines if per_line else 1) *
-                                                         (load.shift.change_burst_factor - 1), s, e, rng)])
-            self._pending.append(self._warehouse_records(flow, np.sort(t)))
-        for burst in self.bursts:  # drawn once from the run's seed, as the live edge does (twins/bursts.py)
+        """Material issues per line and inventory moves per plant (steady, with shift-change extras) and the
+        scenario's bursts, all drawn from the run's seed as the live edge draws them (twins/warehouse_arrivals.py,
+        twins/bursts.py)."""
+        for flow in self.warehouse.between(t_from, t_to):
+            self._pending.append(self._warehouse_records(flow))
+        for burst in self.bursts:
             times = np.asarray(burst.times, dtype=float)
             sel = np.flatnonzero((times >= t_from) & (times < t_to))
             if sel.size:
@@ -178,22 +175,12 @@ class PlantTwin:
             return self._new(burst.flow, t, line, self.vocab.item(self.load.backflush_item), qty, self.component_unit)
         return self._new(burst.flow, t, line, self.line_item[line], qty, self.unit)
 
-    def _warehouse_records(self, flow: str, t: np.ndarray) -> B.Batch:
-        line = self.rng.integers(0, self.plant.lines, t.size).astype(np.int16)
-        if flow in (trace.MATERIAL_ISSUE, trace.BACKFLUSH):
-            item, unit = self.vocab.item(self.load.backflush_item), self.component_unit
-            qty = np.round(self.rng.uniform(5, 50, t.size), 1)
-        else:
-            item, unit = self.line_item[line], self.unit
-            qty = self.rng.integers(1, 100, t.size).astype(float)
-        return self._new(flow, t, line, item, qty, unit)
-
-    def _shift_burst_windows(self, t_from: float, t_to: float) -> list[tuple[float, float]]:
-        shift = self.load.shift
-        first = np.ceil(t_from / shift.length) * shift.length
-        starts = np.arange(max(first, shift.length), t_to + shift.length, shift.length)
-        return [(max(s, t_from), min(s + shift.change_burst_duration, t_to))
-                for s in starts if s < t_to and s + shift.change_burst_duration > t_from]
+    def _warehouse_records(self, arrivals: FlowArrivals) -> B.Batch:
+        line = arrivals.lines
+        if arrivals.item is None:  # the line's product
+            return self._new(arrivals.flow, arrivals.times, line, self.line_item[line], arrivals.qty, self.unit)
+        return self._new(arrivals.flow, arrivals.times, line, self.vocab.item(arrivals.item), arrivals.qty,
+                         self.component_unit)
 
     def _orders(self, t_from: float, t_to: float) -> B.Batch:
         """Production orders released by the ERP to this plant's MES, validated and acknowledged."""

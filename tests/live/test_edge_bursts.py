@@ -11,6 +11,8 @@ from scenarios.spec import Scenario
 
 
 def scenario(**load) -> Scenario:
+    """Bursts alone: no steady issues or moves (those: tests/live/test_edge_steady_flows.py)."""
+    load = {"material_issues": 0, "inventory_moves": 0} | load
     return Scenario.model_validate({
         "name": "bursts",
         "run": {"seed": 5, "mode": "live"},
