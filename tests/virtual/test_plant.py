@@ -174,3 +174,22 @@ def test_quality_messages_reach_the_erp_too_without_crossing_the_wan():
     down = (to_erp["t_broker"] > 8 * HOUR) & (to_erp["t_broker"] < 9 * HOUR - 60)
     assert down.any() and (to_erp["t_delivered"][down] >= 9 * HOUR).all()  # a down ERP takes them once back
     assert B.size(B.postings(quality)) == 0  # not postings: no ledger rows
+
+
+def test_steady_issues_and_moves_are_the_seeded_arrivals_the_live_edge_posts():
+    from twins.warehouse_arrivals import WarehouseArrivals
+
+    scenario = _scenario(material_issues="20/h", inventory_moves="30/h")
+    twin, _, out, _, _ = _run(scenario, seed=3)  # the plant's own rng plays no part in these
+    drawn = WarehouseArrivals(scenario, 0, replication=0).between(0, 12 * HOUR)
+    for flow in drawn:
+        rows = B.take(out, out["flow"] == F[flow.flow])
+        order = np.argsort(rows["t_created"], kind="stable")
+        assert len(flow) > 100
+        assert np.array_equal(rows["t_created"][order], flow.times)
+        assert np.array_equal(rows["line"][order], flow.lines) and np.array_equal(rows["qty"][order], flow.qty)
+    issues = B.take(out, out["flow"] == F[trace.MATERIAL_ISSUE])
+    assert set(issues["item"].tolist()) == {twin.vocab.item("RM-10")}
+    other = PlantTwin(simpy.Environment(), scenario, scenario.landscape.all_plants[0], 0, Vocabulary.of(scenario),
+                      FaultPlan.of(scenario), np.random.default_rng(3), replication=1)
+    assert not np.array_equal(other.warehouse.between(0, HOUR)[1].times, drawn[1].take(drawn[1].times < HOUR).times)
