@@ -174,6 +174,7 @@ class Edge:
         if self.wms is not None:
             self.wms.putaway(events)
             self.wms.ship_due(now)
+            self.wms.mes.ack_due(now)  # orders whose validation (load.mes_ack) ended
         return len(events)
 
     async def _client(self) -> Client:

@@ -65,6 +65,7 @@ class WmsConfig:
     inspected_items: frozenset[str] = field(default_factory=frozenset)  # plant item codes that need inspection
     seed: int = 0
     orderable_items: frozenset[str] = field(default_factory=frozenset)  # products the MES takes orders for
+    mes_ack: float = 0.0  # scenario seconds the MES validates an order before acknowledging it
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, plant_id: str) -> WmsConfig:
@@ -79,7 +80,7 @@ class WmsConfig:
         seed = int(plant_seed(scenario, index, stream=_STREAM).generate_state(1)[0])
         return cls(plant.id, plant.schema_version, scenario.load.ship_delay,
                    scenario.landscape.integration.quality_gate, scenario.run.duration, inspected, seed,
-                   orderable_items(scenario, plant.id))
+                   orderable_items(scenario, plant.id), scenario.load.mes_ack)
 
 
 class PlantWms:
@@ -89,7 +90,7 @@ class PlantWms:
         self.cfg, self.store, self.db = config, store, store.db
         self.db.executescript(_SCHEMA)
         self.rng = np.random.default_rng(config.seed)
-        self.mes = PlantMes(config.plant, config.schema_version, config.orderable_items, store)
+        self.mes = PlantMes(config.plant, config.schema_version, config.orderable_items, store, config.mes_ack)
         self.refused = 0
         self.shipped = 0
 

@@ -10,10 +10,10 @@ from live.edge_store import EdgeStore, OutboxEvent
 from live.plant_wms import PlantWms, WmsConfig
 
 
-def _wms(tmp_path: Path, gate: bool = True) -> PlantWms:
+def _wms(tmp_path: Path, gate: bool = True, mes_ack: float = 0.0) -> PlantWms:
     store = EdgeStore(tmp_path / "edge-P01.sqlite", 1000)
     config = WmsConfig("P01", "v2", ship_delay=0.0, quality_gate=gate, duration=3600.0,
-                       inspected_items=frozenset({"FG-100"}), orderable_items=frozenset({"FG-100"}))
+                       inspected_items=frozenset({"FG-100"}), orderable_items=frozenset({"FG-100"}), mes_ack=mes_ack)
     return PlantWms(config, store)
 
 
@@ -58,8 +58,8 @@ def test_each_message_is_applied_once_and_a_late_hold_does_not_block_a_released_
     assert wms.ship_due(now=180.0) == (1, 0)
 
 
-def test_orders_are_acknowledged_back_and_unknown_items_rejected(tmp_path: Path):
-    wms = _wms(tmp_path)
+def test_orders_are_acknowledged_back_after_validation_and_unknown_items_rejected(tmp_path: Path):
+    wms = _wms(tmp_path, mes_ack=2.0)
     order = {"txn_id": "OR-P01-00001", "flow": ORDER_RELEASE, "lot": "OR-P01-00001", "item": "FG-100",
              "line": "Line01", "qty": 40.0, "unit": "EA", "t_created": 10.0}
     unknown = {**order, "txn_id": "OR-P01-00002", "lot": "OR-P01-00002", "item": "FG-999"}
@@ -67,7 +67,11 @@ def test_orders_are_acknowledged_back_and_unknown_items_rejected(tmp_path: Path)
     answers = wms.apply([order, unknown, master], now=12.0)
     assert [(a["status"], a["reason"]) for a in answers] == [
         ("applied", ""), ("rejected", "order_item_not_released_to_plant"), ("applied", "")]
+    # The acknowledgement leaves once the MES's 2 s of validation have passed, not before.
+    assert wms.mes.ack_due(now=13.9) == 0 and not [r for r in wms.store.rows() if r["txn_id"].startswith("ACK-")]
+    assert wms.mes.ack_due(now=14.0) == 1
     acks = [r for r in wms.store.rows() if r["txn_id"].startswith("ACK-")]
     assert [(r["txn_id"], r["flow"], r["status"], r["t_created"]) for r in acks] == [
-        ("ACK-OR-P01-00001", ORDER_RELEASE, "pending", 12.0)]
+        ("ACK-OR-P01-00001", ORDER_RELEASE, "pending", 14.0)]
+    assert wms.mes.ack_due(now=20.0) == 0  # acknowledged once
     assert wms.mes.version() == 1
