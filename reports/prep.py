@@ -21,6 +21,7 @@ from kernel.trace import (
     IN_FLIGHT,
     ORDER_RELEASE,
     REASON_EDGE_OVERFLOW,
+    REASON_LOT_ON_HOLD,
     REJECTED,
 )
 from reports.runfolder import RunData
@@ -144,7 +145,9 @@ def prepare(run: RunData) -> Prepared:
 
     flow = trace["flow"]
     non_erp = map_text(trace["target"], lambda v: "1" if v.lower() in _NON_ERP_TARGETS else "") == "1"
-    trace["posting"] = flow.isin(ERP_POSTING_FLOWS).to_numpy() & ~non_erp
+    # A shipment the plant's WMS refused (its lot on hold) was never meant for the ERP: not a posting to reconcile.
+    refused = (trace["outcome"] == REJECTED).to_numpy() & (text_lower(trace["reason"]) == REASON_LOT_ON_HOLD)
+    trace["posting"] = flow.isin(ERP_POSTING_FLOWS).to_numpy() & ~non_erp & ~refused
     # Flow latency: order release completes at the MES ack, everything else at delivery.
     is_order = (flow == ORDER_RELEASE).to_numpy()
     t_created = trace["t_created"].to_numpy()

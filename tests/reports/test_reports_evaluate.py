@@ -131,6 +131,18 @@ def test_accounting_rules_for_lost(tmp_path: Path) -> None:
     assert sorted(lost["ids"]) == ["X-DEAD-NO-REASON", "X-SUPPRESSED-ONLY"]
 
 
+def test_a_shipment_the_wms_refused_is_neither_unreconciled_nor_lost(tmp_path: Path) -> None:
+    refused = [{"txn_id": "SHX-P01-LOT1", "flow": "shipment", "outcome": "rejected", "reason": "lot_on_quality_hold",
+                "t_created": 3000.0}]
+    plain, _ = build_run(tmp_path / "plain", lost=False, duplicate=False, held_shipped=False)
+    run_dir, _ = build_run(tmp_path / "refused", lost=False, duplicate=False, held_shipped=False, extra_rows=refused)
+    before, after = evaluate_run(plain), evaluate_run(run_dir)
+    rec = after["slas"]["reconciled_within"]
+    assert rec["samples"] == before["slas"]["reconciled_within"]["samples"]  # never meant for the ERP
+    assert rec["not_reconciled"] == before["slas"]["reconciled_within"]["not_reconciled"]
+    assert "SHX-P01-LOT1" not in after["invariants"]["lost"]["ids"]
+
+
 def test_replications_give_mean_and_ci(tmp_path: Path) -> None:
     run_dir, _ = build_run(tmp_path, replications=3, lost=False, duplicate=False, held_shipped=False)
     sla = evaluate_run(run_dir)
