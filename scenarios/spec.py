@@ -109,6 +109,11 @@ class IntegrationSpec(Strict):
     hops: HopsSpec = HopsSpec()
     brokers: int = Field(1, description="live engine: JetStream nodes, 1 or a cluster of 3 (or 5, ...) with every "
                          "stream replicated on each node")
+    replay_edge_resumes: dict[str, list[float | None]] = Field(
+        {}, description="virtual engine: per plant id and WAN outage window, when a live run's edge posted again "
+        "(scenario seconds after the window ends; null: the model's first retry). `synctwin run --calibration` sets "
+        "them at the live run's speed: a live edge's retries count from its first failed post, i.e. from whichever "
+        "event came first in that run")
 
     @field_validator("brokers")
     @classmethod

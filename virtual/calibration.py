@@ -28,7 +28,9 @@ and the ERP's handling of a batch request, which grow with its size). And ``brea
 breaker transitions in ``run.json``: how much later than its grid point and the lanes' mean jitter an open
 breaker half-opened (a waiting lane's late wake-up, wall time). The openings themselves are kept per ERP outage
 (``breaker_openings``) and replayed at the live run's speed (``BreakerSpec.replay_openings``): when a live
-breaker opens depends on the jitter its lanes' retries drew, several seconds either way.
+breaker opens depends on the jitter its lanes' retries drew, several seconds either way. So are the edges'
+resumes after each WAN outage (``edge_resumes``, ``replay_edge_resumes``): a live edge retries on its backoff
+from its first failed post, i.e. from whichever record happened to come first.
 """
 
 from __future__ import annotations
@@ -201,13 +203,41 @@ def calibrate(run_dir: str | Path) -> dict:
     downlink = _downlink_samples(run_dir, record.get("faults", []), scenario)
     if downlink.size:
         hops[DOWNLINK_HOP] = fit_samples(downlink / speed)
+    resumes = edge_resumes(trace, scenario, hops.get("edge_to_broker"), speed)
     openings, probe = breaker_timing(record.get("breaker", []), scenario)
     if probe.size:
         late = max(float(probe.mean()), 0.0) / speed  # the jitter's mean is modelled; only the rest is fitted
         hops[BREAKER_PROBE_HOP] = HopFit(late, "constant", 0.5, int(probe.size), late, late)
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
-            "hops": {name: asdict(fit) for name, fit in hops.items()}, "breaker_openings": openings, "notes": notes}
+            "hops": {name: asdict(fit) for name, fit in hops.items()}, "breaker_openings": openings,
+            "edge_resumes": resumes, "notes": notes}
+
+
+def edge_resumes(trace: pd.DataFrame, scenario, edge_to_broker: HopFit | None,
+                 speed: float) -> dict[str, list[float | None]]:
+    """Per plant and WAN outage window, when the live edge posted its backlog again (scenario seconds after the
+    window's end; None without a record from inside it): the first broker arrival of a record the edge took in
+    during the outage, less the WAN's and the broker's latency and the fitted edge-to-broker hop."""
+    hop = (edge_to_broker.interval + edge_to_broker.mean * speed) if edge_to_broker is not None else 0.0
+    plan, broker = FaultPlan.of(scenario), scenario.landscape.integration.broker.latency
+    out: dict[str, list[float | None]] = {}
+    if "plant" not in trace:
+        return out
+    for plant in scenario.landscape.all_plants:
+        windows = plan.wan_outage.get(plant.id)
+        if windows is None or windows.start.size == 0:
+            continue
+        mine = trace[(trace.plant == plant.id) & trace.t_broker.notna() & trace.t_edge.notna()]
+        found: list[float | None] = []
+        for start, end in zip(windows.start, windows.end, strict=True):
+            inside = mine[(mine.t_edge >= start) & (mine.t_edge < end) & (mine.t_broker >= end)]
+            first = float(inside.t_broker.min()) if len(inside) else math.nan
+            resumed = first - plant.wan.latency - broker - hop - float(end)
+            found.append(max(resumed, 0.0) if math.isfinite(resumed) else None)
+        if any(v is not None for v in found):
+            out[plant.id] = found
+    return out
 
 
 def breaker_timing(transitions: list[dict], scenario) -> tuple[dict[str, list[float | None]], np.ndarray]:
@@ -321,8 +351,11 @@ def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[s
     speed = live_speed if speed is None else float(speed)
     hops: dict[str, object] = {f"landscape.integration.hops.{name}": fit.at_speed(speed).model_dump(mode="json")
                                for name, fit in calibration["fits"].items()}
-    if speed == live_speed and calibration.get("breaker_openings"):  # the live run's own openings, replayed
-        hops["landscape.integration.circuit_breaker.replay_openings"] = calibration["breaker_openings"]
+    if speed == live_speed:  # the live run's own breaker openings and edge resumes, replayed
+        if calibration.get("breaker_openings"):
+            hops["landscape.integration.circuit_breaker.replay_openings"] = calibration["breaker_openings"]
+        if calibration.get("edge_resumes"):
+            hops["landscape.integration.replay_edge_resumes"] = calibration["edge_resumes"]
     source = calibration.get("run_id") or calibration.get("source_run", "a live run")
     if speed == 1.0:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed 1: hop processing takes its "
@@ -330,7 +363,8 @@ def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[s
     elif speed == live_speed:
         note = (f"calibrated from live run {source} at its speed {live_speed:g}: hop processing stretched "
                 f"x{speed:g} in scenario time, so this run predicts that live run"
-                + (" (its breakers open where the live ones did)" if calibration.get("breaker_openings") else ""))
+                + (" (its breakers open and its edges resume where the live ones did)"
+                   if calibration.get("breaker_openings") or calibration.get("edge_resumes") else ""))
     else:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed {speed:g}: hop processing "
                 f"stretched x{speed:g} in scenario time")

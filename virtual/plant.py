@@ -73,7 +73,8 @@ class PlantTwin:
         self.routing = Routing.of(scenario)
         self.bank = MachineBank.for_plant(plant, rng)
         self.mes = Mes(plant.lines, self.bank.line_of, self.load.lot_size, rng)
-        self.edge = StoreAndForward(plant.edge, self.wan)
+        resumes = scenario.landscape.integration.replay_edge_resumes.get(plant.id, ())
+        self.edge = StoreAndForward(plant.edge, self.wan, resumes=tuple(resumes))
         products = plant.products
         self.line_item = np.array([vocab.item(products[i % len(products)]) for i in range(plant.lines)], np.int16)
         self.unit = vocab.unit(plant.unit)

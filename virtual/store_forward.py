@@ -4,7 +4,8 @@ The edge accepts each event and forwards it at once while the WAN is up and noth
 buffer; it buffers while the WAN (or the gateway behind it) is down, and after an outage the backlog
 drains at ``drain_rate`` from the edge's first posting attempt after the link heals: as the live edge's
 poster, it retries a failed post after ``retry_initial``, doubling up to ``retry_max``, from its first
-failure in the outage (so a long outage ends, on average, half a ``retry_max`` before the drain begins).
+failure in the outage (so a long outage ends, on average, half a ``retry_max`` before the drain begins), or
+when a calibrated live run's edge did (``resumes``).
 An event that arrives while a backlog still waits queues behind it (FIFO)
 and is forwarded at the drain rate too; once the backlog is gone, events pass straight through again.
 So ``drain_rate`` paces only a backlog, never the steady stream (the live edge's poster does the same,
@@ -41,6 +42,7 @@ class StoreAndForward:
     peak_depth: int = 0
     source_clock: float = float("-inf")  # with `block`, a held-back source hands over no earlier than this
     first_failure: dict[int, float] = field(default_factory=dict)  # per outage: the edge's first failed post
+    resumes: tuple[float | None, ...] = ()  # per outage: a live run's resume, s after the outage ends (replayed)
 
     @property
     def step(self) -> float:
@@ -70,8 +72,13 @@ class StoreAndForward:
         ready = np.array(t_accept, dtype=float)
         idx = self.wan_down.index(ready)
         for w in np.unique(idx[idx >= 0]).tolist():
-            first = self.first_failure.setdefault(w, float(ready[idx == w].min()))
-            ready[idx == w] = self._first_retry_after(first, float(self.wan_down.end[w]))
+            end = float(self.wan_down.end[w])
+            if w < len(self.resumes) and self.resumes[w] is not None:
+                ready[idx == w] = end + float(self.resumes[w])
+                continue
+            if w not in self.first_failure:  # reassigned, not mutated: a copy of this edge keeps its own
+                self.first_failure = {**self.first_failure, w: float(ready[idx == w].min())}
+            ready[idx == w] = self._first_retry_after(self.first_failure[w], end)
         return ready
 
     def _first_retry_after(self, failed: float, end: float) -> float:

@@ -201,6 +201,27 @@ def test_the_breaker_openings_and_the_probes_lateness_come_from_the_live_transit
     write_calibration(cal, path)
     at_live, note = hops_at_speed(read_calibration(path))
     assert at_live["landscape.integration.circuit_breaker.replay_openings"] == {"legacy": [12.0]}
-    assert "open where the live ones did" in note
+    assert "where the live ones did" in note
     real, _ = hops_at_speed(read_calibration(path), 1.0)
     assert "landscape.integration.circuit_breaker.replay_openings" not in real  # timing of that run only
+
+
+def test_the_edges_resume_after_a_wan_outage_comes_from_the_first_broker_arrival_of_its_backlog(tmp_path):
+    root = live_run(tmp_path / "live", n=2000)
+    scenario = SCENARIO | {"faults": [{"kind": "wan_outage", "at": 5000, "duration": 600, "plants": ["P01"]}]}
+    (root / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    record = json.loads((root / "run.json").read_text())
+    record["faults"].append({"kind": "wan_outage", "start": 5000.0, "end": 5600.0, "plants": ["P01"]})
+    (root / "run.json").write_text(json.dumps(record))
+    trace = pd.read_parquet(root / "trace.parquet").assign(plant="P01")
+    backlog = (trace.t_edge >= 5000) & (trace.t_edge < 5600)
+    fits = calibrate(root)["hops"]["edge_to_broker"]
+    hop = fits["interval"] + fits["mean"] * SPEED
+    fixed = 0.04 + 0.005  # the scenario's WAN and broker latencies (defaults)
+    # The edge posted again 45 s after the link healed; its backlog reached the broker one after another.
+    trace.loc[backlog, "t_broker"] = 5600 + 45 + fixed + hop + np.arange(int(backlog.sum())) * 0.01
+    trace.to_parquet(root / "trace.parquet")
+    cal = calibrate(root)
+    assert cal["edge_resumes"]["P01"] == [pytest.approx(45.0, abs=0.01)]
+    at_live, _ = hops_at_speed(cal | {"fits": {}})
+    assert at_live["landscape.integration.replay_edge_resumes"] == cal["edge_resumes"]

@@ -59,6 +59,12 @@ def test_the_backlog_leaves_at_the_edges_first_retry_after_the_link_heals():
     assert edge.forward(np.array([399.0, 420.0]))[1].tolist() == [415.0, 420.0]
 
 
+def test_a_replayed_resume_sets_when_the_backlog_leaves():
+    down = Windows(np.array([100.0]), np.array([400.0]), np.ones(1))
+    edge = StoreAndForward(EdgeSpec(drain_rate=1.0), down, resumes=(42.0,))
+    assert edge.forward(np.array([110.0, 120.0]))[1].tolist() == [442.0, 443.0]
+
+
 _times = st.lists(st.floats(0, 300, allow_nan=False), min_size=1, max_size=60)
 
 
