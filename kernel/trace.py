@@ -27,7 +27,7 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
     When the target accepted this copy: the ERP's acceptance of a posting (= the ledger's
     ``t_posted``; L: after its configured service and its own processing of the request; V: after the
     service plus the calibrated processing ``landscape.integration.hops.erp``), the MES's receipt of an
-    order, the WMS's receipt of a quality message, the hand-off of telemetry and downtime to their
+    order, the WMS's (and the MES's) receipt of a quality message, the hand-off of telemetry and downtime to their
     analytics / maintenance consumers (V: at ``t_broker``; L: when the worker recorded the hand-off).
     NaN for a copy that was suppressed as a duplicate, dead-lettered, rejected or is still in flight:
     nothing was delivered.
@@ -42,10 +42,12 @@ Every hop is NaN when not reached, and so is every hop after the run's end (the 
     - orders (ERP -> MES): the MES's acknowledgement back at the ERP; NaN when the MES rejected it. L: the
       MES acks through the edge's outbox as an uplink event (``ACK-<order>``); the workers' hand-off of that
       ack is ``t_acked`` (collection folds the ack into its order's row, ``live/collect_downlink.py``);
-    - flows to a consumer without an ack of its own (telemetry, downtime, quality messages to the WMS, and
-      their copies to the ERP serving the plant: rows of the same ``txn_id`` whose target is that ERP, enterprise
-      side, so no WAN link; V: ``virtual/plant.py``, L: ``live/erp_quality.py``; not postings, no ledger rows):
-      = ``t_delivered``;
+    - flows to a consumer without an ack of its own (telemetry, downtime, quality messages to the WMS, their
+      copies to the plant's MES -- rows of the same ``txn_id``, target ``MES``, with the WMS row's times: one
+      delivery to the plant applies both, L: ``live/plant_mes.py``; only delivered copies are twinned, so a
+      duplicate or dead-lettered delivery is counted once -- and their copies to the ERP serving the plant: rows
+      of the same ``txn_id`` whose target is that ERP, enterprise side, so no WAN link; V: ``virtual/plant.py``,
+      L: ``live/erp_quality.py``; not postings, no ledger rows): = ``t_delivered``;
     - a copy suppressed as a duplicate or dead-lettered: when the integration layer finished with it and
       acknowledged it to the broker (V: suppressed when handed out again after the ack wait; an
       unmappable message at ``t_broker``; retries exhausted at the last failed attempt);

@@ -7,6 +7,10 @@ published, :mod:`live.master_data`),
 ``wms_lots`` table of each edge's ``edge-<plant>.sqlite`` (:mod:`live.plant_wms`). A message the QMS
 published that no plant applied yet becomes an ``in_flight`` row, so nothing it decided goes missing; so does
 its copy to the ERP (:mod:`live.erp_quality`, target ``ERP-<kind>`` once delivered, ``ERP`` while in flight).
+The plant applies a quality message to its WMS and its MES in one transaction (:mod:`live.plant_mes`), so
+each delivered WMS row has an MES twin with the same times (and one attempt: the delivery's retries are
+counted once, on the WMS row); a duplicate or dead-lettered copy stays one row (target WMS), so the report
+counts it once.
 
 Lots (``kernel.trace.LOTS_SCHEMA``), column by column as the virtual engine fills them: ``held``,
 ``t_hold``, ``t_release`` (the QMS's decisions), ``t_hold_at_wms`` / ``t_release_at_wms`` (when the
@@ -27,6 +31,7 @@ from live.plant_mes import ACK_PREFIX
 NAN = float("nan")
 REASON_NOT_YET_APPLIED = "not_yet_applied_at_plant"
 REASON_NOT_YET_AT_ERP = "not_yet_applied_at_erp"
+_QUALITY = (QUALITY_HOLD, QUALITY_RELEASE)
 
 
 def _to_erp(txn: str) -> str:
@@ -100,6 +105,9 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
                      "t_created": _num(d["t_created"]), "t_broker": _num(d["t_broker"]),
                      "t_delivered": _num(d["t_delivered"]), "t_acked": t_acked,
                      "attempts": int(d["attempts"] or 0), "outcome": d["outcome"], "reason": d["reason"] or ""})
+        if d["target"] == "WMS" and d["flow"] in _QUALITY and d["outcome"] == DELIVERED:
+            # The same delivery applied it at the plant's MES; its retries are counted once, on the WMS row.
+            rows.append({**rows[-1], "target": "MES", "attempts": 1})
     for o in _rows(state / "orders.sqlite", "SELECT * FROM orders WHERE t_released IS NOT NULL"):
         if o["txn_id"] not in seen:
             rows.append({**_base(run_id, o["txn_id"], ORDER_RELEASE, o["plant"], o["line"], o["txn_id"], o["item"]),
@@ -113,7 +121,9 @@ def downlink_trace_rows(state: Path, run_id: str, acks: dict[str, float] | None 
                          "t_created": _num(v["t_released"]), "t_broker": NAN, "t_delivered": NAN, "t_acked": NAN,
                          "attempts": 0, "outcome": IN_FLIGHT, "reason": REASON_NOT_YET_APPLIED})
     # The ERP's copies of quality messages exist when the run's ERP twins took them (live/erp_quality.py).
-    targets = [("WMS", "")] + ([("ERP", REASON_NOT_YET_AT_ERP)] if any(state.glob("erp-*-quality.sqlite")) else [])
+    targets = [("WMS", ""), ("MES", "")]
+    if any(state.glob("erp-*-quality.sqlite")):
+        targets.append(("ERP", REASON_NOT_YET_AT_ERP))
     for lot, q in read_decisions(state).items():
         for flow, sent, when, txn in ((QUALITY_HOLD, "hold_sent", "t_hold", f"QH-{lot}"),
                                       (QUALITY_RELEASE, "release_sent", "t_release", f"QR-{lot}")):

@@ -2,7 +2,7 @@
 
 ``POST /downlink`` takes a batch of messages for this plant (in the order the enterprise sent them) and
 applies each once to the plant's WMS and MES (:class:`live.plant_wms.PlantWms`): quality holds and
-releases to the WMS, order releases and master-data versions to the MES (:mod:`live.plant_mes`). The
+releases to the WMS and the MES, order releases and master-data versions to the MES (:mod:`live.plant_mes`). The
 answer lists, per message, ``applied``, ``rejected`` (with the reason) or ``duplicate`` and when it first
 reached the plant (scenario seconds), so the sender can record the delivery. The route only translates HTTP; it runs on
 the edge's event loop, so the WMS's SQLite writes never race the edge's own.

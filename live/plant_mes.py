@@ -1,5 +1,5 @@
-"""The plant's live MES side of the downlink: takes released production orders and acknowledges them, and
-applies the ERP's master-data versions.
+"""The plant's live MES side of the downlink: takes released production orders and acknowledges them,
+applies the ERP's master-data versions, and keeps each lot's quality status from the QMS's holds and releases.
 
 Runs inside the edge process on the edge's store, called by :meth:`live.plant_wms.PlantWms.apply` inside
 its transaction (so the order, its ack and the inbox row commit together). An order for an item the
@@ -8,13 +8,16 @@ virtual engine (reason ``order_item_not_released_to_plant``). An accepted order 
 the ERP as an uplink event through the edge's outbox: ``ACK-<order txn_id>``, flow ``order_release``,
 source MES, target ERP, once the MES's validation time (``load.mes_ack``) after the order's arrival has
 passed (:meth:`PlantMes.ack_due`, on the edge's tick); its hand-off by the workers is the order's ``t_acked``
-(``live/collect_downlink.py``).
+(``live/collect_downlink.py``). A quality hold or release reaches the MES in the same delivery and
+transaction as the WMS (:meth:`PlantMes.quality`, table ``mes_lot_quality``): the MES reports a lot as
+``held`` or ``released`` (:meth:`PlantMes.lot_status`); a hold arriving after its lot's release does not
+hold the lot again, as at the WMS.
 """
 
 from __future__ import annotations
 
 from integration.mapping import Mapped, PlantMapping
-from kernel.trace import ORDER_RELEASE
+from kernel.trace import ORDER_RELEASE, QUALITY_HOLD
 from live.edge_store import PENDING, EdgeStore, OutboxEvent
 from scenarios.spec import Scenario
 
@@ -28,7 +31,10 @@ CREATE TABLE IF NOT EXISTS mes_orders (
 );
 CREATE TABLE IF NOT EXISTS mes_master_data (txn_id TEXT PRIMARY KEY, version INTEGER, t_released REAL,
                                             t_received REAL);
+CREATE TABLE IF NOT EXISTS mes_lot_quality (lot TEXT PRIMARY KEY, status TEXT, t_hold_at_mes REAL,
+                                            t_release_at_mes REAL);
 """
+HELD, RELEASED = "held", "released"
 
 
 def orderable_items(scenario: Scenario, plant_id: str) -> frozenset[str]:
@@ -92,3 +98,20 @@ class PlantMes:
     def version(self) -> int:
         """The newest master-data version applied (0: none yet)."""
         return int(self.store.db.execute("SELECT COALESCE(MAX(version), 0) FROM mes_master_data").fetchone()[0])
+
+    def quality(self, m: dict, now: float) -> None:
+        """Apply a quality hold or release ``m`` to its lot (inside the caller's transaction, once per ``txn_id``:
+        the caller's inbox). A hold after the lot's release (a redelivered copy overtaken) changes nothing."""
+        lot = m.get("lot") or ""
+        self.store.db.execute("INSERT OR IGNORE INTO mes_lot_quality (lot) VALUES (?)", (lot,))
+        if m["flow"] == QUALITY_HOLD:
+            self.store.db.execute("UPDATE mes_lot_quality SET status=?, t_hold_at_mes=? "
+                                  "WHERE lot=? AND t_release_at_mes IS NULL", (HELD, now, lot))
+        else:
+            self.store.db.execute("UPDATE mes_lot_quality SET status=?, t_release_at_mes=? WHERE lot=?",
+                                  (RELEASED, now, lot))
+
+    def lot_status(self, lot: str) -> str:
+        """``held``, ``released``, or ``""`` when no quality message for ``lot`` reached the MES."""
+        row = self.store.db.execute("SELECT status FROM mes_lot_quality WHERE lot=?", (lot,)).fetchone()
+        return (row[0] or "") if row else ""

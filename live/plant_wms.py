@@ -126,9 +126,10 @@ class PlantWms:
 
     # ----------------------------------------------------------------------------------- quality
     def apply(self, messages: list[dict], now: float) -> list[dict]:
-        """Apply enterprise messages in the order given, each once by ``txn_id``: quality holds / releases here,
-        order releases at the MES (:mod:`live.plant_mes`). One answer per message: ``{"txn_id", "status":
-        "applied" | "rejected" | "duplicate", "reason", "t_received"}`` (``t_received``: when it first arrived)."""
+        """Apply enterprise messages in the order given, each once by ``txn_id``: quality holds / releases here
+        and at the MES, order releases and master data at the MES (:mod:`live.plant_mes`). One answer per
+        message: ``{"txn_id", "status": "applied" | "rejected" | "duplicate", "reason", "t_received"}``
+        (``t_received``: when it first arrived)."""
         answers = []
         with self.store.transaction():
             for m in messages:
@@ -162,6 +163,7 @@ class PlantWms:
                             (m.get("t_created"), now, lot))
         else:
             raise ValueError(f"flow {m['flow']!r}: the plant takes quality_hold, quality_release and order_release")
+        self.mes.quality(m, now)  # one delivery to the plant serves its WMS and its MES (same transaction)
         return "applied", ""
 
     # ---------------------------------------------------------------------------------- shipping

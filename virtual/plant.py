@@ -252,6 +252,14 @@ class PlantTwin:
                               t_acked=t_at_wms, attempts=1, outcome=B.OUTCOME_CODE[trace.DELIVERED])
         return rows, t_at_wms
 
+    @staticmethod
+    def _to_mes(rows: B.Batch) -> B.Batch:
+        """The plant MES's copies of QMS hold/release messages (same ``txn_id``): one delivery to the plant
+        serves its WMS and MES, so the same times as the WMS rows (as the live plant, ``live/plant_mes.py``)."""
+        out = dict(rows)
+        out["target"] = np.full(B.size(rows), B.TARGET_CODE["MES"], dtype=rows["target"].dtype)
+        return out
+
     def _to_erp(self, rows: B.Batch) -> B.Batch:
         """The ERP's copies of QMS hold/release messages (same ``txn_id``): to the ERP serving the plant at the
         decision, enterprise-side (no WAN link), after the ERP's network latency; a down ERP takes them once back
@@ -294,7 +302,8 @@ class PlantTwin:
         t_release_at_wms = np.full(lot.size, np.nan)
         t_release_at_wms[insp] = rel_at
         receipts["t_gate"] = np.where(insp, result.t_release, np.nan)
-        self._local += [hold_rows, rel_rows, self._to_erp(hold_rows), self._to_erp(rel_rows)]
+        self._local += [hold_rows, rel_rows, self._to_mes(hold_rows), self._to_mes(rel_rows),
+                        self._to_erp(hold_rows), self._to_erp(rel_rows)]
         gate = self.scenario.landscape.integration.quality_gate
         planned = wms.plan_times(receipts["t_created"], self.load.ship_delay, self.rng)
         t_ship = wms.ship_planned(planned, insp, t_hold_at_wms, t_release_at_wms, gate)

@@ -66,10 +66,18 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     lots = pd.read_parquet(run_dir / "lots.parquet")
     sla = json.loads((run_dir / "sla.json").read_text())
 
-    # Holds and releases crossed the layer: stored in JetStream, then applied at the plant's WMS (and the ERP).
+    # Holds and releases crossed the layer: stored in JetStream, then applied at the plant's WMS and MES (one
+    # delivery: the MES's rows are the WMS's twins) and at the ERP.
     every_quality = trace[trace["flow"].isin([QUALITY_HOLD, QUALITY_RELEASE])]
-    to_erp = every_quality["target"].str.startswith("ERP")
-    quality, erp_quality = every_quality[~to_erp], every_quality[to_erp]
+    to_erp, to_mes = every_quality["target"].str.startswith("ERP"), every_quality["target"] == "MES"
+    quality, erp_quality = every_quality[~to_erp & ~to_mes], every_quality[to_erp]
+    assert set(quality["target"]) == {"WMS"}
+    wms_done = quality[quality["outcome"] == "delivered"].set_index(["txn_id"])
+    mes_done = every_quality[to_mes].set_index(["txn_id"]).loc[wms_done.index]
+    assert (every_quality.loc[to_mes, "outcome"] == "delivered").all() and mes_done.index.is_unique
+    for col in ("t_broker", "t_delivered", "t_acked"):
+        assert (mes_done[col] == wms_done[col]).all(), col
+    assert (mes_done.loc[mes_done["flow"] == QUALITY_HOLD, "source"] == "QMS").sum() >= 3
     holds = quality[(quality["flow"] == QUALITY_HOLD) & (quality["outcome"] == "delivered")]
     assert len(holds) >= 3
     assert (holds["t_broker"] >= holds["t_created"]).all() and (holds["t_delivered"] > holds["t_broker"]).all()
@@ -128,6 +136,11 @@ def test_held_lot_shipment_is_refused_live_and_hold_propagation_is_measured(tmp_
     # The plant applied every message once, by txn_id, in order per lot (a hold before its release).
     with sqlite3.connect(run_dir / "state" / "edge-P01.sqlite") as db:
         inbox = pd.read_sql("SELECT * FROM downlink_inbox ORDER BY rowid", db)
+        at_mes = pd.read_sql("SELECT * FROM mes_lot_quality", db).set_index("lot")
+    # ... and the MES knows each held lot's status: released once its release arrived, else held.
+    released_at_plant = set(wms_done.loc[wms_done["flow"] == QUALITY_RELEASE, "lot"])
+    assert (at_mes.loc[holds["lot"], "status"] == ["released" if lot in released_at_plant else "held"
+                                                   for lot in holds["lot"]]).all()
     assert inbox["txn_id"].is_unique
     first = inbox.groupby("lot")["flow"].first()
     assert (first[first.index.isin(holds["lot"])] == QUALITY_HOLD).all()

@@ -75,3 +75,20 @@ def test_orders_are_acknowledged_back_after_validation_and_unknown_items_rejecte
         ("ACK-OR-P01-00001", ORDER_RELEASE, "pending", 14.0)]
     assert wms.mes.ack_due(now=20.0) == 0  # acknowledged once
     assert wms.mes.version() == 1
+
+
+def test_quality_messages_reach_the_mes_once_and_a_late_hold_does_not_hold_a_released_lot(tmp_path: Path):
+    wms = _wms(tmp_path, gate=False)
+    hold = {"txn_id": "QH-L1", "flow": QUALITY_HOLD, "lot": "L1", "t_created": 90.0}
+    release = {"txn_id": "QR-L1", "flow": QUALITY_RELEASE, "lot": "L1", "t_created": 140.0}
+    assert wms.mes.lot_status("L1") == ""
+    wms.apply([hold], now=95.0)
+    assert wms.mes.lot_status("L1") == "held"
+    wms.apply([hold, release], now=150.0)  # the hold again (a duplicate: applied once), then the release
+    assert wms.mes.lot_status("L1") == "released"
+    early = {"txn_id": "QR-L2", "flow": QUALITY_RELEASE, "lot": "L2", "t_created": 100.0}
+    answers = wms.apply([early, {**hold, "txn_id": "QH-L2", "lot": "L2"}], now=160.0)  # the hold overtaken
+    assert [a["status"] for a in answers] == ["applied", "applied"]
+    rows = {r[0]: r[1:] for r in wms.db.execute("SELECT * FROM mes_lot_quality")}
+    assert rows == {"L1": ("released", 95.0, 150.0), "L2": ("released", None, 160.0)}
+    assert wms.mes.lot_status("L2") == "released"

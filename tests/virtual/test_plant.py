@@ -164,7 +164,7 @@ def test_quality_messages_reach_the_erp_too_without_crossing_the_wan():
     quality = B.take(local, np.isin(local["flow"], [F[trace.QUALITY_HOLD], F[trace.QUALITY_RELEASE]]))
     to_wms = B.take(quality, quality["target"] == B.TARGET_CODE["WMS"])
     to_erp = B.take(quality, quality["target"] == B.TARGET_CODE["erp-legacy"])
-    assert B.size(to_erp) == B.size(to_wms) > 10 and B.size(quality) == 2 * B.size(to_wms)
+    assert B.size(to_erp) == B.size(to_wms) > 10 and B.size(quality) == 3 * B.size(to_wms)  # WMS, MES, ERP
     wms_at = dict(zip(to_wms["seq"].tolist(), to_wms["t_delivered"].tolist(), strict=True))
     assert set(wms_at) == set(to_erp["seq"].tolist())  # the same messages (same txn_id)
     assert (to_erp["t_delivered"] >= to_erp["t_broker"]).all() and (to_erp["t_acked"] == to_erp["t_delivered"]).all()
@@ -174,6 +174,21 @@ def test_quality_messages_reach_the_erp_too_without_crossing_the_wan():
     down = (to_erp["t_broker"] > 8 * HOUR) & (to_erp["t_broker"] < 9 * HOUR - 60)
     assert down.any() and (to_erp["t_delivered"][down] >= 9 * HOUR).all()  # a down ERP takes them once back
     assert B.size(B.postings(quality)) == 0  # not postings: no ledger rows
+
+
+def test_each_quality_message_reaches_the_mes_with_the_wms_rows_times():
+    scenario = _scenario(faults=[{"kind": "wan_outage", "at": "3h", "duration": "2h"}])
+    _, _, _, local, _ = _run(scenario)
+    quality = B.take(local, np.isin(local["flow"], [F[trace.QUALITY_HOLD], F[trace.QUALITY_RELEASE]]))
+    to_wms = B.take(quality, quality["target"] == B.TARGET_CODE["WMS"])
+    to_mes = B.take(quality, quality["target"] == B.TARGET_CODE["MES"])
+    assert B.size(to_mes) == B.size(to_wms) > 10
+    key = lambda rows: np.lexsort((rows["flow"], rows["seq"]))  # noqa: E731
+    wms_rows, mes_rows = B.take(to_wms, key(to_wms)), B.take(to_mes, key(to_mes))
+    for col in ("seq", "flow", "lot", "t_created", "t_broker", "t_delivered", "t_acked", "outcome"):
+        assert np.array_equal(wms_rows[col], mes_rows[col], equal_nan=col.startswith("t_")), col
+    assert (mes_rows["t_delivered"] >= 5 * HOUR).any()  # the WAN cut held the MES's copy as it held the WMS's
+    assert B.size(B.postings(to_mes)) == 0
 
 
 def test_steady_issues_and_moves_are_the_seeded_arrivals_the_live_edge_posts():
