@@ -71,8 +71,10 @@ def test_the_document_states_auth_statuses_and_media_types(fuzzed_gateway):
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(fuzzed_gateway, tmp_path):
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
+    # One worker: hypothesis describes its filters with ast.parse, which on CPython 3.11 is not safe from two
+    # threads at once ("AST constructor recursion depth mismatch", an error of the runner, not of the gateway).
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
-               f"{fuzzed_gateway.url}/openapi.json", "--checks", "all", "--seed", "1", "-n", "150", "-w", "2"]
+               f"{fuzzed_gateway.url}/openapi.json", "--checks", "all", "--seed", "1", "-n", "150", "-w", "1"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     summary = run.stdout[-6000:]
     assert run.returncode == 0, summary
