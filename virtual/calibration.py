@@ -44,13 +44,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from integration.delivery import CLOSED, HALF_OPEN, OPEN
 from kernel.trace import ERP_POSTING_FLOWS
-from scenarios.generator import ERP_KINDS, FaultPlan
 from scenarios.loader import load_scenario
 from scenarios.spec import LatencySpec
 from twins.erp import draw_latency
-from virtual.breaker import LANES
+from virtual.calibration_replay import breaker_timing, edge_resumes
 
 HOP_DELTAS: dict[str, tuple[str, str]] = {
     "edge": ("t_created", "t_edge"),
@@ -212,7 +210,8 @@ def calibrate(run_dir: str | Path) -> dict:
     downlink = _downlink_samples(run_dir, record.get("faults", []), scenario)
     if downlink.size:
         hops[DOWNLINK_HOP] = fit_samples(downlink / speed)
-    resumes = edge_resumes(trace, scenario, hops.get("edge_to_broker"), speed)
+    to_broker = hops.get("edge_to_broker")
+    resumes = edge_resumes(trace, scenario, to_broker.interval + to_broker.mean * speed if to_broker else 0.0)
     openings, probe = breaker_timing(record.get("breaker", []), scenario)
     if probe.size:
         late = max(float(probe.mean()), 0.0) / speed  # the jitter's mean is modelled; only the rest is fitted
@@ -221,64 +220,6 @@ def calibrate(run_dir: str | Path) -> dict:
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
             "hops": {name: asdict(fit) for name, fit in hops.items()}, "breaker_openings": openings,
             "edge_resumes": resumes, "notes": notes}
-
-
-def edge_resumes(trace: pd.DataFrame, scenario, edge_to_broker: HopFit | None,
-                 speed: float) -> dict[str, list[float | None]]:
-    """Per plant and WAN outage window, when the live edge posted its backlog again (scenario seconds after the
-    window's end; None without a record from inside it): the first broker arrival of a record the edge took in
-    during the outage, less the WAN's and the broker's latency and the fitted edge-to-broker hop."""
-    hop = (edge_to_broker.interval + edge_to_broker.mean * speed) if edge_to_broker is not None else 0.0
-    plan, broker = FaultPlan.of(scenario), scenario.landscape.integration.broker.latency
-    out: dict[str, list[float | None]] = {}
-    if "plant" not in trace:
-        return out
-    for plant in scenario.landscape.all_plants:
-        windows = plan.wan_outage.get(plant.id)
-        if windows is None or windows.start.size == 0:
-            continue
-        mine = trace[(trace.plant == plant.id) & trace.t_broker.notna() & trace.t_edge.notna()]
-        found: list[float | None] = []
-        for start, end in zip(windows.start, windows.end, strict=True):
-            inside = mine[(mine.t_edge >= start) & (mine.t_edge < end) & (mine.t_broker >= end)]
-            first = float(inside.t_broker.min()) if len(inside) else math.nan
-            resumed = first - plant.wan.latency - broker - hop - float(end)
-            found.append(max(resumed, 0.0) if math.isfinite(resumed) else None)
-        if any(v is not None for v in found):
-            out[plant.id] = found
-    return out
-
-
-def breaker_timing(transitions: list[dict], scenario) -> tuple[dict[str, list[float | None]], np.ndarray]:
-    """From a live run's breaker transitions: per ERP kind and outage window, when the breaker opened (scenario
-    seconds after the window's start, None where it did not), and every half-opening's lateness beyond its
-    grid point (``opened + k × cooldown``) and the lanes' mean jitter (scenario seconds). One worker per
-    outage: the one whose breaker opened first."""
-    policy, cooldown = scenario.landscape.integration.retry, scenario.landscape.integration.circuit_breaker.cooldown
-    jitter = policy.initial / (LANES + 1)
-    plan = FaultPlan.of(scenario)
-    openings: dict[str, list[float | None]] = {}
-    late: list[float] = []
-    for kind in ERP_KINDS:
-        mine = sorted((float(e["t"]), str(e["state"]), str(e.get("worker", ""))) for e in transitions
-                      if e.get("target") == f"erp-{kind}" and e.get("replication", 0) == 0)
-        windows = plan.erp_outage[kind]
-        found: list[float | None] = []
-        for start, end in zip(windows.start, windows.end, strict=True):
-            opens = [(t, w) for t, s, w in mine if s == OPEN and start <= t < end]
-            if not opens:
-                found.append(None)
-                continue
-            opened, worker = opens[0]
-            found.append(opened - float(start))
-            closed = next((t for t, s, w in mine if s == CLOSED and w == worker and t > opened), np.inf)
-            for t, s, w in mine:
-                if s == HALF_OPEN and w == worker and opened < t <= closed:
-                    grid = opened + cooldown * max(1.0, (t - opened) // cooldown)
-                    late.append(t - grid - jitter)
-        if found and any(v is not None for v in found):
-            openings[kind] = found
-    return openings, np.array(late, dtype=float)
 
 
 def joint_scale(rows: pd.DataFrame, hops: dict[str, HopFit], scenario, speed: float) -> float:
