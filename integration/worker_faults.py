@@ -12,12 +12,13 @@ scenario's ack wait instead, so the copy still comes back when the scenario says
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from kernel.files import write_text_atomic
 
 T = TypeVar("T")
 
@@ -29,11 +30,7 @@ def fault_file(run_dir: Path) -> Path:
 
 def write_ack_loss(run_dir: Path, share: float) -> None:
     """Set the share of acks the workers withhold (0 ends the fault); atomic, so a reader never sees half."""
-    path = fault_file(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"ack_loss": share}))
-    os.replace(tmp, path)
+    write_text_atomic(fault_file(run_dir), json.dumps({"ack_loss": share}))
 
 
 class AckLoss:

@@ -13,13 +13,13 @@ and a second edge with the same credentials is a different one.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
 from pathlib import Path
 
 from kernel.clock import ScaledClock
+from kernel.files import write_text_atomic
 
 RECHECK_S = 0.5  # wall seconds between looks at the skew file
 
@@ -31,11 +31,7 @@ def skew_file(run_dir: Path, plant: str) -> Path:
 
 def write_skew(run_dir: Path, plant: str, skew_s: float) -> None:
     """Skew ``plant``'s edge clock by ``skew_s`` scenario seconds (0 ends the fault); atomic."""
-    path = skew_file(run_dir, plant)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"skew_s": skew_s}))
-    os.replace(tmp, path)
+    write_text_atomic(skew_file(run_dir, plant), json.dumps({"skew_s": skew_s}))
 
 
 def instance_id(store_path: Path) -> str:

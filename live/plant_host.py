@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kernel.clock import ScaledClock
+from kernel.files import write_text_atomic
 from live.intervals import wall_interval
 from live.opcua_faults import OpcUaFaults, control_file, serve_faults
 from live.opcua_server import PlantOpcUaServer, access_for_run
@@ -124,11 +125,8 @@ class PlantHost:
 
     def _write_control(self) -> None:
         """``state/opcua-<plant>.control.json``: the fault endpoint of this incarnation, for the stack's control."""
-        path = control_file(self.run_dir, self.plant_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"control": self.faults_url, "opcua": self.url, "pid": os.getpid()}))
-        os.replace(tmp, path)
+        write_text_atomic(control_file(self.run_dir, self.plant_id),
+                          json.dumps({"control": self.faults_url, "opcua": self.url, "pid": os.getpid()}))
 
     # ---------------------------------------------------------------------------- threaded hosting
     def start(self, timeout: float = 60.0) -> str:

@@ -44,6 +44,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from integration.gateway.settings import generate_credentials
 from integration.worker_faults import write_ack_loss
 from kernel.clock import ScaledClock
+from kernel.files import write_text_atomic
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
 from live.backlog import consumer_backlog
@@ -206,7 +207,7 @@ class LiveStack:
         pids = {s.name: s.pids for s in self.services}
         if self.ray_plants is not None:
             pids["ray"] = self.ray_plants.pids
-        (self.state / "processes.json").write_text(json.dumps(pids, indent=1))
+        write_text_atomic(self.state / "processes.json", json.dumps(pids, indent=1))  # polled while written
 
     def _start_all(self) -> None:
         # Every process gets this epoch at launch; the plants idle until it, so faults and SLA windows

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from integration.mapping import PlantMapping
+from kernel.files import write_text_atomic
 from scenarios.spec import Scenario
 
 MAPPINGS_FILE = "mappings.json"
@@ -45,11 +46,7 @@ def write_mapping_fix(run_dir: Path, plant: str, item: str, to: str | None) -> d
     else:
         items[item] = to
     fixes["version"] = int(fixes.get("version", 0)) + 1
-    path = mapping_file(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fixes, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(mapping_file(run_dir), json.dumps(fixes, indent=1))
     return fixes
 
 
