@@ -172,9 +172,7 @@ class PlantTwin:
     def _burst_records(self, burst: BurstArrivals, t: np.ndarray, sel: np.ndarray) -> B.Batch:
         line = np.asarray(burst.lines, dtype=np.int16)[sel]
         qty = np.asarray(burst.qty, dtype=float)[sel]
-        if burst.flow in (trace.MATERIAL_ISSUE, trace.BACKFLUSH):
-            return self._new(burst.flow, t, line, self.vocab.item(self.load.backflush_item), qty, self.component_unit)
-        return self._new(burst.flow, t, line, self.line_item[line], qty, self.unit)
+        return self._warehouse_records(FlowArrivals(burst.flow, burst.item, burst.unit, t, line, qty))
 
     def _warehouse_records(self, arrivals: FlowArrivals) -> B.Batch:
         line = arrivals.lines
