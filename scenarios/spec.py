@@ -100,6 +100,21 @@ class HopsSpec(Strict):
                                        "only)")
 
 
+class LoadReplaySpec(Strict):
+    """How busy a live run's chain was over its scenario time: a factor on the chain hops' draws per bin."""
+
+    bin: Duration = Field(60.0, gt=0, description="scenario seconds per factor")
+    factors: list[float] = Field([], description="per bin from scenario time 0; 1 after the last")
+
+    @field_validator("factors")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        bad = [f for f in value if not f > 0]
+        if bad:
+            raise ValueError(f"load factors must be positive, got {bad[0]}; write each bin's factor as a number > 0")
+        return value
+
+
 class IntegrationSpec(Strict):
     idempotency: bool = Field(True, description="idempotency keys + processed-key store")
     retry: RetrySpec = RetrySpec()
@@ -114,6 +129,10 @@ class IntegrationSpec(Strict):
         "(scenario seconds after the window ends; null: the model's first retry). `synctwin run --calibration` sets "
         "them at the live run's speed: a live edge's retries count from its first failed post, i.e. from whichever "
         "event came first in that run")
+    replay_load: LoadReplaySpec = Field(
+        LoadReplaySpec(), description="virtual engine: a live run's chain load over time, as factors on the chain "
+        "hops (edge to ERP answer). `synctwin run --calibration` sets them at the live run's speed: how busy the "
+        "machine was, second by second, is the live run's own")
 
     @field_validator("brokers")
     @classmethod

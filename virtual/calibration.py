@@ -17,7 +17,9 @@ t_delivered less the scenario's ERP service, by moments), and ``erp`` t_service_
 less the ERP's configured service (its draws are scenario-time waits, not stretched): the ERP twin's
 handling of the request and the ledger's commit, by moments (the virtual engine adds it to the answer,
 not to the posting server's queue: the live ERP spends it once per batch). Samples: first attempts
-delivered to an ERP whose journey does not overlap a fault window (nor the drain after it). And
+delivered to an ERP whose journey does not overlap a fault window (nor the drain after it, until the last
+posting made inside the window was answered); the chain's hops are then fitted again together against those
+postings' end-to-end delays (``virtual.calibration_chain``). And
 ``downlink``, from the lots table: a quality hold's or release's ``t_hold`` -> ``t_hold_at_wms`` less the
 broker's and the plant's WAN latency (the QMS's publishing, the downlink's delivery, the plant's apply),
 outside the windows of faults other than the ERP's. And ``lane_batch``, per posting of the large lane
@@ -30,7 +32,10 @@ breaker half-opened (a waiting lane's late wake-up, wall time). The openings the
 (``breaker_openings``) and replayed at the live run's speed (``BreakerSpec.replay_openings``): when a live
 breaker opens depends on the jitter its lanes' retries drew, several seconds either way. So are the edges'
 resumes after each WAN outage (``edge_resumes``, ``replay_edge_resumes``): a live edge retries on its backoff
-from its first failed post, i.e. from whichever record happened to come first.
+from its first failed post, i.e. from whichever record happened to come first. And the chain's load over the
+run (``load_profile``, ``virtual.calibration_load``): how much busier or quieter than typical the live chain was
+in each wall second, replayed at the live run's speed (``integration.replay_load``); the chain's hops are fitted
+to the delays with that factor taken out.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ import yaml
 from kernel.trace import ERP_POSTING_FLOWS
 from scenarios.loader import load_scenario
 from scenarios.spec import LatencySpec
-from twins.erp import draw_latency
+from virtual.calibration_chain import ChainFit, fit_chain, spread_sigma
+from virtual.calibration_load import load_profile, steady_delays
 from virtual.calibration_replay import breaker_timing, edge_resumes
 
 HOP_DELTAS: dict[str, tuple[str, str]] = {
@@ -129,15 +135,24 @@ def fit_samples(x: np.ndarray) -> HopFit:
 
 
 def _quiet_rows(trace: pd.DataFrame, faults: list[dict]) -> pd.DataFrame:
-    """First attempts delivered to an ERP whose journey overlaps no fault window nor its drain."""
-    erp = trace.target.str.lower().str.startswith("erp") & (trace.outcome == "delivered") & (trace.attempts <= 1)
-    rows = trace[erp]
+    """First attempts delivered to an ERP whose journey overlaps no fault window nor the drain after it."""
+    erp = trace.target.str.lower().str.startswith("erp") & (trace.outcome == "delivered")
+    delivered = trace[erp]
+    rows = delivered[delivered.attempts <= 1]
     keep = np.ones(len(rows), dtype=bool)
     for fault in faults:
-        start, end = float(fault["start"]), float(fault["end"])
-        drain_end = end + max(60.0, end - start)
-        keep &= ~((rows.t_created.to_numpy() < drain_end) & (rows.t_delivered.to_numpy() >= start))
+        start, drained = float(fault["start"]), _drain_end(delivered, fault)
+        keep &= ~((rows.t_created.to_numpy() < drained) & (rows.t_delivered.to_numpy() >= start))
     return rows[keep]
+
+
+def _drain_end(delivered: pd.DataFrame, fault: dict) -> float:
+    """When the postings a fault held back were through: the last answer to a posting made inside its window
+    (the window's end when none was). Measured, not a fixed margin: the postings after the drain belong in the
+    sample, since a live machine's load changes within a run and the flows are compared over all of it."""
+    start, end = float(fault["start"]), float(fault["end"])
+    inside = delivered.t_delivered[(delivered.t_created >= start) & (delivered.t_created < end)]
+    return max(end, float(inside.max())) if len(inside) else end
 
 
 def hop_intervals(scenario) -> dict[str, float]:
@@ -197,13 +212,13 @@ def calibrate(run_dir: str | Path) -> dict:
         s_mean, s_var = _service_moments(scenario.landscape.erp.service)
         hops[ERP_HOP] = fit_moments(max(delta.mean() - s_mean, 0.0) / speed,
                                     max(delta.var() - s_var, 0.0) / speed**2, samples=int(delta.size))
-    scale = joint_scale(rows, hops, scenario, speed)
-    if abs(scale - 1.0) > 1e-3:
-        for name in CHAIN_HOPS:
-            if name in hops:
-                hops[name] = replace(hops[name], mean=hops[name].mean * scale)
-        notes.append(f"chain hops fitted jointly: their processing x{scale:.3f}, so that the sum of independent "
-                     "draws has the live run's median delay of its quiet postings")
+    fit, load_bin, load_factors = chain_fit(rows, hops, scenario, speed)
+    if not fit.identity:
+        _apply_chain_fit(hops, fit)
+        notes.append(f"chain hops fitted jointly: their processing x{fit.level:.3f} and their lognormal sigma "
+                     f"x{fit.spread:.2f}, so that the sum of independent draws has the live run's median delay of "
+                     f"its quiet postings, and its quartiles and 90th percentile within {100 * fit.error:.1f} % "
+                     "(root mean square)")
     lane = _lane_batch_cost(trace, record.get("faults", []), scenario, hops.get(ERP_HOP), speed)
     if lane is not None:
         hops[LANE_BATCH_HOP] = lane
@@ -219,40 +234,32 @@ def calibrate(run_dir: str | Path) -> dict:
     return {"source_run": str(run_dir), "run_id": record.get("run_id", ""), "scenario": record.get("scenario", ""),
             "speed": speed, "unit": "wall seconds of processing per event; scenario seconds = wall x speed",
             "hops": {name: asdict(fit) for name, fit in hops.items()}, "breaker_openings": openings,
-            "edge_resumes": resumes, "notes": notes}
+            "edge_resumes": resumes, "load_profile": {"bin": load_bin, "factors": load_factors}, "notes": notes}
 
 
-def joint_scale(rows: pd.DataFrame, hops: dict[str, HopFit], scenario, speed: float) -> float:
-    """The factor on the chain hops' processing that gives the sum of their independent draws (and the ERP's
-    service and the fixed latencies, as the virtual engine adds them) the median end-to-end delay of the live
-    quiet postings. Hops fitted one by one overshoot it: in the live chain they are not independent (a record
-    that waited for the edge's flush travels in a batch that the next hops take at once), and a median of a
-    sum of skewed draws is not the sum of their medians (by a fifth under a changing load)."""
-    live = (rows.t_delivered - rows.t_created).to_numpy(dtype=float)
-    live = live[np.isfinite(live)]
-    chain = [hops[name] for name in CHAIN_HOPS if name in hops]
-    if live.size < 20 or not chain:
-        return 1.0
+def chain_fit(rows: pd.DataFrame, hops: dict[str, HopFit], scenario, speed: float
+              ) -> tuple[ChainFit, float, list[float]]:
+    """The live chain's load profile (``virtual.calibration_load``) and the level and spread of the chain hops
+    that give the sum of their independent draws the live quiet postings' delays at their typical load
+    (``virtual.calibration_chain``); returns the fit, the profile's bin width and its factors."""
     land = scenario.landscape
     fixed = (float(np.mean([p.wan.latency for p in land.all_plants])) + land.integration.broker.latency
              + land.erp.network_latency)
-    n = 20_000
-    service = draw_latency(land.erp.service, np.random.default_rng(1), n)
-    # One stream per hop, drawn once: a hop's draws scale with its mean, so the sum's median grows with k.
-    unit = [draw_latency(LatencySpec(mean=1.0, distribution=h.distribution, sigma=h.sigma),
-                         np.random.default_rng(2 + i), n) for i, h in enumerate(chain)]
+    chain = [hops[name] for name in CHAIN_HOPS if name in hops]
+    created = rows.t_created.to_numpy(dtype=float)
+    delays = (rows.t_delivered - rows.t_created).to_numpy(dtype=float)
+    base = fixed + _service_moments(land.erp.service)[0]
+    width, factors = load_profile(created, delays, base, speed)
+    steady = steady_delays(created, delays, base, width, factors)
+    return fit_chain(steady, chain, fixed, land.erp.service, speed), width, factors
 
-    def median(k: float) -> float:
-        total = fixed + service + sum(u * (h.interval + k * h.mean * speed) for u, h in zip(unit, chain, strict=True))
-        return float(np.median(total))
 
-    target, low, high = float(np.median(live)), 0.25, 2.0
-    if median(low) >= target or median(high) <= target:  # out of reach: leave the hops as fitted
-        return 1.0
-    for _ in range(40):
-        mid = (low + high) / 2
-        low, high = (mid, high) if median(mid) < target else (low, mid)
-    return (low + high) / 2
+def _apply_chain_fit(hops: dict[str, HopFit], fit: ChainFit) -> None:
+    for name in CHAIN_HOPS:
+        if name in hops:
+            hop = hops[name]
+            sigma = spread_sigma(hop.sigma, fit.spread) if hop.distribution == "lognormal" else hop.sigma
+            hops[name] = replace(hop, mean=hop.mean * fit.level, sigma=sigma)
 
 
 def _lane_batch_cost(trace: pd.DataFrame, faults: list[dict], scenario, erp: HopFit | None,
@@ -339,6 +346,8 @@ def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[s
             hops["landscape.integration.circuit_breaker.replay_openings"] = calibration["breaker_openings"]
         if calibration.get("edge_resumes"):
             hops["landscape.integration.replay_edge_resumes"] = calibration["edge_resumes"]
+        if (calibration.get("load_profile") or {}).get("factors"):
+            hops["landscape.integration.replay_load"] = calibration["load_profile"]
     source = calibration.get("run_id") or calibration.get("source_run", "a live run")
     if speed == 1.0:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed 1: hop processing takes its "
@@ -346,8 +355,9 @@ def hops_at_speed(calibration: dict, speed: float | None = None) -> tuple[dict[s
     elif speed == live_speed:
         note = (f"calibrated from live run {source} at its speed {live_speed:g}: hop processing stretched "
                 f"x{speed:g} in scenario time, so this run predicts that live run"
-                + (" (its breakers open and its edges resume where the live ones did)"
-                   if calibration.get("breaker_openings") or calibration.get("edge_resumes") else ""))
+                + (" (its breakers open, its edges resume and its chain is busy where the live ones were)"
+                   if calibration.get("breaker_openings") or calibration.get("edge_resumes")
+                   or (calibration.get("load_profile") or {}).get("factors") else ""))
     else:
         note = (f"calibrated from live run {source} (speed {live_speed:g}) at speed {speed:g}: hop processing "
                 f"stretched x{speed:g} in scenario time")

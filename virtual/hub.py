@@ -35,6 +35,7 @@ from scenarios.spec import Scenario
 from twins.erp import ErpPostingServer, draw_latency
 from virtual import batch as B
 from virtual.breaker import LANES, BreakerTimeline
+from virtual.load_replay import load_factor
 
 OUT = B.OUTCOME_CODE
 R = B.REASON_CODE
@@ -76,6 +77,7 @@ class IntegrationHub:
         self.idempotency = integ.idempotency
         self.broker = integ.broker
         self.hops = integ.hops
+        self.load = integ.replay_load  # the live chain's load over time (virtual/load_replay.py)
         plants = scenario.landscape.all_plants
         self.mappings = [PlantMapping.from_spec(p, scenario.landscape.items) for p in plants]
         self.routing = Routing.of(scenario)
@@ -282,7 +284,8 @@ class IntegrationHub:
             moving = B.concat([good, copies])
             is_copy = moving["reason"] == R[trace.REASON_REDELIVERY]
             at_erp = (moving["t_broker"] + is_copy * self.broker.ack_wait + self.network[moving["target"]]
-                      + draw_latency(self.hops.broker_to_erp, self.rng, B.size(moving)))
+                      + load_factor(self.load, moving["t_broker"])
+                      * draw_latency(self.hops.broker_to_erp, self.rng, B.size(moving)))
             self._enqueue(moving, at_erp, is_copy, None, True, finished)
         self._release(window_end, finished)
         finished.append(self._serve(window_end))
@@ -307,7 +310,8 @@ class IntegrationHub:
             # spread over a worker's batch): a delay of the answer, not queued in the posting server, drawn
             # once per lane batch (the live ERP handles and commits a batch request once).
             ids = lane_batch_ids(part["t_arrive"])
-            extra = draw_latency(self.hops.erp, self.rng, int(ids[-1]) + 1 if ids.size else 0)[ids]
+            extra = (draw_latency(self.hops.erp, self.rng, int(ids[-1]) + 1 if ids.size else 0)[ids]
+                     * load_factor(self.load, part["t_arrive"]))
             part["t_delivered"] = lane_batches(part["t_arrive"], posted) + extra
             # FIFO: service starts when the copy is there and the one before it has left.
             part["t_erp_arrival"] = part["t_arrive"]

@@ -27,6 +27,7 @@ from twins.machines import IntervalSteps, MachineBank
 from twins.mes import Mes
 from twins.warehouse_arrivals import FlowArrivals, WarehouseArrivals
 from virtual import batch as B
+from virtual.load_replay import load_factor
 from virtual.store_forward import StoreAndForward
 
 F = B.FLOW_CODE
@@ -334,11 +335,12 @@ class PlantTwin:
         its ``edge`` hop (so the edge sees them in that order) and the broker after ``edge_to_broker``."""
         integ = self.scenario.landscape.integration
         n = B.size(out)
-        accept = out["t_created"] + draw_latency(integ.hops.edge, self.rng, n)
+        load = load_factor(integ.replay_load, out["t_created"])
+        accept = out["t_created"] + load * draw_latency(integ.hops.edge, self.rng, n)
         order = np.argsort(accept, kind="stable")
         t_edge, t_forward, dropped = (np.empty(n), np.empty(n), np.empty(n, dtype=bool))
         t_edge[order], t_forward[order], dropped[order] = self.edge.forward(accept[order])
-        hop = draw_latency(integ.hops.edge_to_broker, self.rng, n)
+        hop = load * draw_latency(integ.hops.edge_to_broker, self.rng, n)
         out["t_edge"] = t_edge
         out["t_broker"] = np.where(dropped, np.nan, t_forward + self.plant.wan.latency + integ.broker.latency + hop)
         return dropped

@@ -9,6 +9,8 @@ fidelity table shows their propagation side by side. The same chain as ``bench/b
 The recovery depends on when the live breaker opened, which moves by several seconds from one live run to
 the next with the jitter its lanes' retries drew: the calibration replays the opening the workers recorded
 (``run.json``'s ``breaker``), and the virtual engine predicts the probes, the drain and the recovery from it.
+The flow's p50 moves with how busy the machine was in each wall second of the live run (the test shares two cores
+with another test worker): the calibration measures that load over the run and the virtual engine replays it.
 """
 
 from __future__ import annotations

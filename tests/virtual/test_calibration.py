@@ -10,7 +10,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from scenarios.loader import parse_scenario
 from synctwin.cli import app
 from virtual.calibration import (
     CalibrationError,
@@ -18,7 +17,6 @@ from virtual.calibration import (
     calibrate,
     fit_samples,
     hops_at_speed,
-    joint_scale,
     read_calibration,
     write_calibration,
 )
@@ -205,7 +203,7 @@ def test_the_breaker_openings_and_the_probes_lateness_come_from_the_live_transit
     write_calibration(cal, path)
     at_live, note = hops_at_speed(read_calibration(path))
     assert at_live["landscape.integration.circuit_breaker.replay_openings"] == {"legacy": [12.0]}
-    assert "where the live ones did" in note
+    assert "where the live ones were" in note
     real, _ = hops_at_speed(read_calibration(path), 1.0)
     assert "landscape.integration.circuit_breaker.replay_openings" not in real  # timing of that run only
 
@@ -231,13 +229,25 @@ def test_the_edges_resume_after_a_wan_outage_comes_from_the_first_broker_arrival
     assert at_live["landscape.integration.replay_edge_resumes"] == cal["edge_resumes"]
 
 
-def test_the_chain_hops_are_scaled_so_their_independent_sum_has_the_live_median():
-    """Hops fitted one by one: an exponential hop of mean 1 s has a median of 0.69 s; postings that all took
-    1 s end to end (the live hops were not independent) scale its processing by about 1 / ln 2."""
-    scenario = parse_scenario(SCENARIO | {"landscape": SCENARIO["landscape"] | {
-        "erp": {"service": {"mean": 0.0}, "network_latency": 0.0}}})
-    fixed = scenario.landscape.all_plants[0].wan.latency + scenario.landscape.integration.broker.latency
-    rows = pd.DataFrame({"t_created": np.zeros(500), "t_delivered": np.full(500, 1.0 + fixed)})
-    hops = {"edge": HopFit(1.0, "exponential", 0.5, 500, 0.69, 3.0)}
-    assert joint_scale(rows, hops, scenario, speed=1.0) == pytest.approx(1 / np.log(2), rel=0.02)
-    assert joint_scale(rows.iloc[:5], hops, scenario, speed=1.0) == 1.0  # too few postings to tell
+def test_a_busy_second_of_the_live_run_is_replayed_at_its_speed_only(tmp_path):
+    """The live chain took twice as long for postings made in one wall second (scenario 1200-1260 s): the
+    calibration keeps that second's factor, the hops are fitted without it, and only a run at the live
+    speed replays it. A steady run (the other tests' folders) has no profile."""
+    root = live_run(tmp_path / "live")
+    trace = pd.read_parquet(root / "trace.parquet")
+    busy = (trace.t_created >= 1200) & (trace.t_created < 1260)
+    for column in ("t_edge", "t_broker", "t_erp_arrival", "t_service_start", "t_delivered"):
+        trace.loc[busy, column] = trace.t_created[busy] + 2 * (trace[column][busy] - trace.t_created[busy])
+    trace.to_parquet(root / "trace.parquet")
+    cal = calibrate(root)
+    factors = cal["load_profile"]["factors"]
+    assert cal["load_profile"]["bin"] == SPEED
+    assert factors[20] == pytest.approx(2.0, rel=0.15)
+    assert max(abs(f - 1.0) for i, f in enumerate(factors) if i != 20) < 0.15
+    fits = {name: HopFit(**fit) for name, fit in cal["hops"].items()}
+    at_live, note = hops_at_speed(cal | {"fits": fits})
+    assert at_live["landscape.integration.replay_load"] == cal["load_profile"]
+    assert "busy where the live ones were" in note
+    at_one, _ = hops_at_speed(cal | {"fits": fits}, speed=1.0)
+    assert "landscape.integration.replay_load" not in at_one
+    assert calibrate(live_run(tmp_path / "steady"))["load_profile"]["factors"] == []
