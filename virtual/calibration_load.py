@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenarios.spec import LoadReplaySpec
+from virtual.load_replay import load_factor
+
 WALL_BIN = 1.0  # wall seconds per bin
 MIN_BIN_POSTINGS = 10  # fewer quiet postings than this in a bin: factor 1 (too few to tell)
 FACTOR_RANGE = (0.2, 5.0)
@@ -60,8 +63,4 @@ def steady_delays(created: np.ndarray, delays: np.ndarray, base: float, width: f
     """The delays with the load profile taken out of their time in the chain."""
     if not factors:
         return delays
-    table = np.append(np.asarray(factors), 1.0)
-    bins = np.floor(np.nan_to_num(created, nan=-1.0) / width)
-    inside = (bins >= 0) & (bins < len(factors))
-    factor = table[np.where(inside, bins, len(factors)).astype(np.int64)]
-    return base + (delays - base) / factor
+    return base + (delays - base) / load_factor(LoadReplaySpec(bin=width, factors=factors), created)
