@@ -28,6 +28,7 @@ from live.opcua_bulk import create_bulk_subscription
 from live.opcua_server import DOWNTIME_EVENT, OpcUaAccess, ensure_certificate, machine_path, namespace_uri
 from live.plant_api import plant_app, serve_plant_api
 from live.plant_wms import PlantWms, WmsConfig
+from live.production_end import ProductionEnd, production_end_file
 
 __all__ = ["SIGNALS", "Edge", "EdgeConfig"]
 
@@ -102,6 +103,7 @@ class Edge:
             publishing_interval_ms = iv.wall("publishing", speed) * 1000
         self.publishing_interval_ms = publishing_interval_ms
         self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
+        self.production_end = ProductionEnd(production_end_file(run_dir))  # an interrupted run stops producing
         self.aggregator = EdgeAggregator(config, self.store.load_state())
         self.wms = PlantWms(wms, self.store) if wms is not None else None
         if self.wms is not None:
@@ -166,14 +168,15 @@ class Edge:
                 if m is not None:
                     self.aggregator.observe_downtime(m, start, end)
         now = self.clock.now()
-        telemetry = self.aggregator.telemetry_due(now)  # close finished intervals before sampling
-        self.aggregator.sample(now)
-        events = self.aggregator.collect(now, self.store.room())
+        produced_until = min(now, self.production_end.refresh())  # nothing is drawn after the run's end
+        telemetry = self.aggregator.telemetry_due(produced_until)  # close finished intervals before sampling
+        self.aggregator.sample(produced_until)
+        events = self.aggregator.collect(produced_until, self.store.room())
         if events or telemetry or inbox:
             self.dropped += self.store.add(events, now, self.aggregator.state(), telemetry)
         if self.wms is not None:
             self.wms.putaway(events)
-            self.wms.ship_due(now)
+            self.wms.ship_due(produced_until)
             self.wms.mes.ack_due(now)  # orders whose validation (load.mes_ack) ended
         return len(events)
 

@@ -52,6 +52,7 @@ from live.collect import collect_run, live_run_record, pending_at_edges
 from live.downlink_plan import DOWNLINK, add_down_relays, downlink_backlog, plant_endpoints, wan_relays
 from live.faultproxy import Relays
 from live.procs import ServiceSet
+from live.production_end import clear_production_end, write_production_end
 from live.ray_plants import RayPlants
 from live.stack_links import chosen_links, client_urls
 from live.stack_plan import FaultAction, Scale, ServiceCommands, fault_timeline
@@ -157,6 +158,7 @@ class LiveStack:
     def _prepare(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         write_ack_loss(self.run_dir, 0.0)  # no injected fault left over from an earlier, killed attempt
+        clear_production_end(self.run_dir)
         resolved = self.scenario.model_copy(update={"run": self.scenario.run.model_copy(
             update={"duration": self.duration, "speed": self.opts.speed, "mode": "live"})})
         self.scenario_path = self.run_dir / "scenario.yaml"
@@ -290,6 +292,7 @@ class LiveStack:
         self.interrupted_at = now
         self.duration = min(self.duration, now)
         self.events.append({"t": now, "event": "interrupted"})
+        write_production_end(self.run_dir, now)  # the edges draw no arrivals after it, so the drain can end
         self.log(f"  interrupted at {format_duration(now)} scenario time: draining what was produced "
                  "(Ctrl-C again to stop waiting)")
 

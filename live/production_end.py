@@ -1,0 +1,55 @@
+"""When the run stops producing: the scenario time after which the edges draw no more arrivals.
+
+A run ends producing at its duration, or earlier when it is interrupted (Ctrl-C). The orchestrator then
+stops the OPC UA servers, but an edge also draws arrivals of its own (load bursts, the steady warehouse
+flows, each line's backflush) from the seed up to the scenario's duration: left alone, an interrupted run
+of ``--duration 10h`` would go on producing while it drains and never drain. So the orchestrator writes the
+end to ``RUN_DIR/state/production_end.json`` before it drains, and each edge stops its aggregation there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from kernel.files import write_text_atomic
+
+
+def production_end_file(run_dir: Path) -> Path:
+    """Where the orchestrator puts the scenario time the run stopped producing."""
+    return Path(run_dir) / "state" / "production_end.json"
+
+
+def write_production_end(run_dir: Path, t: float) -> None:
+    """Stop the edges' production at scenario time ``t`` (atomic: a reader never sees half)."""
+    write_text_atomic(production_end_file(run_dir), json.dumps({"t": float(t)}))
+
+
+def clear_production_end(run_dir: Path) -> None:
+    """No end yet (a file left by an earlier attempt in the same folder must not stop this one)."""
+    production_end_file(run_dir).unlink(missing_ok=True)
+
+
+class ProductionEnd:
+    """The end as the file says (infinity without one), re-read when the file changes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._seen: float | None = None
+        self.t = math.inf
+
+    def refresh(self) -> float:
+        """The current end; a missing or unreadable file means none."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            self._seen, self.t = None, math.inf
+            return self.t
+        if mtime != self._seen:
+            try:
+                self.t = float(json.loads(self.path.read_text())["t"])
+                self._seen = mtime
+            except (OSError, ValueError, KeyError, TypeError):
+                self.t = math.inf  # being replaced: read again next time
+        return self.t
