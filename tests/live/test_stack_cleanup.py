@@ -24,9 +24,16 @@ SCENARIO = ROOT / "scenarios" / "library" / "live-smoke.yaml"
 def start_up(out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "synctwin.commands.live", "up", str(SCENARIO), "--out", str(out),
                "--no-progress", "--duration", "10h", *extra]
-    # A session of its own, so Ctrl-C can be sent to the whole group as a terminal does.
+    # A session of its own, so Ctrl-C can be sent to the whole group as a terminal does; and Ctrl-C's default
+    # disposition, as in a terminal's foreground job (a suite started in the background by a shell without job
+    # control inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_all_started(proc: subprocess.Popen, out: Path, timeout: float = 180.0) -> dict[str, list[int]]:
