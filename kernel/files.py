@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -11,7 +12,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     missing): a reader sees the old content or the new, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # writers in two threads
     tmp.write_text(text)
     os.replace(tmp, path)
     return path

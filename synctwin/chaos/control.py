@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from kernel.files import write_text_atomic
 from synctwin.chaos.settings import STATE_FILE
 
 
@@ -108,9 +109,9 @@ class StackControl:
 
     def write_state(self) -> None:
         """``state/chaos.json``: where everything is, for probes given only the run folder."""
-        state = self.run_dir / "state"
-        state.mkdir(parents=True, exist_ok=True)
-        (state / STATE_FILE).write_text(json.dumps({"control": self.url, "urls": self.urls(), **self.info}, indent=1))
+        # Replaced whole: probes read it while a restart rewrites it (an empty read failed a probe).
+        write_text_atomic(self.run_dir / "state" / STATE_FILE,
+                          json.dumps({"control": self.url, "urls": self.urls(), **self.info}, indent=1))
 
     def close(self) -> None:
         """Stop serving and the process thread (restarts still pending are dropped)."""
