@@ -1,10 +1,12 @@
-"""When the run stops producing: the scenario time after which the edges draw no more arrivals.
+"""When the run stops producing: the scenario time after which the plants make nothing more.
 
 A run ends producing at its duration, or earlier when it is interrupted (Ctrl-C). The orchestrator then
 stops the OPC UA servers, but an edge also draws arrivals of its own (load bursts, the steady warehouse
-flows, each line's backflush) from the seed up to the scenario's duration: left alone, an interrupted run
-of ``--duration 10h`` would go on producing while it drains and never drain. So the orchestrator writes the
-end to ``RUN_DIR/state/production_end.json`` before it drains, and each edge stops its aggregation there.
+flows, each line's backflush) from the seed, and its WMS ships lots when they are due: left alone, an
+interrupted run of ``--duration 10h`` would go on producing while it drains and never drain, and a run
+would make postings during its drain, after the drain found everything delivered (left in flight). So the
+orchestrator writes the end to ``RUN_DIR/state/production_end.json`` when its drain begins, and each edge
+stops its aggregation and its WMS's shipments there.
 """
 
 from __future__ import annotations

@@ -292,7 +292,6 @@ class LiveStack:
         self.interrupted_at = now
         self.duration = min(self.duration, now)
         self.events.append({"t": now, "event": "interrupted"})
-        write_production_end(self.run_dir, now)  # the edges draw no arrivals after it, so the drain can end
         self.log(f"  interrupted at {format_duration(now)} scenario time: draining what was produced "
                  "(Ctrl-C again to stop waiting)")
 
@@ -337,6 +336,9 @@ class LiveStack:
     def _drain(self) -> bool:
         """Stop producing, then wait until edges sent everything and the workers' backlog is empty."""
         assert self.clock is not None
+        # Production ends at the run's end (its duration, or the interruption): the edges draw no arrivals and
+        # the WMS ships nothing after it, so nothing is made while the drain waits, nor after it found all done.
+        write_production_end(self.run_dir, self.duration)
         for name in list(self._stopped):  # a window still open at the end is closed for the drain
             self._restart(name)
         self._stopped.clear()

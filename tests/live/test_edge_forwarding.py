@@ -23,6 +23,7 @@ from live.edge import Edge, EdgeConfig
 from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run
 from live.plant_host import PlantHost
+from live.production_end import write_production_end
 from scenarios.spec import Scenario
 from tests.polling import poll, until
 
@@ -137,6 +138,10 @@ def test_store_and_forward_delivers_every_event_exactly_once_after_an_outage(tmp
                 return idle and edge.store.pending_count() == 0
 
             await until(drained, 20, "the last confirmations and lots to be sent")
+            # End production as the orchestrator does before its drain: the steady warehouse arrivals the edge
+            # draws itself stop, so its last pass on stopping makes nothing it could not send.
+            write_production_end(tmp_path, clock.now())
+            await until(drained, 20, "what was drawn before the end to be sent")
         finally:
             stop.set()
             await task
