@@ -103,7 +103,7 @@ class Edge:
             publishing_interval_ms = iv.wall("publishing", speed) * 1000
         self.publishing_interval_ms = publishing_interval_ms
         self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
-        self.production_end = ProductionEnd(production_end_file(run_dir))  # an interrupted run stops producing
+        self.production_end = ProductionEnd(production_end_file(run_dir))  # nothing is made after the run ends
         self.aggregator = EdgeAggregator(config, self.store.load_state())
         self.wms = PlantWms(wms, self.store) if wms is not None else None
         if self.wms is not None:
