@@ -54,6 +54,18 @@ def pending_at_edges(state: Path) -> int:
     return sum(int(r["n"]) for p in sorted(state.glob("edge-*.sqlite")) for r in _rows(p, sql))
 
 
+def edges_lagging(state: Path, end: float) -> list[str]:
+    """The plants whose edge has not yet stored everything made before the production ``end``
+    (:meth:`live.edge_store.EdgeStore.mark_drawn_through`); polled by the drain beside the outbox count."""
+    sql = "SELECT drawn_through FROM production WHERE id = 1"
+    lagging = []
+    for p in sorted(state.glob("edge-*.sqlite")):
+        marks = [r["drawn_through"] for r in _rows(p, sql)]
+        if not marks or marks[0] is None or float(marks[0]) < end:
+            lagging.append(p.stem.removeprefix("edge-"))
+    return lagging
+
+
 def read_deliveries(state: Path) -> list[dict[str, Any]]:
     """Every worker delivery row, in the order they were written."""
     return _rows(state / "deliveries.sqlite", "SELECT * FROM deliveries ORDER BY rowid")

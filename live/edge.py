@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +105,8 @@ class Edge:
         self.publishing_interval_ms = publishing_interval_ms
         self.store = EdgeStore(Path(run_dir) / "state" / f"edge-{config.plant}.sqlite", config.buffer, config.overflow)
         self.production_end = ProductionEnd(production_end_file(run_dir))  # nothing is made after the run ends
+        self.store.mark_drawn_through(None)  # a mark left by an earlier attempt in this folder says nothing now
+        self._marked_end: float | None = None  # the production end last marked as drawn
         self.aggregator = EdgeAggregator(config, self.store.load_state())
         self.wms = PlantWms(wms, self.store) if wms is not None else None
         if self.wms is not None:
@@ -178,7 +181,18 @@ class Edge:
             self.wms.putaway(events)
             self.wms.ship_due(produced_until)
             self.wms.mes.ack_due(now)  # orders whose validation (load.mes_ack) ended
+        self._mark_drawn_to_end(produced_until)
         return len(events)
+
+    def _mark_drawn_to_end(self, produced_until: float) -> None:
+        """Once production has ended and every event made before the end is in the outbox, say so in the store:
+        the drain waits for it (the outbox alone may be empty while a full one held events back)."""
+        end = self.production_end.t
+        if end == self._marked_end or not math.isfinite(end) or produced_until < end:
+            return
+        if self.aggregator.drawn_through(end) >= end:
+            self.store.mark_drawn_through(end)
+            self._marked_end = end
 
     async def _client(self) -> Client:
         client = Client(self.opcua_url, timeout=10, watchdog_intervall=5.0)  # probes tolerate a busy host

@@ -29,7 +29,7 @@ from kernel.trace import (
     OPERATION_CONFIRMATION,
     SCRAP,
 )
-from live.edge_bursts import ArrivalSink, BurstArrivals, collect_bursts, collect_steady, plan_bursts
+from live.edge_bursts import ArrivalSink, BurstArrivals, collect_bursts, collect_steady, first_undrawn, plan_bursts
 from live.edge_store import OutboxEvent
 from live.intervals import EdgeIntervals
 from live.opcua_server import machine_path
@@ -356,22 +356,21 @@ class EdgeAggregator:
         self._tele_start = t_end
         return rows
 
+    def drawn_through(self, now: float) -> float:
+        """The scenario time before which every event due by ``now`` is collected: ``now`` itself unless some
+        wait for room in a full outbox (counter deltas, lots, downtime, backflushes or drawn arrivals)."""
+        s, c = self.s, self.config
+        waiting = [t for t in s.confirm_due.values() if t <= now] + [t for lots in s.lots_ready for t in lots]
+        waiting += [float(start) for _, start, _ in s.downtime] + [f[0] for f in s.flush_due if f[0] <= now]
+        waiting.append(first_undrawn(c.bursts, s.burst_sent, c.warehouse, s.steady_until, now))
+        return min(min(waiting), now)
+
     def state(self) -> dict:
         """The JSON-able state to save with the events just collected."""
         return dict(self.s.__dict__)
 
-    def _event(
-        self,
-        flow: str,
-        line: str,
-        item: str,
-        lot: str,
-        qty: float,
-        unit: str,
-        t: float,
-        source: str = "MES",
-        target: str = "ERP",
-    ) -> OutboxEvent:
+    def _event(self, flow: str, line: str, item: str, lot: str, qty: float, unit: str, t: float,
+               source: str = "MES", target: str = "ERP") -> OutboxEvent:
         code = FLOW_CODES[flow]
         self.s.seq[code] = self.s.seq.get(code, 0) + 1  # a state saved before a code existed lacks it
         txn = f"{self.config.plant}-{code}-{self.s.seq[code]:06d}"

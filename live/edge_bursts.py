@@ -25,7 +25,7 @@ from scenarios.spec import Scenario
 from twins.bursts import BurstArrivals, draw_bursts
 from twins.warehouse_arrivals import WarehouseArrivals
 
-__all__ = ["ArrivalSink", "BurstArrivals", "collect_bursts", "collect_steady", "plan_bursts"]
+__all__ = ["ArrivalSink", "BurstArrivals", "collect_bursts", "collect_steady", "first_undrawn", "plan_bursts"]
 
 # Stores one arrival: (flow, line 0-based, item or None for the line's product, qty, unit, scenario time).
 ArrivalSink = Callable[[str, int, "str | None", float, str, float], None]
@@ -67,3 +67,13 @@ def collect_steady(warehouse: WarehouseArrivals, until: float, now: float, budge
         f, i = flows[which[j]], index[j]
         sink(f.flow, int(f.lines[i]), f.item, float(f.qty[i]), f.unit, float(f.times[i]))
     return float(times[order[take]]) if take < order.size else float(end)
+
+
+def first_undrawn(bursts: tuple[BurstArrivals, ...], sent: list[int], warehouse: WarehouseArrivals | None,
+                  steady_until: float, now: float) -> float:
+    """The earliest arrival due by ``now`` that is not stored yet (held back for want of room in the outbox);
+    infinity when every one is."""
+    waiting = [burst.times[sent[k]] for k, burst in enumerate(bursts) if burst.due(now) > sent[k]]
+    if warehouse is not None and warehouse.active and steady_until < min(now, warehouse.end):
+        waiting.append(steady_until)
+    return min(waiting, default=math.inf)

@@ -6,6 +6,8 @@ policy with reason ``edge_overflow_dropped``, or refused by the gateway with its
 aggregator's state (counter positions, sequences, lots in progress) is saved in the same transaction
 as the events it produced, so a killed edge restarts exactly where its last commit left it: nothing
 produced twice, nothing lost. ``telemetry`` and ``downtime_log`` keep the edge-local aggregates.
+``production`` says how far the outbox holds what the plant made: once the run's production has ended, the
+drain waits for it to reach the end, since a full outbox (``block``) holds events back in the state.
 
 Bound and overflow (``plant.edge`` of the scenario) count *pending* rows:
 
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status);
 CREATE TABLE IF NOT EXISTS edge_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS production (id INTEGER PRIMARY KEY CHECK (id = 1), drawn_through REAL);
 CREATE TABLE IF NOT EXISTS telemetry (
     plant TEXT, line TEXT, t_start REAL, t_end REAL, samples INTEGER, temperature_mean REAL,
     temperature_max REAL, speed_mean REAL, running_share REAL, alarms INTEGER
@@ -152,6 +155,10 @@ class EdgeStore:
                 "UPDATE outbox SET status=?, reason=? WHERE txn_id=? AND status=?",
                 (REJECTED, reason, txn_id, PENDING),
             )
+
+    def mark_drawn_through(self, t: float | None) -> None:
+        """Every event the plant made before scenario time ``t`` is in the outbox (None: not known yet)."""
+        self.db.execute("INSERT OR REPLACE INTO production (id, drawn_through) VALUES (1, ?)", (t,))
 
     # ---------------------------------------------------------------------------------------- reads
     def pending_count(self) -> int:

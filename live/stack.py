@@ -48,7 +48,7 @@ from kernel.files import write_text_atomic
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
 from live.backlog import consumer_backlog
-from live.collect import collect_run, live_run_record, pending_at_edges
+from live.collect import collect_run, edges_lagging, live_run_record, pending_at_edges
 from live.downlink_plan import DOWNLINK, add_down_relays, downlink_backlog, plant_endpoints, wan_relays
 from live.faultproxy import Relays
 from live.procs import ServiceSet
@@ -355,7 +355,9 @@ class LiveStack:
                 self.services[f"opcua-{plant}"].stop(self.opts.stop_timeout)
         deadline = time.monotonic() + self.opts.drain_timeout
         while time.monotonic() < deadline:
-            if self._pending_at_edges() == 0 and asyncio.run(consumer_backlog(self.urls["broker"])) == 0 \
+            # an edge whose outbox was full holds events back: it must have stored all it made, and sent it
+            if not edges_lagging(self.state, self.duration) and self._pending_at_edges() == 0 \
+                    and asyncio.run(consumer_backlog(self.urls["broker"])) == 0 \
                     and asyncio.run(downlink_backlog(self.urls["broker"], self.plants)) == 0:
                 self.events.append({"t": self.clock.now(), "event": "drained"})
                 self.log(f"  drained at {self.clock.now():.0f}s scenario time")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from integration.delivery_log import DeliveryLog
 from kernel.trace import LEDGER_SCHEMA, LOTS_SCHEMA, TRACE_SCHEMA
-from live.collect import collect_run, live_run_record, pending_at_edges
+from live.collect import collect_run, edges_lagging, live_run_record, pending_at_edges
 from live.edge_store import EdgeStore, OutboxEvent
 from live.erp_service import Ledger, Posting
 from scenarios.loader import parse_scenario
@@ -71,3 +71,16 @@ def test_collect_of_an_empty_run_writes_empty_tables(tmp_path: Path):
     counts = collect_run(tmp_path, SCENARIO, live_run_record(SCENARIO, run_id="empty", duration=60.0))
     assert counts == {"trace": 0, "ledger": 0, "lots": 0, "source_records": 0}
     assert pq.read_table(tmp_path / "trace.parquet").num_rows == 0
+
+
+def test_the_drain_sees_which_edges_have_not_stored_all_made_before_the_end(tmp_path: Path):
+    state = tmp_path / "state"
+    p01, p02 = EdgeStore(state / "edge-P01.sqlite", 100), EdgeStore(state / "edge-P02.sqlite", 100)
+    assert edges_lagging(state, 500.0) == ["P01", "P02"]  # no mark yet: not known, so not drained
+    p01.mark_drawn_through(500.0)
+    p02.mark_drawn_through(499.0)  # an earlier end: it may still hold events made in [499, 500)
+    assert edges_lagging(state, 500.0) == ["P02"]
+    p02.mark_drawn_through(None)  # a restarted edge has not looked yet
+    assert edges_lagging(state, 500.0) == ["P02"]
+    p02.mark_drawn_through(500.0)
+    assert edges_lagging(state, 500.0) == []

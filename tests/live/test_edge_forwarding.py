@@ -19,6 +19,7 @@ from integration.canonical import PayloadV1, PayloadV2
 from kernel.clock import ScaledClock
 from kernel.net import free_port
 from kernel.trace import GOODS_RECEIPT, OPERATION_CONFIRMATION
+from live.collect import edges_lagging
 from live.edge import Edge, EdgeConfig
 from live.edge_store import EdgeStore
 from live.opcua_server import access_for_run
@@ -132,16 +133,14 @@ def test_store_and_forward_delivers_every_event_exactly_once_after_an_outage(tmp
             made = host.status()["good"]
             await until(lambda: sum(edge.aggregator.s.last_good) == made, 10, "the edge to see final counters")
             state = edge.aggregator.s
-
-            def drained() -> bool:
-                idle = not any(state.pend_good) and not state.confirm_due and not any(state.lots_ready)
-                return idle and edge.store.pending_count() == 0
-
-            await until(drained, 20, "the last confirmations and lots to be sent")
-            # End production as the orchestrator does before its drain: the steady warehouse arrivals the edge
-            # draws itself stop, so its last pass on stopping makes nothing it could not send.
-            write_production_end(tmp_path, clock.now())
-            await until(drained, 20, "what was drawn before the end to be sent")
+            confirmed = lambda: not any(state.pend_good) and not state.confirm_due and not any(state.lots_ready)  # noqa: E731
+            await until(confirmed, 20, "the last confirmations and lots to be drawn")
+            # End production as the orchestrator does before its drain, then wait as its drain does: until the
+            # edge stored everything made before the end (a full outbox held arrivals back) and sent it all.
+            end = clock.now()
+            write_production_end(tmp_path, end)
+            await until(lambda: edges_lagging(tmp_path / "state", end) == [] and edge.store.pending_count() == 0,
+                        30, "everything made before the end to be stored and sent")
         finally:
             stop.set()
             await task

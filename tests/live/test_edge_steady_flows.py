@@ -81,3 +81,20 @@ def test_a_backflush_waits_for_room_in_the_outbox(room):
     later = agg.collect(301.0 + REPORT_JITTER, room=room)
     assert len([e for e in later if e.flow == BACKFLUSH]) == room
     assert np.isclose(sum(e.qty for e in agg.collect(400.0) + later if e.flow == BACKFLUSH), 5.0)
+
+
+def test_drawn_through_says_how_far_a_full_outbox_held_the_plant_back():
+    cfg = EdgeConfig.from_scenario(scenario(), "P01")
+    agg = EdgeAggregator(cfg)
+    agg.observe_counter(0, "good", 10, 20.0)
+    held = agg.collect(1000.0, room=3)  # the confirmation, then two of the arrivals: the rest waits
+    assert len(held) == 3
+    first_waiting = agg.drawn_through(1000.0)
+    assert first_waiting < 1000.0
+    rest = agg.collect(1000.0)  # room again: everything due is drawn, the first of it the one that waited first
+    assert min(e.t_created for e in rest) == first_waiting and len(rest) > 10
+    assert agg.drawn_through(1000.0) == 1000.0
+    agg.observe_counter(0, "good", 20, 1100.0)  # made, but its confirmation is due only at the next boundary
+    assert agg.drawn_through(1150.0) == 1000.0  # the arrivals since 1000 are not drawn yet
+    agg.collect(1150.0)
+    assert agg.drawn_through(1150.0) == 1150.0 and agg.s.pend_good[0] == 10
