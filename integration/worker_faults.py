@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from kernel.files import write_text_atomic
+from kernel.files import WatchedNumber, write_text_atomic
 
 T = TypeVar("T")
 
@@ -40,23 +39,11 @@ class AckLoss:
         self.path, self.rng = path, rng
         self.share = 0.0
         self.withheld = 0
-        self._seen: float | None = None
+        self._file = WatchedNumber(path, "ack_loss", 0.0, reader="worker")
 
     def refresh(self) -> None:
         """Re-read the file when it changed; a missing or unreadable file means no loss."""
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            self.share, self._seen = 0.0, None
-            return
-        if mtime == self._seen:
-            return
-        self._seen = mtime
-        try:
-            self.share = min(1.0, max(0.0, float(json.loads(self.path.read_text())["ack_loss"])))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"worker: ignoring {self.path} ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
-            self.share = 0.0
+        self.share = min(1.0, max(0.0, self._file.get()))
 
     def keep(self, items: Sequence[T]) -> list[T]:
         """The items whose ack goes out; the others are withheld (and counted)."""

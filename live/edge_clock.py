@@ -13,13 +13,11 @@ and a second edge with the same credentials is a different one.
 from __future__ import annotations
 
 import json
-import sys
-import time
 import uuid
 from pathlib import Path
 
 from kernel.clock import ScaledClock
-from kernel.files import write_text_atomic
+from kernel.files import WatchedNumber, write_text_atomic
 
 RECHECK_S = 0.5  # wall seconds between looks at the skew file
 
@@ -48,38 +46,19 @@ def instance_id(store_path: Path) -> str:
 class EdgeClock:
     """A :class:`ScaledClock` whose ``now()`` is off by the injected skew."""
 
-    def __init__(self, base: ScaledClock, path: Path | None = None):
+    def __init__(self, base: ScaledClock, path: Path | None = None, recheck_s: float = RECHECK_S):
         self.base, self.path = base, path
         self.epoch, self.speed = base.epoch, base.speed
-        self.skew = 0.0
-        self._seen: float | None = None
-        self._next_check = 0.0  # monotonic time of the next look at the file
+        self._skew = None if path is None else WatchedNumber(path, "skew_s", 0.0, reader="edge", recheck_s=recheck_s)
 
-    def refresh(self) -> None:
-        """Re-read the skew when its file changed; no file means no skew."""
-        if self.path is None:
-            return
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            self.skew, self._seen = 0.0, None
-            return
-        if mtime == self._seen:
-            return
-        self._seen = mtime
-        try:
-            self.skew = float(json.loads(self.path.read_text())["skew_s"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"edge: ignoring {self.path} ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
-            self.skew = 0.0
+    @property
+    def skew(self) -> float:
+        """The injected skew in scenario seconds (+ ahead, - behind), as last read."""
+        return 0.0 if self._skew is None else self._skew.value
 
     def now(self) -> float:
         """Scenario seconds as this edge's clock tells them."""
-        t = time.monotonic()
-        if t >= self._next_check:
-            self._next_check = t + RECHECK_S
-            self.refresh()
-        return self.base.now() + self.skew
+        return self.base.now() + (0.0 if self._skew is None else self._skew.get())
 
     def to_scenario(self, wall: float) -> float:
         return self.base.to_scenario(wall)

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from kernel.files import write_text_atomic
+from kernel.files import WatchedNumber, write_text_atomic
 
 
 def production_end_file(run_dir: Path) -> Path:
@@ -34,24 +34,17 @@ def clear_production_end(run_dir: Path) -> None:
 
 
 class ProductionEnd:
-    """The end as the file says (infinity without one), re-read when the file changes."""
+    """The end as the file says (infinity without one), re-read when the file changes. Looked at on every
+    call, unthrottled: an edge that saw the end late would draw arrivals after it."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self._seen: float | None = None
-        self.t = math.inf
+        self._file = WatchedNumber(path, "t", math.inf, reader="edge")
+
+    @property
+    def t(self) -> float:
+        """The end as last read."""
+        return self._file.value
 
     def refresh(self) -> float:
         """The current end; a missing or unreadable file means none."""
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            self._seen, self.t = None, math.inf
-            return self.t
-        if mtime != self._seen:
-            try:
-                self.t = float(json.loads(self.path.read_text())["t"])
-                self._seen = mtime
-            except (OSError, ValueError, KeyError, TypeError):
-                self.t = math.inf  # being replaced: read again next time
-        return self.t
+        return self._file.get()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from integration.mapping import PlantMapping
-from kernel.files import write_text_atomic
+from kernel.files import FileChange, write_text_atomic
 from scenarios.spec import Scenario
 
 MAPPINGS_FILE = "mappings.json"
@@ -70,17 +70,12 @@ class MappingWatch:
         self.run_dir, self.scenario = Path(run_dir), scenario
         self.path = mapping_file(run_dir)
         self.version = 0
-        self._seen: float | None = None
+        self._file = FileChange(self.path)
 
     def refresh(self) -> dict[str, PlantMapping] | None:
         """New mappings when the file changed since the last call (and confirm the version), else None."""
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
+        if not self._file.changed() or not self.path.exists():
             return None
-        if mtime == self._seen:
-            return None
-        self._seen = mtime
         try:
             fixes = read_fixes(self.run_dir)
             mappings = build_mappings(self.scenario, fixes)
@@ -88,8 +83,5 @@ class MappingWatch:
             print(f"worker: ignoring {self.path} ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
             return None
         self.version = int(fixes.get("version", 0))
-        applied = self.path.with_name(APPLIED_FILE)
-        tmp = applied.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": self.version, "pid": os.getpid()}))
-        os.replace(tmp, applied)
+        write_text_atomic(self.path.with_name(APPLIED_FILE), json.dumps({"version": self.version, "pid": os.getpid()}))
         return mappings
