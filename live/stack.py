@@ -47,6 +47,7 @@ from kernel.clock import ScaledClock
 from kernel.files import write_text_atomic
 from kernel.routing import Routing
 from kernel.run_record import RunRecord, burst_windows
+from live.admin_client import admin_client, post_control
 from live.backlog import consumer_backlog
 from live.collect import collect_run, edges_lagging, live_run_record, pending_at_edges
 from live.downlink_plan import DOWNLINK, add_down_relays, downlink_backlog, plant_endpoints, wan_relays
@@ -117,9 +118,7 @@ class LiveStack:
         self.link_urls: dict[str, str] = {}  # link name -> its proxy's URL (what the link's client dials)
         self.verdict = None  # reports.finalize.RunVerdict once evaluated
         self.interrupted_at: float | None = None  # scenario time of a Ctrl-C during the run
-        # One client for the ERP twins' admin calls: a new httpx client per call builds an SSL context,
-        # 0.7-1.2 s wall on a busy machine, and an ERP outage would start and end a minute late at speed 60.
-        self._admin = httpx.Client(timeout=5.0)
+        self._admin = admin_client()  # the ERP twins' fault modes (live/admin_client.py)
 
     # ----------------------------------------------------------------------------------- the run
     def run(self) -> Path:
@@ -323,7 +322,7 @@ class LiveStack:
     def _erp_mode(self, kind: str, mode: dict[str, Any]) -> None:
         """Switch an ERP twin's mode; a refusal is logged, not fatal (the run goes on without it)."""
         try:
-            self._admin.post(f"{self.urls[f'erp-{kind}']}/admin/mode", json=mode).raise_for_status()
+            post_control(self._admin, f"{self.urls[f'erp-{kind}']}/admin/mode", mode).raise_for_status()
         except httpx.HTTPError as exc:
             self.log(f"  warning: could not set erp-{kind} to {mode}: {exc}")
             self.events.append({"t": self.clock.now() if self.clock else 0.0, "event": "fault_failed",
