@@ -126,6 +126,20 @@ def _field_problem(error: Any) -> str:
     return f"field {field_name!r}: {error['msg']} (got {error.get('input')!r})"
 
 
+def faults_not_applied(events: list[dict]) -> list[str]:
+    """A live run's faults that did not take effect (``run.json`` events): the run did not carry the scenario's
+    fault timeline there, and its verdicts must be read knowing it."""
+    out = []
+    for e in events:
+        if e.get("event") == "fault_failed":
+            what = ", ".join(e.get("what") or []) or "a service"
+            out.append(f"a fault switch of {what} failed at {float(e.get('t', 0.0)):,.0f} s scenario "
+                       f"time ({e.get('detail', 'no detail')}): from there the run differs from the scenario")
+        elif e.get("event") == "fault_skipped":
+            out.append(f"{e.get('detail', 'a fault was skipped')}")
+    return out
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read ``run_dir``; raise :class:`RunFolderError` naming what is missing or malformed."""
     run_dir = Path(run_dir)
@@ -144,6 +158,7 @@ def load_run(run_dir: str | Path) -> RunData:
             problems.append(f"scenario.yaml could not be loaded: {'; '.join(exc.problems)}")
     else:
         problems.append("scenario.yaml missing; thresholds taken from run.json")
+    problems += faults_not_applied(meta.get("events") or [])
     slas = _slas(meta, scenario, run_dir)
     trace = _read_table(run_dir / "trace.parquet", TRACE_SCHEMA, skip=_TRACE_SKIP)
     ledger = _read_table(run_dir / "ledger.parquet", LEDGER_SCHEMA)

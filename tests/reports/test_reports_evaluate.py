@@ -242,3 +242,19 @@ def test_recovery_of_a_plant_scoped_fault_reads_that_plants_backlog(tmp_path: Pa
     (fault,) = evaluate_run(run_dir)["faults"]
     assert fault["queued"] == 45
     assert 35.0 <= fault["recovery"]["value"] <= 45.0
+
+
+def test_a_fault_that_did_not_take_effect_is_named_beside_the_verdicts(tmp_path: Path) -> None:
+    run_dir, _ = build_run(tmp_path)
+    assert evaluate_run(run_dir)["problems"] == []
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["events"] = [
+        {"t": 1501.0, "event": "fault_failed", "what": ["erp-legacy"], "detail": "Server disconnected"},
+        {"t": 0.0, "event": "fault_skipped", "detail": "faults[2] erp_slow: not injected by the live stack"},
+        {"t": 1201.0, "event": "erp_mode", "what": ["legacy"]},
+    ]
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    problems = evaluate_run(run_dir)["problems"]
+    assert len(problems) == 2
+    assert "erp-legacy failed at 1,501 s scenario time" in problems[0] and "Server disconnected" in problems[0]
+    assert problems[1].startswith("faults[2] erp_slow")
