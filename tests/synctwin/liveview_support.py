@@ -20,20 +20,13 @@ def chromium_command(profile: Path) -> list[str]:
             "--virtual-time-budget=5000"]
 
 
-def page_dom(url: str, profile: Path) -> str:
-    """The page's DOM once its script filled it in."""
-    done = subprocess.run([*chromium_command(profile), "--dump-dom", url], capture_output=True, text=True,
-                          timeout=120)
+def page_dom_and_screenshot(url: str, profile: Path, path: Path) -> str:
+    """One load of the page: its DOM once its script filled it in, and a PNG of it as painted at ``path``.
+    One Chromium start, not two: on a busy machine each start takes seconds, and a fault lasts 5-10 wall s."""
+    done = subprocess.run([*chromium_command(profile), f"--screenshot={path}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
-
-
-def screenshot(url: str, profile: Path, path: Path) -> Path:
-    """A PNG of the page as painted."""
-    done = subprocess.run([*chromium_command(profile), f"--screenshot={path}", url], capture_output=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return path
 
 
 def active_faults(view_url: str) -> list[dict[str, Any]]:
@@ -46,24 +39,23 @@ def active_faults(view_url: str) -> list[dict[str, Any]]:
 
 
 def watch_for_a_fault(view_url: str, work: Path, seen: dict[str, Any], stop: threading.Event) -> None:
-    """While a run goes on (until ``stop``): wait for one of its faults to be active in the live view, load
-    the page in headless Chromium and, if the page shows the fault as ACTIVE, take a screenshot that ends
-    while the fault still lasts; ``seen`` gets the fault, the DOM and the PNG (or ``error``). A fault that
-    ends meanwhile is skipped for the next one. Meant for a thread beside a run on the main thread."""
+    """While a run goes on (until ``stop``): wait for one of its faults to be active in the live view, load the
+    page in headless Chromium and, if the page shows the fault as ACTIVE, keep the DOM and the screenshot of
+    that load: the page fetched its data while the fault lasted, so that is what it painted. ``seen`` gets the
+    fault, the DOM and the PNG (or ``error``). A fault that ended before the page showed it is skipped for the
+    next one. Meant for a thread beside a run on the main thread."""
     try:
         while not stop.is_set():
             active = active_faults(view_url)
             if not active:
                 stop.wait(0.1)
                 continue
-            dom = page_dom(view_url, work / "profile")
+            shot = work / "during-a-fault.png"
+            dom = page_dom_and_screenshot(view_url, work / "profile", shot)
             row = f'<tr class="open"><td>{active[0]["kind"]}</td><td>{active[0]["what"]}</td>'
             if row in dom and "ACTIVE" in dom:
-                shot = screenshot(view_url, work / "profile", work / "during-a-fault.png")
-                if any((f["kind"], f["what"]) == (active[0]["kind"], active[0]["what"])
-                       for f in active_faults(view_url)):  # still on after the screenshot: taken during it
-                    seen.update(fault=active[0], dom=dom, shot=shot)
-                    return
+                seen.update(fault=active[0], dom=dom, shot=shot)
+                return
             while active_faults(view_url) and not stop.is_set():  # wait for the next fault
                 stop.wait(0.2)
         seen["error"] = "no fault was seen active in the live view while the run lasted"
