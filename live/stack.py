@@ -299,7 +299,7 @@ class LiveStack:
         what = ", ".join(action.what)
         self.log(f"  fault at {self.clock.now():.0f}s: {action.action} {what} {action.payload}")
         self.events.append({"t": self.clock.now(), "event": action.action, "what": list(action.what),
-                            **action.payload})
+                            "planned": action.at, **action.payload})
         for name in self.scale.expand(action.what):  # a cluster's nodes are killed one after the other
             if action.action == "erp_mode":
                 self._erp_mode(name, action.payload)

@@ -126,11 +126,19 @@ def _field_problem(error: Any) -> str:
     return f"field {field_name!r}: {error['msg']} (got {error.get('input')!r})"
 
 
+LATE_FAULT_S = 60.0  # a live fault switch normally lands within a scenario second or two of its time
+
+
 def faults_not_applied(events: list[dict]) -> list[str]:
-    """A live run's faults that did not take effect (``run.json`` events): the run did not carry the scenario's
-    fault timeline there, and its verdicts must be read knowing it."""
+    """A live run's faults that did not take effect, or took it late (``run.json`` events): the run did not
+    carry the scenario's fault timeline there, and its verdicts must be read knowing it."""
     out = []
     for e in events:
+        late = float(e.get("t", 0.0)) - float(e.get("planned", e.get("t", 0.0)))
+        if late > LATE_FAULT_S:
+            what = ", ".join(e.get("what") or [])
+            out.append(f"{e['event']} of {what} took effect at {e['t']:,.0f} s scenario time, {late:,.0f} s after "
+                       f"its planned {e['planned']:,.0f} s (the stack was busy, e.g. restarting a killed service)")
         if e.get("event") == "fault_failed":
             what = ", ".join(e.get("what") or []) or "a service"
             out.append(f"a fault switch of {what} failed at {float(e.get('t', 0.0)):,.0f} s scenario "

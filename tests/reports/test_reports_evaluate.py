@@ -244,17 +244,19 @@ def test_recovery_of_a_plant_scoped_fault_reads_that_plants_backlog(tmp_path: Pa
     assert 35.0 <= fault["recovery"]["value"] <= 45.0
 
 
-def test_a_fault_that_did_not_take_effect_is_named_beside_the_verdicts(tmp_path: Path) -> None:
+def test_a_fault_that_did_not_take_effect_or_took_it_late_is_named_beside_the_verdicts(tmp_path: Path) -> None:
     run_dir, _ = build_run(tmp_path)
     assert evaluate_run(run_dir)["problems"] == []
     meta = json.loads((run_dir / "run.json").read_text())
     meta["events"] = [
         {"t": 1501.0, "event": "fault_failed", "what": ["erp-legacy"], "detail": "Server disconnected"},
         {"t": 0.0, "event": "fault_skipped", "detail": "faults[2] erp_slow: not injected by the live stack"},
-        {"t": 1201.0, "event": "erp_mode", "what": ["legacy"]},
+        {"t": 1201.0, "event": "erp_mode", "what": ["legacy"], "planned": 1200.0},  # on time
+        {"t": 3073.0, "event": "ack_loss", "what": ["worker"], "planned": 2640.0, "share": 0.5},  # late
     ]
     (run_dir / "run.json").write_text(json.dumps(meta))
     problems = evaluate_run(run_dir)["problems"]
-    assert len(problems) == 2
+    assert len(problems) == 3
+    assert "ack_loss of worker took effect at 3,073 s scenario time, 433 s after its planned 2,640 s" in problems[2]
     assert "erp-legacy failed at 1,501 s scenario time" in problems[0] and "Server disconnected" in problems[0]
     assert problems[1].startswith("faults[2] erp_slow")
