@@ -129,22 +129,20 @@ def _field_problem(error: Any) -> str:
 LATE_FAULT_S = 60.0  # a live fault switch normally lands within a scenario second or two of its time
 
 
-def faults_not_applied(events: list[dict]) -> list[str]:
+def fault_notes(events: list[dict]) -> list[str]:
     """A live run's faults that did not take effect, or took it late (``run.json`` events): the run did not
     carry the scenario's fault timeline there, and its verdicts must be read knowing it."""
     out = []
     for e in events:
-        late = float(e.get("t", 0.0)) - float(e.get("planned", e.get("t", 0.0)))
-        if late > LATE_FAULT_S:
-            what = ", ".join(e.get("what") or [])
-            out.append(f"{e['event']} of {what} took effect at {e['t']:,.0f} s scenario time, {late:,.0f} s after "
-                       f"its planned {e['planned']:,.0f} s (the stack was busy, e.g. restarting a killed service)")
+        t, what = float(e.get("t", 0.0)), ", ".join(e.get("what") or []) or "a service"
+        if "planned" in e and t - e["planned"] > LATE_FAULT_S:
+            out.append(f"{e['event']} of {what} took effect at {t:,.0f} s scenario time, {t - e['planned']:,.0f} s "
+                       f"after its planned {e['planned']:,.0f} s (the stack was busy, e.g. restarting a service)")
         if e.get("event") == "fault_failed":
-            what = ", ".join(e.get("what") or []) or "a service"
-            out.append(f"a fault switch of {what} failed at {float(e.get('t', 0.0)):,.0f} s scenario "
-                       f"time ({e.get('detail', 'no detail')}): from there the run differs from the scenario")
+            out.append(f"a fault switch of {what} failed at {t:,.0f} s scenario time ({e.get('detail', 'no detail')}): "
+                       "from there the run differs from the scenario")
         elif e.get("event") == "fault_skipped":
-            out.append(f"{e.get('detail', 'a fault was skipped')}")
+            out.append(e.get("detail", "a fault was skipped"))
     return out
 
 
@@ -166,7 +164,7 @@ def load_run(run_dir: str | Path) -> RunData:
             problems.append(f"scenario.yaml could not be loaded: {'; '.join(exc.problems)}")
     else:
         problems.append("scenario.yaml missing; thresholds taken from run.json")
-    problems += faults_not_applied(meta.get("events") or [])
+    problems += fault_notes(meta.get("events") or [])
     slas = _slas(meta, scenario, run_dir)
     trace = _read_table(run_dir / "trace.parquet", TRACE_SCHEMA, skip=_TRACE_SKIP)
     ledger = _read_table(run_dir / "ledger.parquet", LEDGER_SCHEMA)

@@ -133,7 +133,10 @@ def test_store_and_forward_delivers_every_event_exactly_once_after_an_outage(tmp
             made = host.status()["good"]
             await until(lambda: sum(edge.aggregator.s.last_good) == made, 10, "the edge to see final counters")
             state = edge.aggregator.s
-            confirmed = lambda: not any(state.pend_good) and not state.confirm_due and not any(state.lots_ready)  # noqa: E731
+
+            def confirmed() -> bool:
+                return not any(state.pend_good) and not state.confirm_due and not any(state.lots_ready)
+
             await until(confirmed, 20, "the last confirmations and lots to be drawn")
             # End production as the orchestrator does before its drain, then wait as its drain does: until the
             # edge stored everything made before the end (a full outbox held arrivals back) and sent it all.
